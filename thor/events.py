@@ -1,0 +1,131 @@
+"""Events: the EventEmitter every thor object inherits, and the ``on`` decorator.
+
+Rules (documented in doc/events.md and tested in tests/test_events.py):
+
+- Listeners for an event run in the order they were added; adding the same
+  callable twice makes it run twice.
+- Listeners are held in tuples that are replaced, never mutated, so a
+  listener added or removed while an event is being emitted takes effect
+  from the next ``emit`` of that event; the one in progress is unaffected.
+  This costs ``emit`` no copy at all.
+- A ``once`` listener is removed before it runs; it can be removed with the
+  function that was passed in, and ``listeners()`` returns that function.
+- Removing a listener that is not registered is a no-op.
+- ``sink(obj)``: when an event has no listeners, ``emit`` calls
+  ``obj.<event>(*args)`` if ``obj`` has such a method.
+- An exception raised by a listener propagates out of ``emit`` (the loop
+  reports exceptions from the callbacks it dispatches; see thor.loop).
+"""
+
+__all__ = ["EventEmitter", "on"]
+
+
+class _Once:
+    """Wraps a listener added with ``once``; removes itself before calling."""
+
+    __slots__ = ("listener", "emitter", "event", "fired")
+
+    def __init__(self, listener, emitter, event):
+        self.listener = listener
+        self.emitter = emitter
+        self.event = event
+        self.fired = False
+
+    def __call__(self, *args):
+        # An outer emit still holds this wrapper in its snapshot when a
+        # listener emits the same event again; the flag keeps it to one call.
+        if self.fired:
+            return None
+        self.fired = True
+        self.emitter._remove(self.event, self)
+        return self.listener(*args)
+
+
+class EventEmitter:
+    """An event emitter, in the style of Node.JS.
+
+    Subclasses must call ``EventEmitter.__init__(self)``.
+    """
+
+    # Subclasses keep their own __dict__; these two slots make the emitter's
+    # own attribute lookups as cheap as they can be in pure Python.
+    __slots__ = ("_events", "_sink", "__dict__", "__weakref__")
+
+    def __init__(self):
+        self._events = {}
+        self._sink = None
+
+    def on(self, event, listener):
+        """Call ``listener`` every time ``event`` is emitted."""
+        events = self._events
+        events[event] = events.get(event, ()) + (listener,)
+        return self
+
+    def once(self, event, listener):
+        """Call ``listener`` the next time ``event`` is emitted, then forget it."""
+        return self.on(event, _Once(listener, self, event))
+
+    def _remove(self, event, entry):
+        current = self._events.get(event)
+        if not current:
+            return
+        for index, candidate in enumerate(current):
+            if candidate is entry or candidate == entry or (
+                candidate.__class__ is _Once and candidate.listener == entry
+            ):
+                remaining = current[:index] + current[index + 1 :]
+                if remaining:
+                    self._events[event] = remaining
+                else:
+                    del self._events[event]
+                return
+
+    def removeListener(self, event, listener):
+        """Remove ``listener`` (the first registration of it) from ``event``."""
+        self._remove(event, listener)
+
+    def removeListeners(self, *events):
+        """Remove every listener of each of ``events``; of all events when none are given."""
+        if events:
+            for event in events:
+                self._events.pop(event, None)
+        else:
+            self._events.clear()
+
+    remove_listener = removeListener
+    remove_listeners = removeListeners
+
+    def listeners(self, event):
+        """Return the callables listening for ``event``, as they were registered."""
+        return [
+            entry.listener if entry.__class__ is _Once else entry
+            for entry in self._events.get(event, ())
+        ]
+
+    def emit(self, event, *args):
+        """Call every listener of ``event`` with ``args``; or the sink's method if none."""
+        listeners = self._events.get(event)
+        if listeners:
+            for listener in listeners:
+                listener(*args)
+        elif self._sink is not None:
+            method = getattr(self._sink, event, None)
+            if method is not None:
+                method(*args)
+
+    def sink(self, sink):
+        """Send events that have no listeners to methods of ``sink`` with the event's name."""
+        self._sink = sink
+
+
+def on(emitter, event=None):
+    """Decorator: add the decorated function as a listener of ``event`` on ``emitter``.
+
+    When ``event`` is omitted, the function's name is the event.
+    """
+
+    def decorate(func):
+        emitter.on(event or func.__name__, func)
+        return func
+
+    return decorate

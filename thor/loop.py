@@ -1,0 +1,606 @@
+"""The event loop: timers, the ready queue, file-descriptor readiness, and
+hand-off of work from other threads.
+
+One loop core (``LoopBase``) drives a small poller adapter chosen at import:
+epoll, then kqueue, then poll. The adapters differ only in how they register
+interest and report readiness; they all report ``(fd, mask)`` pairs using the
+poll bit values (``READ``, ``WRITE``, ``ERROR``, ``HUP``, ``INVALID``), which
+epoll and poll share on Linux and the kqueue adapter translates into.
+
+Theory of operation
+-------------------
+- Timers live in a heap of ``(deadline, sequence, handle)`` on the monotonic
+  clock. ``delete()`` only marks the handle; marked entries are dropped when
+  they reach the top of the heap, or all at once when they outnumber the live
+  ones, so delete is O(1) and memory stays proportional to live timers.
+- The poller sleeps until the next deadline (zero when work is ready, forever
+  when there is nothing to do), so a timer fires on time and an idle loop
+  does not wake up. ``precision``, when given, only bounds the longest sleep.
+- Each pass dispatches the fds that were ready, moves due timers to the ready
+  queue, and runs only the callbacks that were in that queue when the run
+  began; anything scheduled for "now" by them runs on the next pass.
+- Other threads hand work over with ``run_in_loop``, which appends to the
+  ready queue (``deque.append`` is atomic) and writes a byte to a socketpair
+  the poller watches, waking it at once.
+- Every callback the loop runs is guarded: an exception goes to
+  ``loop.exception_handler`` (by default, the traceback is printed on
+  stderr) and the loop carries on.
+"""
+
+import heapq
+import os
+import select
+import socket
+import sys
+import time as _time
+import traceback
+import types
+from collections import deque
+
+from thor.events import EventEmitter
+
+__all__ = [
+    "make", "run", "stop", "schedule", "time", "run_in_loop", "running",
+    "debug", "EventSource", "LoopBase", "ScheduledEvent",
+]
+
+# Readiness bits: the values poll(2) uses, shared by epoll on Linux.
+READ = 0x001
+WRITE = 0x004
+ERROR = 0x008
+HUP = 0x010
+INVALID = 0x020
+
+_EVENT_BITS = {"fd_readable": READ, "fd_writable": WRITE}
+
+
+def default_exception_handler(loop, exc, callback):
+    """Print the exception and its traceback on stderr; the loop carries on."""
+    sys.stderr.write("thor: exception in %r (the loop carries on):\n" % (callback,))
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+class ScheduledEvent:
+    """A pending call made by ``schedule``; ``delete()`` cancels it."""
+
+    __slots__ = ("_callback", "_args", "_state", "_loop")
+
+    # _state: PENDING (in the heap), READY (in the ready queue), DONE.
+    def __init__(self, loop, callback, args, state):
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._state = state
+
+    def delete(self):
+        """Cancel the call if it has not run yet; harmless otherwise."""
+        state = self._state
+        if state == _DONE:
+            return
+        self._state = _DONE
+        self._callback = self._args = None
+        if state == _PENDING:
+            self._loop._timer_cancelled()
+
+    def __repr__(self):
+        return "<thor.loop.ScheduledEvent %s>" % (
+            ("pending", "ready", "done")[self._state],
+        )
+
+
+_PENDING, _READY, _DONE = 0, 1, 2
+
+
+class _Waker:
+    """The read end of the self-pipe used by ``run_in_loop`` and ``stop``."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def _fd_ready(self, mask):
+        try:
+            while self.sock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+
+class LoopBase(EventEmitter):
+    """The loop core. Create loops with ``thor.loop.make()``.
+
+    Emits: start(), stop().
+    """
+
+    # Where debug mode draws the line for a callback that blocks the loop.
+    slow_callback = 0.1
+
+    def __init__(self, precision=None, clock=None, poller=None):
+        EventEmitter.__init__(self)
+        self.precision = precision
+        self.debug = False
+        self.exception_handler = default_exception_handler
+        self._clock = clock or _time.monotonic
+        self._poller = (poller or _default_poller)()
+        self._running = False
+        self._stopping = False
+        self._fd_sources = {}
+        self._timers = []
+        self._timer_seq = 0
+        self._cancelled = 0
+        self._ready = deque()
+        self._now = _time.time()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._waker_fd = self._wake_r.fileno()
+        self._poller.register(self._waker_fd, READ)
+        self._fd_sources[self._waker_fd] = _Waker(self._wake_r)
+
+    def __repr__(self):
+        return "<thor loop (%s) %s>" % (
+            self._poller.name, "running" if self._running else "stopped",
+        )
+
+    @property
+    def running(self):
+        """True while the loop is running."""
+        return self._running
+
+    @property
+    def poller_name(self):
+        """Which poller this loop uses: "epoll", "kqueue" or "poll"."""
+        return self._poller.name
+
+    def time(self):
+        """The Unix time, read once per pass of the loop (read afresh when
+        the loop is not running, so it is never older than the last pass)."""
+        if self._running:
+            return self._now
+        return _time.time()
+
+    # -- timers ----------------------------------------------------------
+
+    def schedule(self, delta, callback, *args):
+        """Call ``callback(*args)`` ``delta`` seconds from now; returns a
+        ``ScheduledEvent`` whose ``delete()`` cancels it."""
+        if delta > 0:
+            handle = ScheduledEvent(self, callback, args, _PENDING)
+            self._timer_seq += 1
+            heapq.heappush(
+                self._timers, (self._clock() + delta, self._timer_seq, handle)
+            )
+        else:
+            handle = ScheduledEvent(self, callback, args, _READY)
+            self._ready.append(handle)
+        return handle
+
+    def _timer_cancelled(self):
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > 64 and self._cancelled * 2 > len(timers):
+            # Purge in one batch rather than let dead entries dominate.
+            self._timers = [e for e in timers if e[2]._state == _PENDING]
+            heapq.heapify(self._timers)
+            self._cancelled = 0
+
+    def scheduled_events(self):
+        """The pending ``ScheduledEvent``s, soonest first (for introspection)."""
+        pending = sorted(e for e in self._timers if e[2]._state == _PENDING)
+        ready = [h for h in self._ready if h._state == _READY]
+        return ready + [e[2] for e in pending]
+
+    def run_in_loop(self, callback, *args):
+        """Thread-safe: run ``callback(*args)`` in the loop's thread, soon."""
+        self._ready.append(ScheduledEvent(self, callback, args, _READY))
+        self._wake()
+
+    def _wake(self):
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # a wake-up is already pending
+        except OSError:
+            pass  # closed: the loop is gone
+
+    # -- file descriptors --------------------------------------------------
+
+    def _register_fd(self, fd, mask, source):
+        self._poller.register(fd, mask)
+        self._fd_sources[fd] = source
+
+    def _modify_fd(self, fd, mask, source=None):
+        # With ``source``, act only if that source still owns the fd: after
+        # the loop (or stop()) forgot it, the fd number may belong to another.
+        current = self._fd_sources.get(fd)
+        if current is not None and (source is None or current is source):
+            self._poller.modify(fd, mask)
+
+    def _unregister_fd(self, fd, source=None):
+        if source is not None and self._fd_sources.get(fd) is not source:
+            return
+        if self._fd_sources.pop(fd, None) is not None:
+            try:
+                self._poller.unregister(fd)
+            except (OSError, ValueError, KeyError):
+                pass  # already closed: the kernel forgot it for us
+
+    def fd_count(self):
+        """How many file descriptors the loop is watching for its users."""
+        return len(self._fd_sources) - 1
+
+    # -- running -----------------------------------------------------------
+
+    def run(self):
+        """Run until ``stop()`` is called."""
+        if self._running:
+            raise RuntimeError("the loop is already running")
+        self._running = True
+        self._stopping = False
+        self._now = _time.time()
+        try:
+            self.emit("start")
+            while not self._stopping:
+                self._run_once()
+        finally:
+            self._running = False
+            self._clear()
+        self.emit("stop")
+
+    def stop(self):
+        """Stop the loop, clearing scheduled events and forgetting file
+        descriptors; 'stop' is emitted once the loop has stopped."""
+        if self._running:
+            self._stopping = True
+            self._wake()
+        else:
+            self._clear()
+
+    def _clear(self):
+        for fd in list(self._fd_sources):
+            if fd != self._waker_fd:
+                self._unregister_fd(fd)
+        for _, _, handle in self._timers:
+            handle._state = _DONE
+        for handle in self._ready:
+            handle._state = _DONE
+        self._timers = []
+        self._cancelled = 0
+        self._ready.clear()
+
+    def close(self):
+        """Release the loop's own resources (poller, wake-up sockets)."""
+        self._clear()
+        self._poller.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _run_once(self):
+        ready = self._ready
+        timers = self._timers
+        if ready:
+            timeout = 0
+        elif timers:
+            while timers and timers[0][2]._state != _PENDING:
+                heapq.heappop(timers)
+                self._cancelled -= 1
+            if timers:
+                timeout = timers[0][0] - self._clock()
+                if timeout < 0:
+                    timeout = 0
+            else:
+                timeout = self.precision
+        else:
+            timeout = self.precision
+        if timeout is not None and self.precision is not None:
+            timeout = min(timeout, self.precision)
+        events = self._poller.poll(timeout)
+        self._now = _time.time()
+
+        sources = self._fd_sources
+        debug = self.debug
+        for fd, mask in events:
+            source = sources.get(fd)
+            if source is None:
+                continue
+            try:
+                if debug:
+                    self._timed(source._fd_ready, (mask,))
+                else:
+                    source._fd_ready(mask)
+            except Exception as exc:
+                self.exception_handler(self, exc, source)
+            if mask & (ERROR | HUP | INVALID) and sources.get(fd) is source:
+                if mask & INVALID or not getattr(source, "_interest", 1):
+                    # Nothing will ever clear this condition; stop watching
+                    # rather than spin on it.
+                    self._unregister_fd(fd)
+
+        timers = self._timers
+        if timers:
+            now = self._clock()
+            while timers and timers[0][0] <= now:
+                handle = heapq.heappop(timers)[2]
+                if handle._state == _PENDING:
+                    handle._state = _READY
+                    ready.append(handle)
+                else:
+                    self._cancelled -= 1
+
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if handle._state != _READY:
+                continue
+            handle._state = _DONE
+            callback = handle._callback
+            args = handle._args
+            handle._callback = handle._args = None
+            try:
+                if debug:
+                    self._timed(callback, args)
+                else:
+                    callback(*args)
+            except Exception as exc:
+                self.exception_handler(self, exc, callback)
+            if self._stopping:
+                break
+
+    def _timed(self, callback, args):
+        started = _time.perf_counter()
+        try:
+            callback(*args)
+        finally:
+            took = _time.perf_counter() - started
+            if took > self.slow_callback:
+                sys.stderr.write(
+                    "thor: %r blocked the loop for %.3f seconds\n" % (callback, took)
+                )
+
+
+class EventSource(EventEmitter):
+    """Something with a file descriptor that the loop watches.
+
+    Emits: fd_readable(), fd_writable(), fd_error(), fd_close().
+
+    ``fd_error`` and ``fd_close`` are reported whatever the interest (the
+    kernel cannot be told to keep them quiet); a source that receives one
+    must close or unregister.
+    """
+
+    def __init__(self, loop=None):
+        EventEmitter.__init__(self)
+        self._loop = loop or _loop
+        self._fd = None
+        self._interest = 0
+
+    def register_fd(self, fd, event=None):
+        """Watch ``fd``; ``event`` ('fd_readable'/'fd_writable') is the first interest."""
+        self._fd = fd
+        self._interest = _EVENT_BITS[event] if event else 0
+        self._loop._register_fd(fd, self._interest, self)
+
+    def unregister_fd(self):
+        """Stop watching the fd (it is not closed)."""
+        if self._fd is not None:
+            self._loop._unregister_fd(self._fd, self)
+            self._fd = None
+            self._interest = 0
+
+    def event_add(self, event):
+        """Start reporting ``event`` ('fd_readable' or 'fd_writable')."""
+        interest = self._interest | _EVENT_BITS[event]
+        if interest != self._interest and self._fd is not None:
+            self._interest = interest
+            self._loop._modify_fd(self._fd, interest, self)
+
+    def event_del(self, event):
+        """Stop reporting ``event``."""
+        interest = self._interest & ~_EVENT_BITS[event]
+        if interest != self._interest and self._fd is not None:
+            self._interest = interest
+            self._loop._modify_fd(self._fd, interest, self)
+
+    def interesting_events(self):
+        """The set of events currently reported."""
+        return {name for name, bit in _EVENT_BITS.items() if self._interest & bit}
+
+    def _fd_ready(self, mask):
+        if mask & (ERROR | INVALID):
+            self.emit("fd_error")
+            return
+        if mask & READ and self._interest & READ:
+            self.emit("fd_readable")
+        if mask & WRITE and self._interest & WRITE and self._fd is not None:
+            self.emit("fd_writable")
+        if mask & HUP and self._fd is not None:
+            self.emit("fd_close")
+
+
+# -- poller adapters ---------------------------------------------------------
+# Each has: name, register(fd, mask), modify(fd, mask), unregister(fd),
+# poll(timeout or None) -> [(fd, mask)], close().
+
+
+class _EpollPoller:
+    """epoll: level-triggered; its bit values are poll's on Linux, so events
+    are passed through untouched. EPOLLERR and EPOLLHUP are always reported."""
+
+    name = "epoll"
+
+    def __init__(self):
+        self._epoll = select.epoll()
+        self.register = self._epoll.register
+        self.modify = self._epoll.modify
+        self.unregister = self._epoll.unregister
+        self.close = self._epoll.close
+
+    def poll(self, timeout):
+        # epoll takes -1 for "forever"; it rounds sub-millisecond timeouts
+        # *up*, so a timer is never run early.
+        return self._epoll.poll(-1 if timeout is None else timeout)
+
+
+class _PollPoller:
+    """poll(2): same bits as epoll; the timeout is in milliseconds and must be
+    rounded up so that a timer never wakes the loop a little too early."""
+
+    name = "poll"
+
+    def __init__(self):
+        self._poll = select.poll()
+        self.register = self._poll.register
+        self.modify = self._poll.modify
+        self.unregister = self._poll.unregister
+
+    def poll(self, timeout):
+        if timeout is None:
+            return self._poll.poll()
+        return self._poll.poll(-(-timeout * 1000 // 1))
+
+    def close(self):
+        self._poll = None
+
+
+class _KqueuePoller:
+    """kqueue: read and write interest are separate filters, so a modify is a
+    delete of one and an add of the other, and one fd can come back as two
+    events, which are merged here. EV_EOF on the read filter is reported as
+    READ (the read returns b"" after any data left), EV_ERROR as ERROR."""
+
+    name = "kqueue"
+
+    def __init__(self):
+        self._kq = select.kqueue()
+        self._masks = {}
+
+    def _control(self, fd, old, new):
+        changes = []
+        for bit, filt in ((READ, select.KQ_FILTER_READ), (WRITE, select.KQ_FILTER_WRITE)):
+            if new & bit and not old & bit:
+                changes.append(select.kevent(fd, filt, select.KQ_EV_ADD))
+            elif old & bit and not new & bit:
+                changes.append(select.kevent(fd, filt, select.KQ_EV_DELETE))
+        if changes:
+            self._kq.control(changes, 0, 0)
+
+    def register(self, fd, mask):
+        self._masks[fd] = mask
+        self._control(fd, 0, mask)
+
+    def modify(self, fd, mask):
+        old = self._masks[fd]
+        self._masks[fd] = mask
+        self._control(fd, old, mask)
+
+    def unregister(self, fd):
+        old = self._masks.pop(fd)
+        try:
+            self._control(fd, old, 0)
+        except OSError:
+            pass
+
+    def poll(self, timeout):
+        events = self._kq.control(None, max(len(self._masks), 1) * 2, timeout)
+        merged = {}
+        for kev in events:
+            mask = merged.get(kev.ident, 0)
+            if kev.flags & select.KQ_EV_ERROR:
+                mask |= ERROR
+            elif kev.filter == select.KQ_FILTER_READ:
+                mask |= READ
+            elif kev.filter == select.KQ_FILTER_WRITE:
+                mask |= WRITE
+            merged[kev.ident] = mask
+        return list(merged.items())
+
+    def close(self):
+        self._kq.close()
+
+
+if hasattr(select, "epoll"):
+    _default_poller = _EpollPoller
+elif hasattr(select, "kqueue"):
+    _default_poller = _KqueuePoller
+else:
+    _default_poller = _PollPoller
+
+POLLERS = {
+    name: cls
+    for name, cls, present in (
+        ("epoll", _EpollPoller, hasattr(select, "epoll")),
+        ("kqueue", _KqueuePoller, hasattr(select, "kqueue")),
+        ("poll", _PollPoller, hasattr(select, "poll")),
+    )
+    if present
+}
+
+
+def make(precision=None, poller=None):
+    """Create a new loop. ``precision`` (seconds), when given, bounds how long
+    the loop sleeps between passes; it never delays a timer. ``poller`` picks
+    one of ``POLLERS`` by name (the best available by default)."""
+    return LoopBase(precision, poller=POLLERS[poller] if poller else None)
+
+
+# The default loop and its module-level face.
+_loop = make()
+run = _loop.run
+stop = _loop.stop
+schedule = _loop.schedule
+time = _loop.time
+run_in_loop = _loop.run_in_loop
+fd_count = _loop.fd_count
+scheduled_events = _loop.scheduled_events
+on = _loop.on
+
+
+def _reinit_after_fork():
+    # A forked child shares the parent's epoll/kqueue object; give the
+    # default loop its own so the two processes don't steal each other's events.
+    loop = _loop
+    for resource in (loop._poller, loop._wake_r, loop._wake_w):
+        try:
+            resource.close()
+        except OSError:
+            pass
+    loop._poller = type(loop._poller)()
+    loop._wake_r, loop._wake_w = socket.socketpair()
+    loop._wake_r.setblocking(False)
+    loop._wake_w.setblocking(False)
+    loop._fd_sources = {}
+    loop._waker_fd = loop._wake_r.fileno()
+    loop._poller.register(loop._waker_fd, READ)
+    loop._fd_sources[loop._waker_fd] = _Waker(loop._wake_r)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+class _LoopModule(types.ModuleType):
+    """Makes ``thor.loop.running`` and ``thor.loop.debug`` live views of the
+    default loop (``running`` read-only, as documented)."""
+
+    @property
+    def running(self):
+        return _loop._running
+
+    @property
+    def debug(self):
+        return _loop.debug
+
+    @debug.setter
+    def debug(self, value):
+        _loop.debug = bool(value)
+
+    @property
+    def exception_handler(self):
+        return _loop.exception_handler
+
+    @exception_handler.setter
+    def exception_handler(self, value):
+        _loop.exception_handler = value
+
+
+sys.modules[__name__].__class__ = _LoopModule
