@@ -11,8 +11,12 @@ Theory of operation
 -------------------
 - Timers live in a heap of ``(deadline, sequence, handle)`` on the monotonic
   clock. ``delete()`` only marks the handle; marked entries are dropped when
-  they reach the top of the heap, or all at once when they outnumber the live
-  ones, so delete is O(1) and memory stays proportional to live timers.
+  they reach the top of the heap, or all at once at the start of a pass when
+  they outnumber the live ones (as asyncio does), so delete is O(1) and one
+  pass's worth of deletes costs one purge. Should deletes pile up without
+  a pass (a long callback, a loop not yet running), ``delete`` itself purges
+  once dead entries are 7/8 of the heap, so memory stays proportional to the
+  live timers either way.
 - The poller sleeps until the next deadline (zero when work is ready, forever
   when there is nothing to do), so a timer fires on time and an idle loop
   does not wake up. ``precision``, when given, only bounds the longest sleep.
@@ -80,7 +84,10 @@ class ScheduledEvent:
         self._state = _DONE
         self._callback = self._args = None
         if state == _PENDING:
-            self._loop._timer_cancelled()
+            loop = self._loop
+            loop._cancelled += 1
+            if loop._cancelled > 64 and loop._cancelled * 8 > len(loop._timers) * 7:
+                loop._purge_timers()
 
     def __repr__(self):
         return "<thor.loop.ScheduledEvent %s>" % (
@@ -176,14 +183,12 @@ class LoopBase(EventEmitter):
             self._ready.append(handle)
         return handle
 
-    def _timer_cancelled(self):
-        self._cancelled += 1
-        timers = self._timers
-        if self._cancelled > 64 and self._cancelled * 2 > len(timers):
-            # Purge in one batch rather than let dead entries dominate.
-            self._timers = [e for e in timers if e[2]._state == _PENDING]
-            heapq.heapify(self._timers)
-            self._cancelled = 0
+    def _purge_timers(self):
+        # Drop every deleted entry in one batch rather than let dead entries
+        # dominate the heap.
+        self._timers = [e for e in self._timers if e[2]._state == _PENDING]
+        heapq.heapify(self._timers)
+        self._cancelled = 0
 
     def scheduled_events(self):
         """The pending ``ScheduledEvent``s, soonest first (for introspection)."""
@@ -277,6 +282,8 @@ class LoopBase(EventEmitter):
         self._wake_w.close()
 
     def _run_once(self):
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
+            self._purge_timers()
         ready = self._ready
         timers = self._timers
         if ready:
@@ -329,6 +336,8 @@ class LoopBase(EventEmitter):
                     self._cancelled -= 1
 
         for _ in range(len(ready)):
+            if self._stopping:
+                break  # stop() from an fd event or an earlier callback
             handle = ready.popleft()
             if handle._state != _READY:
                 continue
@@ -343,8 +352,6 @@ class LoopBase(EventEmitter):
                     callback(*args)
             except Exception as exc:
                 self.exception_handler(self, exc, callback)
-            if self._stopping:
-                break
 
     def _timed(self, callback, args):
         started = _time.perf_counter()
