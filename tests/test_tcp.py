@@ -1,0 +1,565 @@
+"""Tests for thor.tcp against real sockets on loopback."""
+
+import errno
+import os
+import socket
+import unittest
+from unittest import mock
+
+import thor.dns
+from thor.tcp import TcpClient, TcpConnection, TcpServer
+
+from tests.support import LoopTestCase, open_fds
+
+
+def has_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def vm_rss():
+    """Resident set size in bytes, from /proc (None elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class Collector:
+    """Listens to a connection and counts what it emits."""
+
+    def __init__(self, conn, unpause=True):
+        self.conn = conn
+        self.data = bytearray()
+        self.closes = 0
+        self.pauses = []
+        conn.on("data", self.data.extend)
+        conn.on("close", self._close)
+        conn.on("pause", self.pauses.append)
+        if unpause:
+            conn.pause(False)
+
+    def _close(self):
+        self.closes += 1
+
+
+class TcpTestCase(LoopTestCase):
+    host = "127.0.0.1"
+
+    def server(self, host=None, **kw):
+        server = TcpServer(host or self.host, 0, self.loop, **kw)
+        self.addCleanup(server.close)
+        self.accepted = []
+        server.on("connect", self.accepted.append)
+        self.addCleanup(lambda: [conn.abort() for conn in self.accepted])
+        return server
+
+    def echo_server(self, host=None, **kw):
+        server = self.server(host, **kw)
+
+        def echo(conn):
+            conn.on("data", conn.write)
+            conn.pause(False)
+
+        server.on("connect", echo)
+        return server
+
+    def connect(self, host, port, timeout=None, client=None):
+        """Connect; return a list that gets (conn,) or (errtype, error)."""
+        client = client or TcpClient(self.loop)
+        result = []
+        client.on("connect", lambda conn: result.append((conn,)))
+        client.on("connect_error", lambda *args: result.append(args))
+        client.connect(host, port, timeout)
+        return result
+
+    def connected(self, host, port):
+        result = self.connect(host, port)
+        self.run_until(lambda: result)
+        self.assertEqual(len(result[0]), 1, result)
+        conn = result[0][0]
+        self.addCleanup(conn.abort)
+        return conn
+
+
+class TestConnect(TcpTestCase):
+    def test_echo(self):
+        server = self.echo_server()
+        conn = self.connected(self.host, server.port)
+        self.assertIsInstance(conn, TcpConnection)
+        self.assertTrue(conn.tcp_connected)
+        self.assertEqual((conn.host, conn.port), (self.host, server.port))
+        got = Collector(conn)
+        conn.write(b"hello ")
+        conn.write("w\u00f6rld")
+        conn.write(bytearray(b" and "))
+        conn.write(memoryview(b"more"))
+        want = b"hello " + "w\u00f6rld".encode("utf-8") + b" and more"
+        self.run_until(lambda: bytes(got.data) == want)
+        self.assertEqual(
+            conn.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1
+        )
+        self.assertEqual(
+            self.accepted[0].socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1
+        )
+
+    def test_start_and_stop_events(self):
+        server = TcpServer(self.host, 0, self.loop)
+        events = []
+        server.on("start", lambda: events.append("start"))
+        server.on("stop", lambda: events.append("stop"))
+        self.assertNotEqual(server.port, 0)
+        self.run_until(lambda: events)
+        self.assertEqual(events, ["start"])
+        server.close()
+        self.assertEqual(events, ["start"], "stop is emitted from the loop")
+        self.run_until(lambda: len(events) == 2)
+        server.shutdown()  # alias, and idempotent
+        self.loop.schedule(0, events.append, "marker")
+        self.run_until(lambda: "marker" in events)
+        self.assertEqual(events, ["start", "stop", "marker"])
+        self.assertEqual(self.loop.fd_count(), 0)
+
+    def test_connections_start_paused(self):
+        server = self.server()
+        conn = self.connected(self.host, server.port)
+        self.run_until(lambda: self.accepted)
+        got = Collector(conn, unpause=False)
+        self.accepted[0].write(b"early")
+        rounds = []
+        self.loop.schedule(0.05, rounds.append, 1)
+        self.run_until(lambda: rounds)
+        self.assertEqual(got.data, b"")
+        conn.pause(False)
+        self.run_until(lambda: got.data == b"early")
+        conn.pause(True)
+        self.accepted[0].write(b"later")
+        self.loop.schedule(0.05, rounds.append, 2)
+        self.run_until(lambda: len(rounds) == 2)
+        self.assertEqual(got.data, b"early")
+        conn.pause(False)
+        self.run_until(lambda: got.data == b"earlylater")
+
+    def test_refused(self):
+        probe = socket.socket()
+        probe.bind((self.host, 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nobody listens there now
+        result = self.connect(self.host, port)
+        self.run_until(lambda: result)
+        self.assertEqual(result, [(OSError, errno.ECONNREFUSED)])
+        self.assertIs(socket.error, OSError)
+        self.assertEqual(self.loop.fd_count(), 0)
+
+    def test_invalid_name_stays_on_the_machine(self):
+        with mock.patch.object(thor.dns.socket, "getaddrinfo") as resolver:
+            for name in ("no-such-host.invalid", b"x.INVALID.", "invalid"):
+                result = self.connect(name, 80)
+                self.run_until(lambda: result)
+                self.assertEqual(result, [(socket.gaierror, socket.EAI_NONAME)])
+        resolver.assert_not_called()
+
+    def test_resolved_name(self):
+        server = self.echo_server()
+        got = []
+        with mock.patch.object(
+            thor.dns.socket, "getaddrinfo",
+            return_value=[(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.host, server.port))],
+        ) as resolver:
+            result = self.connect("example.test", server.port)
+            self.run_until(lambda: result)
+        resolver.assert_called_once()
+        conn = result[0][0]
+        self.addCleanup(conn.abort)
+        self.assertEqual(conn.host, "example.test")
+        Collector(conn).conn.on("data", got.append)
+        conn.write(b"x")
+        self.run_until(lambda: got)
+
+    def test_unresolvable_name(self):
+        error = socket.gaierror(socket.EAI_NONAME, "nope")
+        with mock.patch.object(thor.dns.socket, "getaddrinfo", side_effect=error):
+            result = self.connect("nowhere.test", 80)
+            self.run_until(lambda: result)
+        self.assertEqual(result, [(socket.gaierror, socket.EAI_NONAME)])
+
+    def test_tries_each_address(self):
+        server = self.echo_server()
+        probe = socket.socket()
+        probe.bind((self.host, 0))
+        dead_port = probe.getsockname()[1]
+        probe.close()
+        addresses = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.host, dead_port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.host, server.port)),
+        ]
+        with mock.patch.object(thor.dns.socket, "getaddrinfo", return_value=addresses):
+            result = self.connect("two.test", server.port)
+            self.run_until(lambda: result)
+        self.assertEqual(len(result[0]), 1, result)
+        result[0][0].abort()
+
+    def test_connect_timeout(self):
+        # A listener whose accept queue is full drops further SYNs, so the
+        # connect neither succeeds nor fails until the timeout.
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind((self.host, 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(3):
+            filler = socket.socket()
+            self.addCleanup(filler.close)
+            filler.setblocking(False)
+            filler.connect_ex(address)
+        result = self.connect(self.host, address[1], timeout=0.2)
+        started = self.loop._clock()
+        self.run_until(lambda: result)
+        self.assertGreaterEqual(self.loop._clock() - started, 0.19)
+        self.assertEqual(result, [(OSError, errno.ETIMEDOUT)])
+        self.assertEqual(self.loop.fd_count(), 0)
+
+    def test_timeout_not_reported_after_connect(self):
+        server = self.server()
+        result = self.connect(self.host, server.port, timeout=0.05)
+        self.run_until(lambda: result)
+        self.assertEqual(len(result[0]), 1)
+        done = []
+        self.loop.schedule(0.1, done.append, 1)
+        self.run_until(lambda: done)
+        self.assertEqual(len(result), 1)
+        result[0][0].abort()
+
+    def test_connection_over_socketpair(self):
+        left, right = socket.socketpair()
+        conn = TcpConnection(left, "pair", 0, self.loop)
+        got = Collector(conn)
+        right.sendall(b"over the pair")
+        self.run_until(lambda: got.data == b"over the pair")
+        conn.write(b"back")
+        self.assertEqual(right.recv(10), b"back")
+        right.sendall(b"last words")
+        right.close()
+        self.run_until(lambda: got.closes)
+        self.assertEqual(got.data, b"over the pairlast words")
+        self.assertEqual(self.loop.fd_count(), 0)
+        self.assertEqual(left.fileno(), -1)
+
+
+class TestClose(TcpTestCase):
+    def pair(self):
+        server = self.server()
+        client = self.connected(self.host, server.port)
+        self.run_until(lambda: self.accepted)
+        return client, self.accepted[0]
+
+    def test_close_is_emitted_once_from_the_loop(self):
+        client, served = self.pair()
+        got = Collector(client)
+        client.close()
+        self.assertEqual(got.closes, 0, "not inside close()")
+        self.assertFalse(client.tcp_connected)
+        client.close()
+        client.abort()
+        client.write(b"ignored")
+        self.run_until(lambda: got.closes)
+        other = Collector(served)
+        self.run_until(lambda: other.closes)
+        extra = []
+        self.loop.schedule(0.02, extra.append, 1)
+        self.run_until(lambda: extra)
+        self.assertEqual((got.closes, other.closes), (1, 1))
+        self.assertEqual(self.loop.fd_count(), 1)  # the listener
+
+    def test_close_flushes_first(self):
+        client, served = self.pair()
+        payload = os.urandom(4 * 1024 * 1024)
+        got = Collector(served)
+        mine = Collector(client)
+        client.write(payload)
+        self.assertGreater(client.write_buffered, 0)
+        client.close()
+        client.write(b"after close: dropped")
+        self.assertEqual(mine.closes, 0)
+        self.run_until(lambda: got.closes)
+        self.assertEqual(bytes(got.data), payload)
+        self.assertEqual(mine.closes, 1)
+
+    def test_abort_drops_the_buffer(self):
+        client, served = self.pair()
+        got = Collector(served)
+        mine = Collector(client)
+        client.write(b"x" * (8 * 1024 * 1024))
+        client.abort()
+        self.assertEqual(client.write_buffered, 0)
+        self.assertEqual(mine.closes, 0)
+        self.run_until(lambda: got.closes and mine.closes)
+        self.assertLess(len(got.data), 8 * 1024 * 1024)
+
+    def test_peer_reset(self):
+        client, served = self.pair()
+        got = Collector(served)
+        client.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        client.abort()  # with SO_LINGER 0: a reset
+        self.run_until(lambda: got.closes)
+        self.assertEqual(got.closes, 1)
+
+    def test_peer_reset_while_paused(self):
+        client, served = self.pair()
+        got = Collector(served, unpause=False)
+        client.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        client.abort()
+        self.run_until(lambda: got.closes)
+        self.assertEqual(self.loop.fd_count(), 1)
+
+    def test_write_error_closes_from_the_loop(self):
+        client, served = self.pair()
+        got = Collector(served)
+        served.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        raw = client.socket
+        client.unregister_fd()  # keep the client end out of the way
+        raw.close()
+        for _ in range(50):  # the first write gets the reset, a later one EPIPE
+            served.write(b"into the void")
+            if not served.tcp_connected:
+                break
+        self.assertFalse(served.tcp_connected)
+        self.assertEqual(got.closes, 0)
+        self.run_until(lambda: got.closes)
+
+    def test_half_close(self):
+        # The peer sends a request and shuts its side; thor answers with more
+        # than the socket buffers hold, and everything arrives before close.
+        client, served = self.pair()
+        answer = os.urandom(3 * 1024 * 1024)
+        got = Collector(client)
+        served_got = Collector(served)
+        served.on("data", lambda data: served.write(answer))
+        client.write(b"request")
+        client.socket.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: served_got.closes and got.closes)
+        self.assertEqual(served_got.data, b"request")
+        self.assertEqual(bytes(got.data), answer)
+
+    def test_graceful_shutdown(self):
+        server = self.server()
+        stops = []
+        server.on("stop", lambda: stops.append(1))
+        first = self.connected(self.host, server.port)
+        second = self.connected(self.host, server.port)
+        self.run_until(lambda: len(self.accepted) == 2)
+        for conn in self.accepted:
+            conn.pause(False)  # to notice the peer's close
+        server.graceful_shutdown()
+        refused = self.connect(self.host, server.port)
+        self.run_until(lambda: refused)
+        self.assertEqual(refused, [(OSError, errno.ECONNREFUSED)])
+        first.close()
+        self.run_until(lambda: not self.accepted[0].tcp_connected)
+        self.assertEqual(stops, [])
+        self.accepted[1].close()
+        self.run_until(lambda: stops)
+        self.assertEqual(self.loop.fd_count(), 1)  # the client end of "second"
+        self.assertTrue(second.tcp_connected)
+
+    def test_graceful_shutdown_when_idle(self):
+        server = self.server()
+        stops = []
+        server.on("stop", lambda: stops.append(1))
+        server.graceful_shutdown()
+        self.run_until(lambda: stops)
+        self.assertEqual(self.loop.fd_count(), 0)
+
+
+class TestBackpressure(TcpTestCase):
+    def test_pause_events_once_per_crossing(self):
+        server = self.server()
+        client = self.connected(self.host, server.port)
+        self.run_until(lambda: self.accepted)
+        served = self.accepted[0]
+        got = Collector(served, unpause=False)
+        mine = Collector(client)
+        chunk = b"z" * 16384
+        written = 0
+        while client.write_buffered <= client.write_high:
+            client.write(chunk)
+            written += len(chunk)
+        self.assertEqual(mine.pauses, [True])
+        client.write(chunk)
+        written += len(chunk)
+        self.assertEqual(mine.pauses, [True], "once per crossing")
+        served.pause(False)
+        self.run_until(lambda: len(got.data) == written)
+        self.assertEqual(mine.pauses, [True, False])
+        self.assertEqual(client.write_buffered, 0)
+
+    def test_stalled_reader_holds_memory_flat(self):
+        # The writer sends 100 MiB as fast as it is allowed; the reader keeps
+        # stalling. Because the writer obeys pause events, the queue and the
+        # process's memory stay small.
+        total = 100 * 1024 * 1024
+        chunk = b"m" * 65536
+        server = self.server()
+        writer = self.connected(self.host, server.port)
+        self.run_until(lambda: self.accepted)
+        reader = self.accepted[0]
+        state = {"sent": 0, "received": 0, "paused": False, "max_queue": 0,
+                 "max_rss": 0, "stalls": 0}
+        baseline = vm_rss()
+
+        def pump():
+            while not state["paused"] and state["sent"] < total:
+                writer.write(chunk)
+                state["sent"] += len(chunk)
+                state["max_queue"] = max(state["max_queue"], writer.write_buffered)
+
+        def on_pause(paused):
+            state["paused"] = paused
+            if not paused:
+                pump()
+
+        def on_data(data):
+            state["received"] += len(data)
+            if state["received"] // (8 * 1024 * 1024) > state["stalls"]:
+                # Stall every 8 MiB for long enough that the writer fills
+                # its queue and is told to stop.
+                state["stalls"] += 1
+                reader.pause(True)
+                self.loop.schedule(0.005, reader.pause, False)
+                rss = vm_rss()
+                if rss:
+                    state["max_rss"] = max(state["max_rss"], rss)
+
+        writer.on("pause", on_pause)
+        writer_pauses = []
+        writer.on("pause", writer_pauses.append)
+        reader.on("data", on_data)
+        reader.pause(False)
+        pump()
+        self.run_until(lambda: state["received"] >= total, timeout=30)
+        self.assertEqual(state["received"], total)
+        self.assertGreaterEqual(state["stalls"], 10)
+        self.assertGreaterEqual(writer_pauses.count(True), 10)
+        self.assertLessEqual(state["max_queue"], writer.write_high + len(chunk))
+        if baseline:
+            self.assertLess(state["max_rss"] - baseline, 16 * 1024 * 1024)
+
+
+class TestMany(TcpTestCase):
+    def exchange_many(self, count):
+        server = self.echo_server(backlog=4096)
+        closed = []
+        echoed = []
+        replies = {}
+
+        def on_connect(conn):
+            replies[conn] = bytearray()
+
+            def on_data(data):
+                replies[conn].extend(data)
+                if replies[conn] == b"ping":
+                    echoed.append(conn)
+
+            conn.on("data", on_data)
+            conn.on("close", lambda: closed.append(conn))
+            conn.pause(False)
+            conn.write(b"ping")
+
+        errors = []
+        client = TcpClient(self.loop)
+        client.on("connect", on_connect)
+        client.on("connect_error", lambda *args: errors.append(args))
+        for _ in range(count):
+            client.connect(self.host, server.port)
+        self.run_until(lambda: len(echoed) + len(errors) >= count, timeout=30)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(self.accepted), count)
+        return server, list(replies), closed
+
+    def test_2000_at_once(self):
+        server, conns, closed = self.exchange_many(2000)
+        for conn in conns:
+            conn.close()
+        self.run_until(lambda: len(closed) == 2000 and self.loop.fd_count() == 1, timeout=30)
+
+    def test_5000_leave_nothing_behind(self):
+        baseline = open_fds()
+        server, conns, closed = self.exchange_many(5000)
+        self.assertEqual(self.loop.fd_count(), 10001)
+        # Half are closed by the client side, half by the server side.
+        served = list(self.accepted)
+        for index, conn in enumerate(conns):
+            if index % 2:
+                conn.close()
+        for index, conn in enumerate(served):
+            if index % 2 == 0:
+                conn.close()
+        self.run_until(
+            lambda: len(closed) == 5000
+            and not any(conn.tcp_connected for conn in served),
+            timeout=30,
+        )
+        self.assertEqual(self.loop.fd_count(), 1)
+        server.close()
+        self.assertEqual(self.loop.fd_count(), 0)
+        if baseline is not None:
+            self.assertEqual(open_fds(), baseline)
+
+    def test_accept_backs_off_when_out_of_descriptors(self):
+        import resource
+
+        server = self.server()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        clients = []
+        for _ in range(5):
+            sock = socket.socket()
+            self.addCleanup(sock.close)
+            sock.connect((self.host, server.port))  # completes in the backlog
+            clients.append(sock)
+        # The limit bounds descriptor *numbers*: set it at the lowest free one.
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            self.run_until(lambda: server._backoff is not None)
+            self.assertEqual(self.accepted, [])
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.run_until(lambda: len(self.accepted) == 5)
+
+
+@unittest.skipUnless(has_ipv6(), "no IPv6 loopback")
+class TestIPv6(TcpTestCase):
+    host = "::1"
+
+    def test_echo_v6(self):
+        for listen in ("::1", "[::1]", b"::1"):
+            server = self.echo_server(listen)
+            self.assertEqual(server.sock.family, socket.AF_INET6)
+            for target in ("::1", "[::1]", b"[::1]"):
+                conn = self.connected(target, server.port)
+                self.assertEqual(conn.host, "::1")
+                self.assertEqual(conn.socket.family, socket.AF_INET6)
+                got = Collector(conn)
+                conn.write(b"six")
+                self.run_until(lambda: got.data == b"six")
+                conn.close()
+            server.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

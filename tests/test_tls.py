@@ -1,0 +1,235 @@
+"""Tests for thor.tls against real sockets on loopback, with throwaway
+certificates made at test time."""
+
+import errno
+import os
+import socket
+import ssl
+import unittest
+
+import thor.tls
+from thor.tcp import TcpServer
+from thor.tls import TlsClient, TlsConnection, TlsServer
+
+from tests.support import LoopTestCase, make_cert
+from tests.test_tcp import Collector, has_ipv6
+
+
+def server_context(name="localhost"):
+    certfile, keyfile = make_cert(name)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def trusting_context(name="localhost", check_hostname=True):
+    certfile, _ = make_cert(name)
+    context = ssl.create_default_context(cafile=certfile)
+    context.check_hostname = check_hostname
+    return context
+
+
+class TlsTestCase(LoopTestCase):
+    host = "127.0.0.1"
+
+    def server(self, name="localhost", host=None, **kw):
+        server = TlsServer(host or self.host, 0, server_context(name), self.loop, **kw)
+        self.addCleanup(self.drop, server)
+        self.accepted = []
+        server.on("connect", self.accepted.append)
+        return server
+
+    @staticmethod
+    def drop(server):
+        """Close the server, its connections and its handshakes in progress."""
+        server.close()
+        for conn in list(server._connections):
+            conn.abort()
+
+    def echo_server(self, **kw):
+        server = self.server(**kw)
+
+        def echo(conn):
+            conn.on("data", conn.write)
+            conn.pause(False)
+
+        server.on("connect", echo)
+        return server
+
+    def connect(self, host, port, client=None, timeout=None, **kw):
+        client = client or TlsClient(self.loop, **kw)
+        result = []
+        client.on("connect", lambda conn: result.append((conn,)))
+        client.on("connect_error", lambda *args: result.append(args))
+        client.connect(host, port, timeout)
+        self.run_until(lambda: result)
+        if len(result[0]) == 1:
+            self.addCleanup(result[0][0].abort)
+        return result[0]
+
+    def assertRefused(self, outcome):
+        self.assertEqual(len(outcome), 2, outcome)
+        errtype, error = outcome
+        self.assertIs(errtype, ssl.SSLError)
+        self.assertIsInstance(error, ssl.SSLError)
+        return error
+
+
+class TestTls(TlsTestCase):
+    def test_echo(self):
+        server = self.echo_server()
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        self.assertIsInstance(conn, TlsConnection)
+        self.run_until(lambda: self.accepted)
+        self.assertIsInstance(self.accepted[0], TlsConnection)
+        got = Collector(conn)
+        conn.write(b"secret ")
+        conn.write("st\u00fcff")
+        self.run_until(lambda: got.data == "secret st\u00fcff".encode("utf-8"))
+
+    def test_ip_literal_checked_against_ip_san(self):
+        server = self.echo_server()
+        (conn,) = self.connect(self.host, server.port, tls_context=trusting_context())
+        got = Collector(conn)
+        conn.write(b"by address")
+        self.run_until(lambda: got.data == b"by address")
+
+    def test_large_transfer_both_ways(self):
+        # Many full records in flight: exercises pending() and partial writes.
+        server = self.echo_server()
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        payload = os.urandom(6 * 1024 * 1024 + 123)
+        got = Collector(conn)
+        conn.write(payload)
+        self.run_until(lambda: len(got.data) >= len(payload), timeout=20)
+        self.assertEqual(bytes(got.data), payload)
+
+    def test_close_flushes_and_peer_sees_clean_end(self):
+        server = self.server()
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        self.run_until(lambda: self.accepted)
+        served = Collector(self.accepted[0])
+        mine = Collector(conn)
+        payload = os.urandom(2 * 1024 * 1024)
+        conn.write(payload)
+        conn.close()
+        self.assertEqual(mine.closes, 0)
+        self.run_until(lambda: served.closes and mine.closes)
+        self.assertEqual(bytes(served.data), payload)
+        self.assertEqual(self.loop.fd_count(), 1)
+
+    def test_untrusted_refused_by_default(self):
+        server = self.server()
+        error = self.assertRefused(self.connect("localhost", server.port))
+        self.assertIsInstance(error, ssl.SSLCertVerificationError)
+        self.run_until(lambda: self.loop.fd_count() == 1)
+        self.assertEqual(self.accepted, [])
+
+    def test_wrong_name_refused(self):
+        server = self.server("wrong.example")
+        error = self.assertRefused(self.connect(
+            "localhost", server.port, tls_context=trusting_context("wrong.example")
+        ))
+        self.assertIsInstance(error, ssl.SSLCertVerificationError)
+
+    def test_wrong_name_accepted_with_own_context(self):
+        server = self.echo_server(name="wrong.example")
+        context = trusting_context("wrong.example", check_hostname=False)
+        (conn,) = self.connect("localhost", server.port, tls_context=context)
+        got = Collector(conn)
+        conn.write(b"ok")
+        self.run_until(lambda: got.data == b"ok")
+
+    def test_context_as_class_attribute(self):
+        server = self.echo_server()
+
+        class TrustingClient(TlsClient):
+            tls_context = trusting_context()
+
+        (conn,) = self.connect("localhost", server.port, client=TrustingClient(self.loop))
+        self.assertIsInstance(conn, TlsConnection)
+        self.assertIsNone(TlsClient.tls_context)
+
+    def test_sni_is_the_host_name(self):
+        names = []
+        context = server_context()
+        context.sni_callback = lambda sock, name, ctx: names.append(name)
+        server = TlsServer(self.host, 0, context, self.loop)
+        self.addCleanup(self.drop, server)
+        self.connect("localhost", server.port, tls_context=trusting_context())
+        self.connect(self.host, server.port, tls_context=trusting_context())
+        self.assertEqual(names, ["localhost", None])
+
+    def test_handshake_covered_by_connect_timeout(self):
+        # A plain TCP server: it accepts, but never answers the ClientHello.
+        silent = TcpServer(self.host, 0, self.loop)
+        self.addCleanup(self.drop, silent)
+        outcome = self.connect(
+            "localhost", silent.port, tls_context=trusting_context(), timeout=0.2
+        )
+        self.assertEqual(outcome, (OSError, errno.ETIMEDOUT))
+        self.assertEqual(self.loop.fd_count(), 2)  # the silent server and its end
+
+    def test_bad_client_dropped_without_disturbing_others(self):
+        server = self.echo_server()
+        garbage = socket.create_connection((self.host, server.port))
+        self.addCleanup(garbage.close)
+        garbage.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        got = Collector(conn)
+        conn.write(b"still fine")
+        self.run_until(lambda: got.data == b"still fine")
+        garbage.setblocking(False)
+        ended = []
+
+        def check():
+            try:
+                ended.append(garbage.recv(100))
+            except BlockingIOError:
+                pass
+            except OSError as why:
+                ended.append(why)
+            return ended
+
+        self.run_until(check)
+        self.assertEqual(len(self.accepted), 1)
+
+    def test_handshake_timeout_on_server(self):
+        server = self.server()
+        server.handshake_timeout = 0.1
+        stops = []
+        server.on("stop", lambda: stops.append(1))
+        idle = socket.create_connection((self.host, server.port))
+        self.addCleanup(idle.close)
+        self.run_until(lambda: len(server._connections) == 1)
+        server.graceful_shutdown()
+        self.run_until(lambda: stops)  # the handshake counted, then timed out
+        self.assertEqual(self.accepted, [])
+        self.assertEqual(self.loop.fd_count(), 0)
+        self.assertEqual(idle.recv(10), b"")
+
+    def test_default_context_verifies(self):
+        context = thor.tls.default_context()
+        self.assertEqual(context.verify_mode, ssl.CERT_REQUIRED)
+        self.assertTrue(context.check_hostname)
+
+
+@unittest.skipUnless(has_ipv6(), "no IPv6 loopback")
+class TestTlsIPv6(TlsTestCase):
+    host = "::1"
+
+    def test_echo_v6(self):
+        server = self.echo_server(host="[::1]")
+        for target in ("::1", "[::1]", "localhost"):
+            outcome = self.connect(target, server.port, tls_context=trusting_context())
+            if target == "localhost" and len(outcome) == 2:
+                continue  # localhost may name only 127.0.0.1 here
+            (conn,) = outcome
+            self.assertEqual(conn.socket.family, socket.AF_INET6)
+            got = Collector(conn)
+            conn.write(b"six")
+            self.run_until(lambda: got.data == b"six")
+
+
+if __name__ == "__main__":
+    unittest.main()

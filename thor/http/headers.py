@@ -1,0 +1,258 @@
+"""Header fields: the public helpers, the byte classes, and what thor sends.
+
+Owns:
+
+* the seed's helpers over header tuples: ``header_names``, ``header_dict``
+  and ``get_header``. They take ``bytes`` tuples (and answer in ``bytes``)
+  or ``str`` tuples (and answer in ``str``); a field name given as the
+  other type is converted (Latin-1).
+* the byte classes of RFC 9110 (``TCHAR``, ``is_token``) that the parser
+  shares;
+* the rules for fields thor sends: ``encode_field_name``,
+  ``encode_field_value``, ``encode_headers``, ``encode_status``,
+  ``encode_phrase`` raise an ``ApplicationError`` (a ``ValueError``) at the
+  call for anything that would put invalid bytes on the wire;
+* which fields are not forwarded: ``HOP_BY_HOP`` and ``strip_hop_by_hop``
+  (RFC 9110 7.6.1), and ``TRAILER_FORBIDDEN`` (RFC 9110 6.5.1).
+"""
+
+from collections import defaultdict
+
+from thor.http.error import BadHeaderError, BadStatusError
+
+__all__ = [
+    "header_names", "header_dict", "get_header",
+    "TCHAR", "is_token", "HOP_BY_HOP", "TRAILER_FORBIDDEN",
+    "to_bytes_field", "encode_field_name", "encode_field_value", "encode_headers",
+    "strip_hop_by_hop", "encode_status", "encode_phrase",
+]
+
+# RFC 9110 5.6.2: tchar. Deleting these from a name leaves b"" iff it is a token.
+TCHAR = (
+    b"!#$%&'*+-.^_`|~0123456789"
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+# RFC 9110 5.5: a field value is field-vchar (VCHAR, obs-text), SP and HTAB;
+# every other control, and DEL, is invalid.
+CTL_EXCEPT_HTAB = bytes(range(0x00, 0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
+
+_OWS = b" \t"
+
+HOP_BY_HOP = frozenset((
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade",
+))
+
+# RFC 9110 6.5.1: fields a recipient must not take from a trailer section,
+# because they have to be known before the content: framing
+# (content-length, transfer-encoding, trailer), routing (host), connection
+# management, request modifiers and controls (RFC 9110 7.6, 10.1),
+# authentication (RFC 9110 11), and content format (RFC 9110 8.3-8.5, 14.4).
+TRAILER_FORBIDDEN = frozenset((
+    b"content-length", b"transfer-encoding", b"trailer",
+    b"host",
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade",
+    b"cache-control", b"expect", b"max-forwards", b"pragma", b"range",
+    b"authorization", b"proxy-authorization", b"www-authenticate",
+    b"proxy-authenticate",
+    b"content-encoding", b"content-type", b"content-range",
+))
+
+
+def is_token(value):
+    """True if ``value`` (bytes) is a non-empty RFC 9110 token."""
+    return bool(value) and not value.translate(None, TCHAR)
+
+
+# -- the seed's helpers -------------------------------------------------------
+
+
+def _both_cases(name):
+    """(lower-case bytes or None, lower-case str) for a field name of either type."""
+    if isinstance(name, str):
+        name = name.lower()
+        try:
+            return name.encode("latin-1"), name
+        except UnicodeEncodeError:
+            return None, name
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        name = bytes(name).lower()
+        return name, name.decode("latin-1")
+    raise TypeError("field names are str or bytes, not %s" % type(name).__name__)
+
+
+def _split_values(value):
+    # RFC 9110 5.6.1: recipients ignore empty list elements.
+    if isinstance(value, str):
+        return [v for v in (p.strip(" \t") for p in value.split(",")) if v]
+    return [v for v in (p.strip(_OWS) for p in value.split(b",")) if v]
+
+
+def header_names(headers):
+    """The set of lower-cased field names in ``headers``."""
+    return {name.lower() for name, _ in headers}
+
+
+def header_dict(headers, omit=None):
+    """{lower-cased name: [values]} with values split on commas.
+
+    Empty list elements are dropped (RFC 9110 5.6.1); a name whose values
+    are all empty is still a key. Names in ``omit`` (any case, str or bytes)
+    are left out. The result is a ``defaultdict(list)``, so a missing name
+    reads as ``[]``, as in upstream Thor.
+    """
+    skip = set()
+    for name in omit or ():
+        skip.update(n for n in _both_cases(name) if n is not None)
+    out = defaultdict(list)
+    for name, value in headers:
+        key = name.lower()
+        if key in skip:
+            continue
+        out[key].extend(_split_values(value))
+    return out
+
+
+def get_header(headers, fieldname):
+    """The values of ``fieldname`` in ``headers``, split on commas."""
+    name_bytes, name_str = _both_cases(fieldname)
+    out = []
+    for name, value in headers:
+        wanted = name_str if isinstance(name, str) else name_bytes
+        if name.lower() == wanted:
+            out.extend(_split_values(value))
+    return out
+
+
+# -- what thor sends ----------------------------------------------------------
+
+
+def to_bytes_field(value, error=BadHeaderError):
+    """``str`` as Latin-1 bytes; bytes-like as bytes; anything else TypeError.
+
+    Text that is not Latin-1 raises ``error`` (a ValueError subclass)."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise error("not Latin-1 text: %r" % value) from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("expected str or bytes, not %s" % type(value).__name__)
+
+
+# Names an application has already had checked, mapped to their bytes form.
+# Applications reuse a handful of names; the bound keeps a proxy relaying
+# arbitrary names from growing it without limit.
+_name_cache = {}
+_NAME_CACHE_MAX = 512
+
+
+def encode_field_name(name):
+    """``name`` as bytes, or BadHeaderError if it is not a token."""
+    cacheable = type(name) is str or type(name) is bytes
+    if cacheable:
+        raw = _name_cache.get(name)
+        if raw is not None:
+            return raw
+    raw = to_bytes_field(name)
+    if not is_token(raw):
+        raise BadHeaderError("field name is not a token: %r" % (name,))
+    if cacheable and len(_name_cache) < _NAME_CACHE_MAX and len(raw) <= 64:
+        _name_cache[name] = raw
+    return raw
+
+
+def encode_field_value(value):
+    """``value`` as bytes without leading and trailing SP / HTAB, or
+    BadHeaderError if it holds CR, LF, NUL or another control but HTAB.
+
+    The surrounding whitespace is dropped so that the writer controls it:
+    thor writes ``name: value``."""
+    raw = to_bytes_field(value).strip(_OWS)
+    if len(raw.translate(None, CTL_EXCEPT_HTAB)) != len(raw):
+        raise BadHeaderError("control character in field value: %r" % (value,))
+    return raw
+
+
+def encode_headers(headers):
+    """[(bytes name, bytes value)] for header tuples of str or bytes.
+
+    Raises BadHeaderError (naming the field) for a name that is not a token
+    or a value with forbidden bytes, TypeError for other types."""
+    out = []
+    for field in headers:
+        try:
+            name, value = field
+        except (TypeError, ValueError):
+            raise BadHeaderError("a field is a (name, value) tuple: %r" % (field,)) from None
+        name = encode_field_name(name)
+        try:
+            value = encode_field_value(value)
+        except BadHeaderError as err:
+            raise BadHeaderError("%s: %s" % (name.decode("latin-1"), err.detail)) from None
+        out.append((name, value))
+    return out
+
+
+def _lower_bytes(name):
+    if isinstance(name, str):
+        return name.lower().encode("latin-1", "replace")
+    return name.lower()
+
+
+def strip_hop_by_hop(headers):
+    """``headers`` without hop-by-hop fields and the fields that any
+    Connection field names (RFC 9110 7.6.1); the same list when it has none.
+
+    Proxy-Authenticate / Proxy-Authorization are left for the application."""
+    hop = HOP_BY_HOP
+    for name, _ in headers:
+        if _lower_bytes(name) in hop:
+            break
+    else:
+        return headers
+    named = set()
+    for name, value in headers:
+        if _lower_bytes(name) == b"connection":
+            named.update(_lower_bytes(v) for v in _split_values(value))
+    return [
+        (name, value) for name, value in headers
+        if _lower_bytes(name) not in hop and _lower_bytes(name) not in named
+    ]
+
+
+_status_cache = {}
+
+
+def encode_status(status):
+    """A status code (int, or 3 digits as str / bytes) as 3 bytes in 100-599,
+    else BadStatusError (RFC 9110 15)."""
+    kind = type(status)
+    if kind is int or kind is str or kind is bytes:
+        raw = _status_cache.get(status)
+        if raw is not None:
+            return raw
+    if kind is int:
+        raw = b"%d" % status
+    elif isinstance(status, (str, bytes)):
+        raw = to_bytes_field(status, BadStatusError)
+    else:
+        raise BadStatusError("status is an int, str or bytes: %r" % (status,))
+    if len(raw) != 3 or not raw.isdigit() or not b"100" <= raw <= b"599":
+        raise BadStatusError("status must be 100-599: %r" % (status,))
+    if len(_status_cache) < 1024:
+        _status_cache[status] = raw
+    return raw
+
+
+def encode_phrase(phrase):
+    """A reason phrase as bytes (HTAB / SP / VCHAR / obs-text only), else
+    BadStatusError."""
+    raw = to_bytes_field(phrase, BadStatusError)
+    if len(raw.translate(None, CTL_EXCEPT_HTAB)) != len(raw):
+        raise BadStatusError("control character in reason phrase: %r" % (phrase,))
+    return raw

@@ -1,0 +1,984 @@
+"""Sans-I/O HTTP/1.1 message framing (RFC 9112): bytes in, delegate calls out.
+
+``HttpParser`` owns everything between the bytes a connection reads and the
+messages it hands on: start lines, field sections (obs-fold unfolded),
+framing (Content-Length, chunked, close-delimited, no body), trailers,
+pipelining, and the end of input. It never touches a socket or a loop; its
+owner calls ``feed()`` with what it read and ``finish()`` when the peer
+closed, and the parser calls its delegate:
+
+    on_request_head(method, target, headers)         server side
+    on_response_nonfinal(status, phrase, headers)     client side, 1xx but 101
+    on_response_head(status, phrase, headers)         client side, final or 101
+    on_body(chunk)
+    on_message_done(trailers)
+    on_error(err)                                     once; then nothing more
+
+Anything RFC 9112 / 9110 say to reject is reported through ``on_error``
+with a ``thor.http.error`` class whose ``server_status`` is the answer; see
+that module's docstring for the list. Errors are sticky.
+
+Results never depend on how the input is split: every check is made on a
+line once the line is complete, lines are checked in order, and a limit
+trips at a fixed byte position, so the first problem in byte order is the
+one reported, whether the input arrives at once or a byte at a time.
+
+Memory is bounded whatever arrives: a head may not exceed
+``max_start_line + max_field_section`` (plus line ends), a chunk-size line
+``16 + max_chunk_ext``, a trailer section ``max_trailer_section``; body
+bytes are handed on as they arrive, never gathered. Bytes fed while the
+parser is paused are kept (``buffered`` tells how many): an owner that
+pauses should also stop reading.
+
+Leniency: ``lenient_bare_lf`` accepts a bare LF as the end of a start line
+or field line (RFC 9112 2.2 lets a recipient do so); it does not apply to
+chunk-size lines or chunk-data ends. A bare CR is always an error.
+"""
+
+from collections import deque
+import re
+
+from thor.http.error import (
+    HttpError, StartLineError, HttpVersionError, UriTooLongError,
+    StartLineTooLongError, HeaderSpaceError, TopLineSpaceError, BadFieldError,
+    FieldSectionTooLargeError, TooManyFieldsError, HostRequiredError,
+    MalformedCLError, DuplicateCLError, CLTEError, BadTransferCodeError,
+    TransferCodeError, ChunkError, ChunkExtTooLargeError, TrailerTooLargeError,
+    IncompleteHeadError, IncompleteBodyError, ExtraDataError,
+)
+from thor.http.headers import TCHAR, CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN, is_token
+
+__all__ = ["HttpParser", "NO_BODY", "LENGTH", "CHUNKED", "UNTIL_CLOSE"]
+
+# How the body of the current message is framed (HttpParser.body).
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+
+# Parser states.
+_HEAD = 0         # before a message head (or between 1xx heads)
+_LENGTH = 1       # _remaining body bytes left; 0 means "done, not yet reported"
+_UNTIL_CLOSE = 2  # body runs to the end of input
+_CHUNK_SIZE = 3   # before a chunk-size line
+_CHUNK_DATA = 4   # _remaining bytes of chunk data left
+_CHUNK_END = 5    # before the CRLF that ends chunk data
+_TRAILERS = 6     # before the trailer section
+
+_OWS = b" \t"
+_HEX = b"0123456789abcdefABCDEF"
+_VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
+_METHODS = frozenset((
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS",
+    b"TRACE", b"PATCH",
+))
+_SCHEME_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
+# RFC 3986 reg-name / IP-literal / port characters, and pct-encoding.
+_HOST_CHARS = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    b"-._~!$&'()*+,;=:[]%"
+)
+
+# Fields whose values decide framing or connection handling, by kind.
+_HOST, _CONNECTION, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE = range(6)
+_SPECIAL = {
+    b"host": _HOST, b"connection": _CONNECTION, b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING, b"expect": _EXPECT, b"upgrade": _UPGRADE,
+}
+
+# RFC 9112 7.1.1: chunk-ext, everything after the chunk-size digits. Used
+# only when a chunk-size line carries more than hex digits.
+_TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED_RE = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_EXT = re.compile(
+    rb"(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*" % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
+)
+
+# Up to this many empty lines before a request line are ignored
+# (RFC 9112 2.2 asks for at least one); more is not a client being careless.
+_MAX_EMPTY_LINES = 10
+
+# Received field names already checked, mapped to their lower-case form.
+# Peers send a few dozen distinct names; the bounds keep hostile ones from
+# growing it.
+_names = {}
+_NAMES_MAX = 1024
+_NAME_CACHE_LEN = 64
+for _name in (
+    b"Host", b"User-Agent", b"Accept", b"Accept-Language", b"Accept-Encoding",
+    b"Connection", b"Content-Length", b"Content-Type", b"Transfer-Encoding",
+    b"Cookie", b"Referer", b"Cache-Control", b"Date", b"Server", b"Expect",
+    b"Upgrade", b"Authorization", b"If-None-Match", b"If-Modified-Since",
+    b"ETag", b"Last-Modified", b"Location", b"Set-Cookie", b"Vary",
+    b"Content-Encoding", b"Keep-Alive", b"Range", b"Origin",
+):
+    _names[_name] = _name.lower()
+    _names[_name.lower()] = _name.lower()
+del _name
+
+
+def _field_name(name):
+    """Lower-case ``name``, or raise if it is not a token."""
+    if not name:
+        raise BadFieldError("empty field name")
+    if name.translate(None, TCHAR):
+        if name[-1] in (32, 9):
+            raise HeaderSpaceError(repr(name))
+        raise BadFieldError("invalid field name %r" % name)
+    low = name.lower()
+    if len(_names) < _NAMES_MAX and len(name) <= _NAME_CACHE_LEN:
+        _names[name] = low
+    return low
+
+
+def _tokens(values):
+    """The lower-cased members of comma-separated list fields."""
+    if values is None:
+        return ()
+    if len(values) == 1 and b"," not in values[0]:
+        return (values[0].strip(_OWS).lower(),)
+    out = set()
+    if values:
+        for value in values:
+            for item in value.split(b","):
+                item = item.strip(_OWS)
+                if item:
+                    out.add(item.lower())
+    return out
+
+
+def _content_length(values):
+    """RFC 9110 8.6: 1*DIGIT; a list or repeats only of the same value."""
+    if len(values) == 1:
+        value = values[0].strip(_OWS)
+        if value.isdigit() and len(value) <= 18:
+            return int(value)
+    first = None
+    for value in values:
+        for item in value.split(b","):
+            item = item.strip(_OWS)
+            # 18 digits stay below 2**63 (no overflow anywhere downstream).
+            if not item.isdigit() or len(item) > 18:
+                raise MalformedCLError(repr(item))
+            if first is None:
+                first = item
+            elif item != first:
+                raise DuplicateCLError("%r and %r" % (first, item))
+    return int(first)
+
+
+def _transfer_codings(values):
+    """The lower-cased coding names of all Transfer-Encoding fields, in order."""
+    names = []
+    for value in values:
+        for item in value.split(b","):
+            item = item.strip(_OWS)
+            if not item:
+                continue
+            name, semicolon, _ = item.partition(b";")
+            name = name.rstrip(_OWS).lower()
+            if not is_token(name):
+                raise BadTransferCodeError("invalid coding %r" % item)
+            if semicolon and name == b"chunked":
+                raise BadTransferCodeError("chunked takes no parameters")
+            names.append(name)
+    if not names:
+        raise BadTransferCodeError("empty Transfer-Encoding")
+    return names
+
+
+def _http_version(version):
+    """b"1.1" / b"1.0"; a later HTTP/1.x reads as 1.1 (RFC 9110 2.5)."""
+    if (
+        len(version) == 8 and version.startswith(b"HTTP/")
+        and 48 <= version[5] <= 57 and version[6] == 46 and 48 <= version[7] <= 57
+    ):
+        if version[5] == 49:
+            return b"1.1"
+        raise HttpVersionError(version.decode("ascii"))
+    raise StartLineError("bad HTTP version %r" % version)
+
+
+class HttpParser:
+    """Parses a stream of HTTP/1.1 requests (``is_request``) or responses.
+
+    Calls on its delegate: on_request_head(method, target, headers),
+    on_response_nonfinal(status, phrase, headers),
+    on_response_head(status, phrase, headers), on_body(chunk),
+    on_message_done(trailers), on_error(err).
+
+    Per message, before the head is reported: ``version`` (b"1.0" / b"1.1"),
+    ``close``, ``expect_continue``, ``upgrade``, ``body`` (NO_BODY, LENGTH,
+    CHUNKED, UNTIL_CLOSE), ``content_length`` (int or None).
+    """
+
+    __slots__ = (
+        "_delegate", "is_request", "max_start_line", "max_field_section",
+        "max_fields", "max_chunk_ext", "max_trailer_section", "lenient_bare_lf",
+        "version", "close", "expect_continue", "upgrade", "body", "content_length",
+        "_state", "_buf", "_pos", "_queued", "_paused", "_busy", "_failed",
+        "_eof", "_eof_done", "_remaining", "_scanned", "_line_end",
+        "_empty_lines", "_expected", "_switch",
+    )
+
+    def __init__(
+        self, delegate, is_request, *, max_start_line=8190, max_field_section=65536,
+        max_fields=100, max_chunk_ext=4096, max_trailer_section=16384,
+        lenient_bare_lf=False,
+    ):
+        self._delegate = delegate
+        self.is_request = bool(is_request)
+        # 8190: the request-line limit common to Apache and nginx (RFC 9112
+        # 3 asks for at least 8000 octets).
+        self.max_start_line = max_start_line
+        self.max_field_section = max_field_section
+        self.max_fields = max_fields
+        self.max_chunk_ext = max_chunk_ext
+        self.max_trailer_section = max_trailer_section
+        self.lenient_bare_lf = lenient_bare_lf
+        self.version = None
+        self.close = False
+        self.expect_continue = False
+        self.upgrade = False
+        self.body = NO_BODY
+        self.content_length = None
+        self._state = _HEAD
+        self._buf = b""
+        self._pos = 0
+        self._queued = []      # input fed from inside a delegate call
+        self._paused = False
+        self._busy = False     # inside _run: feed/resume only note what to do
+        self._failed = False
+        self._eof = False
+        self._eof_done = False
+        self._remaining = 0
+        self._scanned = 0      # bytes of an incomplete line / block already checked
+        self._line_end = -1    # offset of the start line's LF, once seen
+        self._empty_lines = 0
+        self._expected = deque()  # request methods awaiting a response (client)
+        self._switch = False   # pause after this message: the protocol may change
+
+    # -- the owner's calls ---------------------------------------------------
+
+    def feed(self, data):
+        """Parse ``data`` (bytes-like) as far as possible."""
+        if self._failed or self._eof:
+            return
+        if data:
+            if self._busy:
+                self._queued.append(bytes(data))
+                return
+            self._append(data)
+        if not self._paused and not self._busy:
+            self._run()
+
+    def finish(self):
+        """The input has ended: complete a close-delimited body, or report
+        IncompleteHeadError / IncompleteBodyError inside a message."""
+        if self._failed or self._eof:
+            return
+        self._eof = True
+        if not self._paused and not self._busy:
+            self._run()
+
+    def pause(self):
+        """Stop delivering; from inside a delegate call, feed() / resume()
+        return right after it, keeping the rest of the input."""
+        self._paused = True
+
+    def resume(self):
+        """Carry on with buffered input (at once, or after the current
+        delegate call when called from inside one)."""
+        if not self._paused:
+            return
+        self._paused = False
+        if not self._busy and not self._failed:
+            self._run()
+
+    # The server names the in-callback case separately; resume() covers both.
+    resume_after_callback = resume
+
+    def leftover(self):
+        """Take the buffered, unparsed bytes (after a protocol switch)."""
+        data = self._buf[self._pos:]
+        if self._queued:
+            data = data + b"".join(self._queued)
+            self._queued.clear()
+        self._buf = b""
+        self._pos = 0
+        self._scanned = 0
+        self._line_end = -1
+        return bytes(data)
+
+    def expect_response(self, method):
+        """Client side: a request with ``method`` was sent; its response is
+        expected after those of earlier calls."""
+        if isinstance(method, str):
+            method = method.encode("latin-1")
+        self._expected.append(method)
+
+    @property
+    def paused(self):
+        return self._paused
+
+    @property
+    def idle(self):
+        """True between messages with no byte of the next one buffered."""
+        return (
+            self._state == _HEAD and self._pos == len(self._buf) and not self._queued
+        )
+
+    @property
+    def buffered(self):
+        """How many input bytes are held unparsed."""
+        return len(self._buf) - self._pos + sum(map(len, self._queued))
+
+    # -- input buffer --------------------------------------------------------
+
+    def _append(self, data):
+        buf = self._buf
+        pos = self._pos
+        if pos == len(buf):
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+            return
+        if pos or type(buf) is not bytearray:
+            # One copy of the unparsed rest; later appends are amortised.
+            buf = bytearray(memoryview(buf)[pos:])
+            self._buf = buf
+            self._pos = 0
+        buf += data
+
+    def _take_queued(self):
+        """Move input fed during a delegate call into the buffer."""
+        if not self._queued:
+            return False
+        queued = self._queued
+        self._queued = []
+        for data in queued:
+            self._append(data)
+        return True
+
+    # -- the loop --------------------------------------------------------------
+
+    def _run(self):
+        self._busy = True
+        try:
+            self._process()
+            if self._eof and not self._paused and not self._failed and not self._eof_done:
+                self._end_of_input()
+        finally:
+            self._busy = False
+            if self._queued and not self._failed:
+                self._take_queued()
+
+    def _fail(self, err):
+        self._failed = True
+        self._buf = b""
+        self._pos = 0
+        self._queued = []
+        self._delegate.on_error(err)
+
+    def _process(self):
+        """Handle buffered input until it runs out, the parser pauses, or
+        fails. Pipelined messages are handled here, in turn; the position is
+        saved before each delegate call, which may pause the parser."""
+        delegate = self._delegate
+        while not self._paused and not self._failed:
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            state = self._state
+
+            if state == _LENGTH or state == _CHUNK_DATA:
+                remaining = self._remaining
+                if not remaining:
+                    if state == _LENGTH:
+                        self._message_done([])
+                    else:
+                        self._state = _CHUNK_END
+                    continue
+                if pos == end:
+                    if self._take_queued():
+                        continue
+                    return
+                stop = pos + remaining
+                if stop > end:
+                    stop = end
+                chunk = buf[pos:stop]
+                if type(chunk) is not bytes:
+                    chunk = bytes(chunk)
+                self._pos = stop
+                self._remaining = remaining - (stop - pos)
+                delegate.on_body(chunk)
+                continue
+
+            if pos == end:
+                if self._take_queued():
+                    continue
+                return
+
+            if state == _HEAD:
+                if self.is_request:
+                    if buf[pos] == 13 or buf[pos] == 10:
+                        try:
+                            pos = self._skip_empty_lines(buf, pos, end)
+                        except HttpError as err:
+                            self._fail(err)
+                            return
+                        if pos is None or pos == end:
+                            if self._take_queued():
+                                continue
+                            return
+                elif not self._expected:
+                    self._fail(ExtraDataError("%d bytes after the response" % (end - pos)))
+                    return
+                try:
+                    block = self._read_block(buf, pos, end, False)
+                    if block is None:
+                        if self._take_queued():
+                            continue
+                        return
+                    lines, next_pos = block
+                    start, (headers, specials) = self._parse_lines(lines, False)
+                    if self.is_request:
+                        self._request_head(start, headers, specials)
+                    else:
+                        nonfinal = self._response_head(start, headers, specials)
+                except HttpError as err:
+                    self._fail(err)
+                    return
+                self._pos = next_pos
+                self._scanned = 0
+                self._line_end = -1
+                self._empty_lines = 0
+                if self.is_request:
+                    delegate.on_request_head(start[0], start[1], headers)
+                elif nonfinal:
+                    delegate.on_response_nonfinal(start[1], start[2], headers)
+                else:
+                    delegate.on_response_head(start[1], start[2], headers)
+
+            elif state == _UNTIL_CLOSE:
+                chunk = buf[pos:end]
+                if type(chunk) is not bytes:
+                    chunk = bytes(chunk)
+                self._pos = end
+                delegate.on_body(chunk)
+
+            elif state == _CHUNK_SIZE:
+                try:
+                    size = self._chunk_size(buf, pos, end)
+                except HttpError as err:
+                    self._fail(err)
+                    return
+                if size is None:
+                    if self._take_queued():
+                        continue
+                    return
+                if size:
+                    self._remaining = size
+                    self._state = _CHUNK_DATA
+                else:
+                    self._state = _TRAILERS
+
+            elif state == _CHUNK_END:
+                if end - pos < 2 and buf[pos] == 13:
+                    if self._take_queued():
+                        continue
+                    return
+                if buf[pos:pos + 2] != b"\r\n":
+                    self._fail(ChunkError("chunk data not followed by CRLF"))
+                    return
+                self._pos = pos + 2
+                self._state = _CHUNK_SIZE
+
+            else:  # _TRAILERS
+                try:
+                    block = self._read_block(buf, pos, end, True)
+                    if block is None:
+                        if self._take_queued():
+                            continue
+                        return
+                    lines, next_pos = block
+                    trailers = lines and self._trailers(lines)
+                except HttpError as err:
+                    self._fail(err)
+                    return
+                self._pos = next_pos
+                self._scanned = 0
+                self._message_done(trailers)
+
+    def _message_done(self, trailers):
+        self._state = _HEAD
+        if self._switch:
+            # CONNECT, Upgrade or 101: what follows may not be HTTP. The
+            # owner resumes (no switch) or takes leftover() (switched).
+            self._switch = False
+            self._paused = True
+        self._delegate.on_message_done(trailers)
+
+    def _end_of_input(self):
+        self._eof_done = True
+        state = self._state
+        if state == _HEAD:
+            if self._pos < len(self._buf):
+                self._fail(IncompleteHeadError(
+                    "%d bytes of an unfinished head" % (len(self._buf) - self._pos)
+                ))
+        elif state == _UNTIL_CLOSE:
+            self._message_done([])
+        else:
+            self._fail(IncompleteBodyError())
+
+    # -- message heads ---------------------------------------------------------
+
+    def _skip_empty_lines(self, buf, pos, end):
+        """Consume empty lines before a request: the offset after them, or
+        None if more input is needed to tell."""
+        lenient = self.lenient_bare_lf
+        while pos < end:
+            if buf[pos] == 13:
+                if pos + 1 == end:
+                    self._pos = pos
+                    return None
+                if buf[pos + 1] != 10:
+                    break
+                pos += 2
+            elif buf[pos] == 10 and lenient:
+                pos += 1
+            else:
+                break
+            self._empty_lines += 1
+            if self._empty_lines > _MAX_EMPTY_LINES:
+                raise StartLineError("too many empty lines before the request line")
+        self._pos = pos
+        return pos
+
+    def _read_block(self, buf, start, end, trailer):
+        """The lines of the head (or trailer section) at ``start`` and the
+        offset after its empty line; None if more input is needed.
+
+        Fast path: one find for the empty line, one split, one translate to
+        check every byte, two length checks; anything odd goes to the
+        line-at-a-time reader, which finds the first problem in byte order.
+        While the block is incomplete, only the new bytes are checked, for
+        the problems that must be caught before the block ends (bare CR or
+        LF, size limits); the first such one hands over to the line reader."""
+        if trailer and buf[start] == 13:
+            if end - start < 2:
+                return None
+            if buf[start + 1] == 10:
+                return [], start + 2
+        lenient = self.lenient_bare_lf
+        scanned = self._scanned
+        if not lenient:
+            idx = buf.find(b"\r\n\r\n", start + scanned - 3 if scanned > 3 else start)
+            if idx >= 0:
+                block = buf[start:idx]
+                if type(block) is not bytes:
+                    block = bytes(block)
+                lines = block.split(b"\r\n")
+                if trailer:
+                    fits = idx + 2 - start <= self.max_trailer_section
+                else:
+                    first = len(lines[0])
+                    fits = first <= self.max_start_line and (
+                        idx - first - start <= self.max_field_section
+                    )
+                if fits and (
+                    len(block.translate(None, CTL_EXCEPT_HTAB))
+                    == len(block) - 2 * len(lines) + 2
+                ):
+                    return lines, idx + 4
+                return self._read_block_slowly(buf, start, idx + 4, trailer)
+        elif trailer and buf[start] == 10:
+            return [], start + 1
+        else:
+            # A bare-LF block ends at LF [CR] LF.
+            search = start + scanned - 2 if scanned > 2 else start
+            idx = buf.find(b"\n\n", search)
+            other = buf.find(b"\n\r\n", search)
+            if idx < 0 or 0 <= other < idx:
+                idx = other
+            if idx >= 0:
+                return self._read_block_slowly(buf, start, end, trailer)
+
+        # Incomplete: check the new bytes only.
+        new = start + scanned
+        if new >= end:
+            return None
+        trouble = False
+        if not lenient:
+            lf = buf.count(b"\n", new, end)
+            if lf:
+                pairs = buf.count(b"\r\n", new, end)
+                if new > start and buf[new] == 10 and buf[new - 1] == 13:
+                    pairs += 1
+                trouble = lf != pairs
+        cr = buf.count(b"\r", new, end)
+        if cr:
+            if buf[end - 1] == 13:
+                cr -= 1
+            trouble = trouble or cr != buf.count(b"\r\n", new, end)
+        if new > start and buf[new - 1] == 13 and buf[new] != 10:
+            trouble = True
+        if trailer:
+            trouble = trouble or end - start >= self.max_trailer_section + 2
+        else:
+            line_end = self._line_end
+            if line_end < 0:
+                lf = buf.find(b"\n", new, end)
+                if lf >= 0:
+                    self._line_end = line_end = lf - start
+            if line_end < 0:
+                trouble = trouble or end - start >= self.max_start_line + 2
+            else:
+                trouble = (
+                    trouble or line_end > self.max_start_line + 1
+                    or end - start - line_end - 1 >= self.max_field_section + 2
+                )
+        if trouble:
+            found = self._read_block_slowly(buf, start, end, trailer)
+            if found is not None:
+                return found
+        self._scanned = end - start
+        return None
+
+    def _read_block_slowly(self, buf, start, end, trailer):
+        """Line-at-a-time ``_read_block`` over ``buf[start:end]``: raises the
+        first problem in byte order, checking the syntax of the lines before
+        a byte-level problem so that theirs comes first."""
+        lenient = self.lenient_bare_lf
+        lines = []
+        pos = start
+        try:
+            if trailer:
+                limit = start + self.max_trailer_section
+                too_large = TrailerTooLargeError
+            else:
+                found = self._next_line(
+                    buf, pos, end, start + self.max_start_line + 2, StartLineError,
+                    UriTooLongError if self.is_request else StartLineTooLongError,
+                )
+                if found is None:
+                    return None
+                line, pos = found
+                lines.append(line)
+                limit = pos + self.max_field_section
+                too_large = FieldSectionTooLargeError
+            while True:
+                if pos >= end:
+                    return None
+                if buf[pos] == 13:
+                    if pos + 1 >= end:
+                        return None
+                    if buf[pos + 1] == 10:
+                        return lines, pos + 2
+                elif buf[pos] == 10 and lenient:
+                    return lines, pos + 1
+                found = self._next_line(buf, pos, end, limit, BadFieldError, too_large)
+                if found is None:
+                    return None
+                line, pos = found
+                lines.append(line)
+        except HttpError:
+            if lines:
+                self._parse_lines(lines, trailer)
+            raise
+
+    def _next_line(self, buf, pos, end, limit, line_error, size_error):
+        """(line, next offset) for the line at ``pos``, which must end before
+        ``limit``; None if it has not ended yet."""
+        stop = end if end < limit else limit
+        lf = buf.find(b"\n", pos, stop)
+        if lf < 0:
+            if buf.find(b"\r", pos, stop - 1) >= 0:
+                raise line_error("bare CR")
+            if end >= limit:
+                raise size_error()
+            return None
+        if buf.find(b"\r", pos, lf - 1) >= 0:
+            raise line_error("bare CR")
+        if lf > pos and buf[lf - 1] == 13:
+            line = buf[pos:lf - 1]
+        elif self.lenient_bare_lf:
+            line = buf[pos:lf]
+        else:
+            raise line_error("bare LF")
+        if type(line) is not bytes:
+            line = bytes(line)
+        if len(line.translate(None, CTL_EXCEPT_HTAB)) != len(line):
+            raise line_error("control character in %r" % line)
+        return line, lf + 1
+
+    def _parse_lines(self, lines, trailer):
+        """Check the syntax of complete lines in order: (start line parts or
+        None, (headers, special field indices))."""
+        if trailer:
+            return None, self._read_fields(lines, 0, BadFieldError)
+        if self.is_request:
+            start = self._request_line(lines[0])
+        else:
+            start = self._status_line(lines[0])
+        return start, self._read_fields(lines, 1, TopLineSpaceError)
+
+    def _read_fields(self, lines, first, fold_error):
+        """(headers, [(special kind, index in headers)]) from field lines."""
+        headers = []
+        append = headers.append
+        specials = []
+        names = _names
+        special = _SPECIAL
+        max_fields = self.max_fields
+        counting = len(lines) - first > max_fields
+        for line in lines[first:] if first else lines:
+            name, colon, value = line.partition(b":")
+            low = names.get(name)
+            if low is None or not colon:
+                if line[0] == 32 or line[0] == 9:
+                    # RFC 9112 5.2: obs-fold; replace it with one SP.
+                    if not headers:
+                        raise fold_error(repr(line))
+                    name, value = headers[-1]
+                    headers[-1] = (name, (value + b" " + line.strip(_OWS)).rstrip(_OWS))
+                    continue
+                if not colon:
+                    raise BadFieldError("no colon in %r" % line)
+                low = _field_name(name)
+            if counting and len(headers) >= max_fields:
+                raise TooManyFieldsError("more than %d" % max_fields)
+            kind = special.get(low)
+            if kind is not None:
+                specials.append((kind, len(headers)))
+            append((name, value.rstrip(_OWS)))
+        return headers, specials
+
+    def _request_line(self, line):
+        parts = line.split(b" ")
+        if len(parts) != 3:
+            raise StartLineError(repr(line))
+        method, target, version = parts
+        if method not in _METHODS and not is_token(method):
+            raise StartLineError("bad method %r" % method)
+        # Bytes checks already excluded other CTLs and DEL.
+        if not target or not target.isascii() or b"\t" in target:
+            raise StartLineError("bad request-target %r" % target)
+        version = _VERSIONS.get(version) or _http_version(version)
+        # RFC 9112 3.2: authority-form only with CONNECT, which needs it;
+        # asterisk-form only with OPTIONS.
+        if target[0] == 47:  # origin-form
+            if method == b"CONNECT":
+                raise StartLineError("CONNECT needs authority-form")
+        elif target == b"*":
+            if method != b"OPTIONS":
+                raise StartLineError("asterisk-form is for OPTIONS only")
+        elif method == b"CONNECT":
+            host, colon, port = target.rpartition(b":")
+            if (
+                not colon or not host or not port.isdigit()
+                or host.translate(None, _HOST_CHARS)
+                or (host[0] == 91) != (host[-1] == 93)
+            ):
+                raise StartLineError("bad authority-form %r" % target)
+        else:
+            scheme, sep, rest = target.partition(b"://")
+            if (
+                not sep or not scheme or not scheme[:1].isalpha()
+                or scheme.translate(None, _SCHEME_CHARS) or not rest or rest[0] == 47
+            ):
+                raise StartLineError("bad request-target %r" % target)
+        return method, target, version
+
+    def _status_line(self, line):
+        version, space, rest = line.partition(b" ")
+        version = _VERSIONS.get(version) or _http_version(version)
+        status = rest[:3]
+        if (
+            not space or len(status) != 3 or not status.isdigit()
+            or status < b"100" or status > b"599"
+        ):
+            raise StartLineError(repr(line))
+        if len(rest) > 3:
+            if rest[3] != 32:
+                raise StartLineError(repr(line))
+            phrase = rest[4:]
+        else:
+            phrase = b""
+        return version, status, phrase
+
+    def _request_head(self, start, headers, specials):
+        method, _, version = start
+        values = [None, None, None, None, None, None]
+        for kind, index in specials:
+            if values[kind] is None:
+                values[kind] = [headers[index][1]]
+            else:
+                values[kind].append(headers[index][1])
+        # RFC 9112 3.2: exactly one valid Host in HTTP/1.1; never several.
+        hosts = values[_HOST]
+        if hosts is None:
+            if version == b"1.1":
+                raise HostRequiredError("no Host")
+        elif len(hosts) > 1:
+            raise HostRequiredError("%d Host fields" % len(hosts))
+        else:
+            host = hosts[0].strip(_OWS)
+            if host.translate(None, _HOST_CHARS):
+                raise HostRequiredError("invalid Host %r" % host)
+        connection = _tokens(values[_CONNECTION])
+        codings = values[_TRANSFER_ENCODING]
+        lengths = values[_CONTENT_LENGTH]
+        # RFC 9112 6.1, 6.3: framing a server cannot be sure of is an error,
+        # so that no two parsers in a chain read the same bytes differently.
+        if codings is not None:
+            if version == b"1.0":
+                raise BadTransferCodeError("Transfer-Encoding in HTTP/1.0")
+            if lengths is not None:
+                raise CLTEError()
+            names = _transfer_codings(codings)
+            if names[-1] != b"chunked":
+                raise BadTransferCodeError("chunked is not the final coding")
+            if names.count(b"chunked") > 1:
+                raise BadTransferCodeError("chunked more than once")
+            if len(names) > 1:
+                raise TransferCodeError(b", ".join(names[:-1]).decode("latin-1"))
+            self.body = CHUNKED
+            self.content_length = None
+            self._state = _CHUNK_SIZE
+        elif lengths is not None:
+            self.content_length = self._remaining = _content_length(lengths)
+            self.body = LENGTH
+            self._state = _LENGTH
+        else:
+            self.body = NO_BODY
+            self.content_length = None
+            self._remaining = 0
+            self._state = _LENGTH
+        self.version = version
+        if version == b"1.1":
+            self.close = b"close" in connection
+            expect = values[_EXPECT]
+            self.expect_continue = expect is not None and b"100-continue" in _tokens(expect)
+            # RFC 9110 7.8: Upgrade counts only if Connection lists it.
+            self.upgrade = values[_UPGRADE] is not None and b"upgrade" in connection
+        else:
+            # RFC 9110 7.8, 10.1.1: HTTP/1.0 Upgrade and Expect are ignored.
+            self.close = b"keep-alive" not in connection or b"close" in connection
+            self.expect_continue = False
+            self.upgrade = False
+        self._switch = self.upgrade or method == b"CONNECT"
+
+    def _response_head(self, start, headers, specials):
+        """Set up for the response; True if it is a nonfinal (1xx) one."""
+        version, status, _ = start
+        if status[0] == 49 and status != b"101":
+            return True
+        method = self._expected.popleft()
+        values = [None, None, None, None, None, None]
+        for kind, index in specials:
+            if values[kind] is None:
+                values[kind] = [headers[index][1]]
+            else:
+                values[kind].append(headers[index][1])
+        connection = _tokens(values[_CONNECTION])
+        if version == b"1.1":
+            close = b"close" in connection
+        else:
+            close = b"keep-alive" not in connection or b"close" in connection
+        self.upgrade = values[_UPGRADE] is not None and b"upgrade" in connection
+        self.expect_continue = False
+        self.content_length = None
+        codings = values[_TRANSFER_ENCODING]
+        lengths = values[_CONTENT_LENGTH]
+        # RFC 9112 6.3, in order.
+        if (
+            method == b"HEAD" or status[0] == 49 or status == b"204" or status == b"304"
+        ):
+            body = NO_BODY
+        elif method == b"CONNECT" and status[0] == 50:
+            body = NO_BODY
+            self._switch = True
+        elif codings is not None:
+            close = True  # with a Content-Length too, the connection is suspect
+            names = _transfer_codings(codings)
+            if version == b"1.0" or names[-1] != b"chunked":
+                # HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112
+                # 6.1); chunked not last: the body runs to the close.
+                body = UNTIL_CLOSE
+            elif names.count(b"chunked") > 1:
+                raise BadTransferCodeError("chunked more than once")
+            elif len(names) > 1:
+                raise TransferCodeError(b", ".join(names[:-1]).decode("latin-1"))
+            else:
+                body = CHUNKED
+                close = lengths is not None or close
+        elif lengths is not None:
+            body = LENGTH
+            self.content_length = _content_length(lengths)
+        else:
+            body = UNTIL_CLOSE
+            close = True
+        if status == b"101":
+            self._switch = True
+        self.version = version
+        self.close = close
+        self.body = body
+        if body == CHUNKED:
+            self._state = _CHUNK_SIZE
+        elif body == UNTIL_CLOSE:
+            self._state = _UNTIL_CLOSE
+        else:
+            self._remaining = self.content_length or 0
+            self._state = _LENGTH
+        return False
+
+    # -- chunked ---------------------------------------------------------------
+
+    def _chunk_size(self, buf, pos, end):
+        """The size from the chunk-size line at ``pos`` (consumed), or None
+        if it is incomplete."""
+        limit = pos + 18 + self.max_chunk_ext  # 16 hex digits, extensions, CRLF
+        stop = end if end < limit else limit
+        new = pos + self._scanned
+        lf = buf.find(b"\n", new, stop)
+        check_from = new - 1 if new > pos else pos
+        if lf < 0:
+            if buf.find(b"\r", check_from, stop - 1) >= 0:
+                raise ChunkError("bare CR in chunk-size line")
+            if end >= limit:
+                head = bytes(buf[pos:limit])
+                digits = len(head) - len(head.lstrip(_HEX))
+                if not digits or digits > 16:
+                    raise ChunkError("bad chunk size")
+                raise ChunkExtTooLargeError()
+            self._scanned = end - pos
+            return None
+        if buf.find(b"\r", check_from, lf - 1) >= 0:
+            raise ChunkError("bare CR in chunk-size line")
+        if lf == pos or buf[lf - 1] != 13:
+            raise ChunkError("chunk-size line not ended by CRLF")
+        line = buf[pos:lf - 1]
+        if type(line) is not bytes:
+            line = bytes(line)
+        if 0 < len(line) <= 16 and not line.translate(None, _HEX):
+            size = int(line, 16)
+        else:
+            rest = line.lstrip(_HEX)
+            digits = len(line) - len(rest)
+            if not digits or digits > 16:
+                raise ChunkError("bad chunk size %r" % line[:40])
+            if len(rest) > self.max_chunk_ext:
+                raise ChunkExtTooLargeError()
+            if not _CHUNK_EXT.fullmatch(rest):
+                raise ChunkError("bad chunk extension %r" % rest[:40])
+            size = int(line[:digits], 16)
+        self._pos = lf + 1
+        self._scanned = 0
+        return size
+
+    def _trailers(self, lines):
+        """The trailer fields a recipient may use (RFC 9110 6.5.1)."""
+        headers, _ = self._read_fields(lines, 0, BadFieldError)
+        names = _names
+        return [
+            (name, value) for name, value in headers
+            if (names.get(name) or name.lower()) not in TRAILER_FORBIDDEN
+        ] if headers else headers

@@ -1,0 +1,553 @@
+"""TCP: connections, the client that makes them and the server that accepts
+them, on top of the loop.
+
+Theory of operation
+-------------------
+- A ``TcpConnection`` watches its socket level-triggered, as asyncio does:
+  read interest while unpaused, write interest only while bytes are queued.
+  Each readable event makes one ``recv`` of ``read_size`` bytes.
+- ``write()`` sends at once when nothing is queued and queues only what the
+  kernel did not take; the queue is a ``bytearray`` because deleting from
+  its front is cheap in CPython. Output backpressure is reported with
+  ``pause(True)`` / ``pause(False)`` around ``write_high`` / ``write_low``.
+- ``close`` is emitted exactly once. When the application's own call
+  (``write``, ``close``, ``abort``) ends the connection, it is emitted on the
+  next pass of the loop, never inside that call.
+- Peer EOF stops reading; what is queued still goes out; then the
+  connection closes. thor never half-closes its own side.
+- Epoll reports HUP once both directions are shut, which for TCP (thor never
+  shuts its own side) means a reset, and for a socketpair a peer that is
+  gone; data still in the kernel is read first, while reading is enabled.
+"""
+
+import errno
+import socket
+
+from thor import dns
+from thor.loop import ERROR, HUP, INVALID, READ, WRITE, EventSource
+
+__all__ = ["TcpConnection", "TcpServer", "TcpClient"]
+
+_BLOCKED = (BlockingIOError, InterruptedError)
+
+# accept() errors that mean "out of a resource": retrying at once would spin.
+_ACCEPT_EXHAUSTED = frozenset(
+    code
+    for code in (
+        getattr(errno, name, None)
+        for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+    )
+    if code is not None
+)
+
+# connect_ex() results that mean "in progress, wait until writable".
+_CONNECT_PENDING = frozenset(
+    (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR, errno.EALREADY)
+)
+
+_NODELAY_FAMILIES = frozenset(
+    family
+    for family in (getattr(socket, "AF_INET", None), getattr(socket, "AF_INET6", None))
+    if family is not None
+)
+
+
+def _set_nodelay(sock):
+    if sock.family in _NODELAY_FAMILIES:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # e.g. the peer already went away
+
+
+class TcpConnection(EventSource):
+    """A TCP connection.
+
+    Emits: data(bytes), pause(paused: bool) for the write side, close().
+
+    Connections start paused: call ``pause(False)`` to get ``data`` events.
+    ``write_buffered`` is the number of bytes queued for sending.
+    """
+
+    __slots__ = (
+        "socket", "host", "port", "tcp_connected", "_loop", "_fd", "_interest",
+        "_buffer", "_recv", "_send", "_closing", "_read_eof",
+        "_write_paused", "_server",
+    )
+
+    # Output backpressure: pause(True) once more than write_high bytes are
+    # queued; pause(False) once fewer than write_low remain. 64 KiB is about
+    # what a loopback socket's send buffer takes in one go; the gap between
+    # the marks stops a writer from flapping on every send.
+    write_high = 65536
+    write_low = 16384
+    # One recv per readable event, sized as asyncio's (256 KiB): large enough
+    # for streaming throughput, small enough to keep the loop fair.
+    read_size = 262144
+
+    def __init__(self, sock, host, port, loop=None):
+        EventSource.__init__(self, loop)
+        self.socket = sock
+        self.host = host
+        self.port = port
+        self.tcp_connected = True
+        self._buffer = bytearray()
+        self._closing = False
+        self._read_eof = False
+        self._write_paused = False
+        self._server = None
+        sock.setblocking(False)
+        _set_nodelay(sock)
+        self._recv = sock.recv
+        self._send = sock.send
+        self.register_fd(sock.fileno())
+
+    def __repr__(self):
+        state = []
+        if not self.tcp_connected:
+            state.append("closed")
+        elif self._closing:
+            state.append("closing")
+        if self._interest & READ == 0:
+            state.append("paused")
+        if self._buffer:
+            state.append("%d bytes queued" % len(self._buffer))
+        return "<%s %s:%s %s>" % (
+            self.__class__.__name__, self.host, self.port, ", ".join(state) or "open",
+        )
+
+    @property
+    def write_buffered(self):
+        """How many bytes are queued, waiting for the socket to take them."""
+        return len(self._buffer)
+
+    # -- the loop's side ---------------------------------------------------
+
+    def _fd_ready(self, mask):
+        got_data = False
+        if mask & READ and self._interest & READ:
+            try:
+                data = self._recv(self.read_size)
+            except _BLOCKED:
+                data = None
+            except OSError:  # ECONNRESET, ETIMEDOUT, ...
+                self._close_now(True)
+                return
+            if data:
+                got_data = True
+                listeners = self._events.get("data")
+                if listeners:
+                    for listener in listeners:
+                        listener(data)
+                elif self._sink is not None:
+                    self.emit("data", data)
+            elif data is not None:
+                self._peer_eof()
+                return
+        if mask & WRITE and self._interest & WRITE:
+            self._flush()
+        if mask & (ERROR | HUP | INVALID) and self.tcp_connected:
+            if mask & HUP and not mask & (ERROR | INVALID) and got_data:
+                return  # read the rest (and the EOF) on the next pass
+            self._close_now(True)
+
+    def _flush(self):
+        buffer = self._buffer
+        try:
+            sent = self._send(buffer)
+        except _BLOCKED:
+            return
+        except OSError:  # EPIPE, ECONNRESET, ...
+            self._close_now(True)
+            return
+        if sent:
+            del buffer[:sent]
+        if not buffer:
+            self.event_del("fd_writable")
+            if self._closing or self._read_eof:
+                self._close_now(True, True)
+                return
+        if self._write_paused and len(buffer) < self.write_low:
+            self._write_paused = False
+            self.emit("pause", False)
+
+    def _peer_eof(self):
+        self._read_eof = True
+        self.event_del("fd_readable")
+        if not self._buffer:
+            self._close_now(True, True)
+
+    def _close_now(self, in_dispatch, graceful=False):
+        if not self.tcp_connected:
+            return
+        self.tcp_connected = False
+        self._closing = True
+        self.unregister_fd()
+        self._buffer = bytearray()
+        self._release(graceful)
+        server = self._server
+        if server is not None:
+            self._server = None
+            server._forget(self)
+        if in_dispatch:
+            self.emit("close")
+        else:
+            self._loop.schedule(0, self.emit, "close")
+
+    def _release(self, graceful):
+        """Close the socket; ``graceful`` when the connection ended without
+        an error or an abort (TLS then says goodbye first)."""
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+
+    # -- the application's side ---------------------------------------------
+
+    def write(self, data):
+        """Send ``data`` (bytes-like, or ``str`` sent as UTF-8) without
+        blocking; what the socket does not take now is queued. A no-op once
+        the connection is closing or closed."""
+        if self._closing:
+            return
+        if data.__class__ is not bytes:
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            elif isinstance(data, memoryview) and data.itemsize != 1:
+                data = data.cast("B")
+        if not data:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+        else:
+            try:
+                sent = self._send(data)
+            except _BLOCKED:
+                sent = 0
+            except OSError:
+                self._close_now(False)
+                return
+            if sent == len(data):
+                return
+            if sent:
+                buffer += memoryview(data)[sent:]
+            else:
+                buffer += data
+            self.event_add("fd_writable")
+        if not self._write_paused and len(buffer) > self.write_high:
+            self._write_paused = True
+            self.emit("pause", True)
+
+    def pause(self, paused):
+        """Stop (True) or start (False) ``data`` events."""
+        if paused:
+            self.event_del("fd_readable")
+        elif not self._closing and not self._read_eof:
+            self.event_add("fd_readable")
+
+    def close(self):
+        """Close once everything queued has been sent. No more ``data``
+        events are emitted; ``close`` follows from the loop."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._buffer:
+            self.event_del("fd_readable")
+        else:
+            self._close_now(False, True)
+
+    def abort(self):
+        """Close at once, dropping anything queued; ``close`` follows from
+        the loop."""
+        self._close_now(False)
+
+
+class TcpServer(EventSource):
+    """A TCP server listening on ``host``:``port`` (port 0 picks a free one;
+    ``port`` is then the port the system chose).
+
+    Emits: start(), connect(TcpConnection), stop().
+
+    Accepted connections start paused.
+    """
+
+    # Accepting is bounded per readable event so that a flood of new
+    # connections cannot starve the ones already being served.
+    accept_batch = 64
+    # How long to stop accepting after the process runs out of descriptors
+    # or memory; the pending connections wait in the kernel's backlog.
+    accept_backoff = 0.1
+    connection_class = TcpConnection
+
+    def __init__(self, host, port, loop=None, *, reuse_port=False, backlog=511):
+        EventSource.__init__(self, loop)
+        host = dns.parse_host(host) if host is not None else ""
+        self.sock = _listen(host, int(port), reuse_port, backlog)
+        bound = self.sock.getsockname()
+        self.host = host
+        self.port = bound[1]
+        self._connections = set()
+        self._accepting = True
+        self._stopped = False
+        self._graceful = False
+        self._backoff = None
+        self.register_fd(self.sock.fileno(), "fd_readable")
+        self._loop.schedule(0, self.emit, "start")
+
+    def __repr__(self):
+        return "<%s %s:%s %d connections%s>" % (
+            self.__class__.__name__, self.host, self.port, len(self._connections),
+            "" if self._accepting else ", not accepting",
+        )
+
+    def _fd_ready(self, mask):
+        accept = self.sock.accept
+        for _ in range(self.accept_batch):
+            if not self._accepting:
+                return
+            try:
+                sock, address = accept()
+            except _BLOCKED:
+                return
+            except OSError as why:
+                if why.errno in _ACCEPT_EXHAUSTED:
+                    self._back_off()
+                    return
+                if why.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # that one client's problem; the next may be fine
+                # Unexpected: report it, but pause first so that a listening
+                # socket stuck in an error state does not spin the loop.
+                self._back_off()
+                raise
+            self._accepted(sock, address)
+
+    def _accepted(self, sock, address):
+        try:
+            conn = self.connection_class(sock, address[0], address[1], self._loop)
+        except OSError:
+            sock.close()
+            return
+        self._serve(conn)
+
+    def _serve(self, conn):
+        conn._server = self
+        self._connections.add(conn)
+        self.emit("connect", conn)
+
+    def _back_off(self):
+        self.event_del("fd_readable")
+        self._backoff = self._loop.schedule(self.accept_backoff, self._resume)
+
+    def _resume(self):
+        self._backoff = None
+        if self._accepting:
+            self.event_add("fd_readable")
+
+    def _forget(self, conn):
+        self._connections.discard(conn)
+        if self._graceful and not self._connections:
+            self._graceful = False
+            self._loop.schedule(0, self.emit, "stop")
+
+    def _stop_accepting(self):
+        if not self._accepting:
+            return False
+        self._accepting = False
+        if self._backoff is not None:
+            self._backoff.delete()
+            self._backoff = None
+        self.unregister_fd()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        return True
+
+    def close(self):
+        """Stop accepting connections and close the listening socket;
+        ``stop`` follows from the loop. Open connections are not touched."""
+        if self._stop_accepting() or self._graceful:
+            self._graceful = False
+            self._loop.schedule(0, self.emit, "stop")
+
+    shutdown = close
+
+    def graceful_shutdown(self):
+        """Stop accepting now; emit ``stop`` once every connection this
+        server accepted has closed."""
+        if not self._stop_accepting():
+            return
+        if self._connections:
+            self._graceful = True
+        else:
+            self._loop.schedule(0, self.emit, "stop")
+
+
+def _listen(host, port, reuse_port, backlog):
+    family = dns.literal_family(host) if host else None
+    if family is not None:
+        sockaddr = (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
+        candidates = [(family, sockaddr)]
+    else:
+        # Binding happens before the loop runs the server, so a blocking
+        # lookup of a local name here does not stall any traffic.
+        candidates = [
+            (info[0], info[4])
+            for info in socket.getaddrinfo(
+                host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+            )
+        ]
+    error = None
+    for family, sockaddr in candidates:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+            return sock
+        except OSError as why:
+            sock.close()
+            error = why
+    raise error
+
+
+class TcpClient(EventSource):
+    """Makes TCP connections.
+
+    Emits: connect(TcpConnection), connect_error(errtype, error) where
+    ``errtype`` is ``socket.error`` (``OSError``) with an errno (``ETIMEDOUT``
+    when the timeout passes) or ``socket.gaierror`` with a resolver code.
+
+    Each ``connect()`` is independent; a client may have several in flight.
+    """
+
+    connection_class = TcpConnection
+
+    def __init__(self, loop=None):
+        EventSource.__init__(self, loop)
+
+    def connect(self, host, port, timeout=None):
+        """Connect to ``port`` on ``host`` (a name or IP literal; names are
+        resolved off the loop and each address is tried in turn).
+        ``timeout`` (seconds) bounds the whole attempt."""
+        _Connector(self, host, port, timeout)
+
+    # Called by _Connector with a connected socket; TlsClient overrides it to
+    # run a handshake first.
+    def _established(self, connector, sock):
+        connector.succeed(
+            self.connection_class(sock, connector.host, connector.port, self._loop)
+        )
+
+
+class _Connector(EventSource):
+    """One ``connect()`` in progress: resolve, try each address, report once."""
+
+    __slots__ = (
+        "client", "host", "port", "_addresses", "_sock", "_timer", "_done",
+        "_last_errno", "_cancel",
+    )
+
+    def __init__(self, client, host, port, timeout):
+        EventSource.__init__(self, client._loop)
+        self.client = client
+        self.host = host
+        self.port = port
+        self._addresses = None
+        self._sock = None
+        self._done = False
+        self._last_errno = errno.ECONNREFUSED
+        # Something to call to give up a later stage (a TLS handshake).
+        self._cancel = None
+        self._timer = (
+            self._loop.schedule(timeout, self._timed_out) if timeout else None
+        )
+        dns.lookup(host, port, self._resolved, self._loop)
+
+    def _resolved(self, result):
+        if self._done:
+            return
+        if isinstance(result, Exception):
+            if isinstance(result, socket.gaierror):
+                self.fail(socket.gaierror, result.errno)
+            else:
+                self.fail(OSError, getattr(result, "errno", None) or errno.EINVAL)
+            return
+        self.host = dns.parse_host(self.host)
+        self._addresses = iter(result)
+        self._try_next()
+
+    def _try_next(self):
+        for family, type_, proto, _, sockaddr in self._addresses:
+            try:
+                sock = socket.socket(family, type_, proto)
+            except OSError as why:
+                self._last_errno = why.errno
+                continue
+            try:
+                sock.setblocking(False)
+                code = sock.connect_ex(sockaddr)
+            except OSError as why:
+                code = why.errno or errno.EINVAL
+            if code == 0:
+                self.client._established(self, sock)
+                return
+            if code in _CONNECT_PENDING:
+                self._sock = sock
+                self.register_fd(sock.fileno(), "fd_writable")
+                return
+            sock.close()
+            self._last_errno = code
+        self.fail(OSError, self._last_errno)
+
+    def _fd_ready(self, mask):
+        sock = self._sock
+        self.unregister_fd()
+        self._sock = None
+        try:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as why:
+            code = why.errno
+        if code == 0 and mask & (ERROR | HUP | INVALID):
+            code = errno.ECONNRESET
+        if code:
+            sock.close()
+            self._last_errno = code
+            self._try_next()
+        else:
+            self.client._established(self, sock)
+
+    def _timed_out(self):
+        self._timer = None
+        self.fail(OSError, errno.ETIMEDOUT)
+
+    def _finish(self):
+        if self._done:
+            return False
+        self._done = True
+        if self._timer is not None:
+            self._timer.delete()
+            self._timer = None
+        if self._sock is not None:
+            self.unregister_fd()
+            self._sock.close()
+            self._sock = None
+        if self._cancel is not None:
+            cancel, self._cancel = self._cancel, None
+            cancel()
+        return True
+
+    def fail(self, errtype, error):
+        if self._finish():
+            self.client.emit("connect_error", errtype, error)
+
+    def succeed(self, conn):
+        self._cancel = None
+        if self._finish():
+            self.client.emit("connect", conn)
+        else:
+            conn.abort()

@@ -1,0 +1,297 @@
+"""TLS: the TCP classes with an ``ssl`` layer, handshakes run without
+blocking the loop.
+
+Theory of operation
+-------------------
+- The handshake is its own small fd source (``_TlsHandshake``): it calls
+  ``do_handshake()`` whenever the socket is ready the way OpenSSL last
+  asked for (``SSLWantReadError`` / ``SSLWantWriteError``), then hands the
+  socket on. On the client it runs inside the connect timeout; on the
+  server it has ``TlsServer.handshake_timeout``.
+- OpenSSL returns at most one record (16 KiB of plain text) per read, and
+  may hold decrypted bytes the kernel no longer reports as readable
+  (``pending()``); a readable event therefore reads records until OpenSSL
+  wants more from the socket (or ``read_size`` is reached) and then drains
+  ``pending()``, or the data would stall.
+- Python puts OpenSSL in partial-write mode, so one ``send`` writes one
+  record; writes loop until the socket is full. A write that OpenSSL could
+  not finish must be retried with the same bytes at the front, which the
+  connection's queue guarantees.
+"""
+
+import errno
+import ssl
+from functools import partial
+
+from thor.tcp import TcpClient, TcpConnection, TcpServer
+from thor.loop import ERROR, HUP, INVALID, READ, EventSource
+
+__all__ = ["TlsClient", "TlsConnection", "TlsServer"]
+
+_WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# The largest plain-text record (RFC 8446 section 5.1): one read's worth.
+_RECORD = 16384
+
+_default_context = None
+
+
+def default_context():
+    """The shared client context: ``ssl.create_default_context()``
+    (certificate and host name verified against the system trust store),
+    made once because loading the trust store is slow."""
+    global _default_context
+    if _default_context is None:
+        _default_context = ssl.create_default_context()
+    return _default_context
+
+
+class TlsConnection(TcpConnection):
+    """A TLS connection; the same interface as ``TcpConnection``.
+
+    Emits: data(bytes), pause(paused: bool) for the write side, close().
+    """
+
+    __slots__ = ()
+
+    def __init__(self, sock, host, port, loop=None):
+        TcpConnection.__init__(self, sock, host, port, loop)
+        # partial, not bound methods: no reference cycle through self.
+        self._recv = partial(_tls_recv, sock)
+        self._send = partial(_tls_send, sock)
+
+    def _release(self, graceful):
+        sock = self.socket
+        if graceful:
+            # Send close_notify so that the peer can tell an end from a
+            # truncation; do not wait for the peer's.
+            try:
+                sock.unwrap()
+            except (OSError, ValueError):
+                pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def _tls_recv(sock, size):
+    """One readable event's worth of plain text: None when OpenSSL has no
+    complete record yet, b"" at the end."""
+    try:
+        data = sock.recv(_RECORD)
+    except _WANT:
+        return None
+    if not data:
+        return data
+    if len(data) < _RECORD and not sock.pending():
+        return data  # the common case: one small record
+    chunks = [data]
+    total = len(data)
+    try:
+        while total < size:
+            chunk = sock.recv(_RECORD)
+            if not chunk:
+                break  # EOF: seen again on the next readable event
+            chunks.append(chunk)
+            total += len(chunk)
+        pending = sock.pending()
+        while pending:
+            chunk = sock.recv(pending)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            pending = sock.pending()
+    except _WANT:
+        pass
+    except OSError:
+        pass  # reported by the next read; deliver what arrived first
+    return b"".join(chunks)
+
+
+def _tls_send(sock, data):
+    """Send records until the socket is full; BlockingIOError if none fit."""
+    send = sock.send
+    size = len(data)
+    total = 0
+    with memoryview(data) as view:
+        while total < size:
+            try:
+                total += send(view[total:])
+            except _WANT:
+                break
+    if not total and size:
+        raise BlockingIOError
+    return total
+
+
+class _TlsHandshake(EventSource):
+    """Runs a non-blocking handshake on ``sock`` (an ``SSLSocket``), then
+    calls ``done(sock, None)``, or ``done(None, error)`` after closing it."""
+
+    __slots__ = ("sock", "_done", "_timer")
+
+    def __init__(self, sock, loop, done, timeout=None):
+        EventSource.__init__(self, loop)
+        self.sock = sock
+        self._done = done
+        self._timer = loop.schedule(timeout, self._timed_out) if timeout else None
+        self.register_fd(sock.fileno())
+
+    def start(self):
+        """Begin; ``done`` may be called before this returns."""
+        self._step()
+
+    def _fd_ready(self, mask):
+        if self.sock is not None:
+            self._step(mask)
+
+    def _step(self, mask=0):
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            if mask & (ERROR | HUP | INVALID):
+                self._finish(ConnectionResetError(
+                    errno.ECONNRESET, "connection lost in the handshake"
+                ))
+            else:
+                self.event_del("fd_writable")
+                self.event_add("fd_readable")
+        except ssl.SSLWantWriteError:
+            self.event_del("fd_readable")
+            self.event_add("fd_writable")
+        except (OSError, ValueError) as why:  # SSLError is an OSError
+            self._finish(why)
+        else:
+            self._finish(None)
+
+    def _timed_out(self):
+        self._timer = None
+        self._finish(TimeoutError(errno.ETIMEDOUT, "TLS handshake timed out"))
+
+    def cancel(self):
+        """Give up: close the socket; ``done`` is not called."""
+        self._done = None
+        self._finish(ConnectionAbortedError(errno.ECONNABORTED, "cancelled"))
+
+    abort = cancel  # so that a server's connections can all be aborted alike
+
+    def _finish(self, error):
+        sock = self.sock
+        if sock is None:
+            return
+        self.sock = None
+        self.unregister_fd()
+        if self._timer is not None:
+            self._timer.delete()
+            self._timer = None
+        done, self._done = self._done, None
+        if error is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+            sock = None
+        if done is not None:
+            done(sock, error)
+
+
+class TlsClient(TcpClient):
+    """Makes TLS connections; the same interface as ``TcpClient``.
+
+    Emits: connect(TlsConnection), connect_error(errtype, error), where a
+    failed handshake (including an untrusted certificate or a host name it
+    does not cover) gives ``errtype`` ``ssl.SSLError`` and the ``SSLError``
+    itself as ``error``.
+
+    ``tls_context`` (the argument, else the class attribute, else
+    ``ssl.create_default_context()``) is the ``ssl.SSLContext`` used. The
+    server name sent (SNI) and checked is the host given to ``connect``.
+    """
+
+    connection_class = TlsConnection
+    tls_context = None
+
+    def __init__(self, loop=None, tls_context=None):
+        TcpClient.__init__(self, loop)
+        if tls_context is not None:
+            self.tls_context = tls_context
+
+    def _established(self, connector, sock):
+        context = self.tls_context or default_context()
+        try:
+            # Python leaves SNI out by itself when the name is an IP literal,
+            # and checks the certificate's IP addresses instead.
+            tls_sock = context.wrap_socket(
+                sock, server_hostname=connector.host or None,
+                do_handshake_on_connect=False,
+            )
+        except (OSError, ValueError) as why:
+            sock.close()
+            connector.fail(*_client_error(why))
+            return
+
+        def done(tls_sock, error):
+            if error is not None:
+                connector.fail(*_client_error(error))
+            else:
+                connector.succeed(self.connection_class(
+                    tls_sock, connector.host, connector.port, self._loop
+                ))
+
+        handshake = _TlsHandshake(tls_sock, self._loop, done)
+        connector._cancel = handshake.cancel
+        handshake.start()
+
+
+def _client_error(error):
+    if isinstance(error, ssl.SSLError):
+        return ssl.SSLError, error
+    if isinstance(error, OSError) and error.errno:
+        return OSError, error.errno
+    # A context that cannot be used as asked (ValueError): still an SSL
+    # problem from the caller's point of view.
+    return ssl.SSLError, ssl.SSLError(str(error))
+
+
+class TlsServer(TcpServer):
+    """A TLS server: the ``TcpServer`` interface, serving with
+    ``tls_context`` (an ``ssl.SSLContext`` with a certificate loaded).
+
+    Emits: start(), connect(TlsConnection), stop().
+
+    ``connect`` is emitted once the handshake has succeeded. A client whose
+    handshake fails, or does not finish within ``handshake_timeout``
+    seconds, is dropped without a word.
+    """
+
+    connection_class = TlsConnection
+    # Long enough for a slow client on a bad network, short enough that
+    # idle sockets that never say hello do not pile up.
+    handshake_timeout = 30
+
+    def __init__(self, host, port, tls_context, loop=None, **kw):
+        self.tls_context = tls_context
+        TcpServer.__init__(self, host, port, loop, **kw)
+
+    def _accepted(self, sock, address):
+        try:
+            sock.setblocking(False)
+            tls_sock = self.tls_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        except (OSError, ValueError):
+            sock.close()
+            return
+        host, port = address[0], address[1]
+
+        def done(tls_sock, error):
+            if error is None:
+                self._connections.discard(handshake)
+                self._serve(self.connection_class(tls_sock, host, port, self._loop))
+            else:
+                self._forget(handshake)
+
+        # Counted among the server's connections, for graceful_shutdown.
+        handshake = _TlsHandshake(tls_sock, self._loop, done, self.handshake_timeout)
+        self._connections.add(handshake)
+        handshake.start()

@@ -1,0 +1,181 @@
+"""UDP: ``UdpEndpoint``, one datagram socket, IPv4 or IPv6.
+
+Theory of operation
+-------------------
+- Receiving uses a 64 KiB buffer, so that any datagram that can exist
+  (65,507 bytes of payload over IPv4, 65,527 over IPv6) arrives whole.
+- A readable event receives up to ``read_batch`` datagrams: each costs one
+  system call either way, and batching saves poller passes when datagrams
+  come in bursts.
+- Sending never blocks. UDP promises no delivery, so a datagram the kernel
+  will not take right now (EAGAIN, ENOBUFS) or that an earlier ICMP error
+  refuses (ECONNREFUSED) is dropped, not queued.
+"""
+
+import errno
+import socket
+
+from thor import dns
+from thor.loop import ERROR, READ, EventSource
+
+__all__ = ["UdpEndpoint"]
+
+_DROPPED = frozenset(
+    code
+    for code in (
+        getattr(errno, name, None)
+        for name in ("EAGAIN", "EWOULDBLOCK", "ENOBUFS", "EINTR", "ECONNREFUSED",
+                     "EHOSTUNREACH", "ENETUNREACH")
+    )
+    if code is not None
+)
+
+
+class UdpEndpoint(EventSource):
+    """A UDP endpoint.
+
+    Emits: datagram(data: bytes, host: str, port: int).
+
+    Endpoints start paused: call ``pause(False)`` to get ``datagram`` events.
+    ``host`` and ``port`` are the bound local address, once there is one.
+    """
+
+    __slots__ = ("sock", "host", "port", "_paused", "_recvfrom")
+
+    # The largest UDP payload over IPv4: 65,535 - 8 (UDP) - 20 (IP).
+    max_dgram = 65507
+    recv_size = 65536
+    read_batch = 16
+
+    def __init__(self, loop=None):
+        EventSource.__init__(self, loop)
+        self.sock = None
+        self.host = None
+        self.port = None
+        self._paused = True
+        self._recvfrom = None
+
+    def __repr__(self):
+        return "<%s %s:%s%s>" % (
+            self.__class__.__name__, self.host, self.port,
+            " paused" if self._paused else "",
+        )
+
+    def _open(self, family):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        self.sock = sock
+        self._recvfrom = sock.recvfrom
+        return sock
+
+    def _registered(self):
+        sockname = self.sock.getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+        self.register_fd(self.sock.fileno(), None if self._paused else "fd_readable")
+
+    def bind(self, host, port):
+        """Bind to ``port`` on ``host`` (a local address; port 0 lets the
+        system choose: see ``port`` afterwards). Call before ``send()``."""
+        if self.sock is not None:
+            raise RuntimeError("the endpoint already has a socket")
+        host = dns.parse_host(host) if host is not None else ""
+        family = dns.literal_family(host) if host else None
+        if family is None:
+            # A local name, resolved before any traffic flows: a blocking
+            # lookup here holds up nothing.
+            family, _, _, _, sockaddr = socket.getaddrinfo(
+                host or None, port, 0, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE
+            )[0]
+        elif family == socket.AF_INET6:
+            sockaddr = (host, int(port), 0, 0)
+        else:
+            sockaddr = (host, int(port))
+        sock = self._open(family)
+        try:
+            sock.bind(sockaddr)
+        except OSError:
+            sock.close()
+            self.sock = None
+            raise
+        self._registered()
+
+    def send(self, datagram, host, port):
+        """Send ``datagram`` (bytes, or ``str`` sent as UTF-8) to ``port`` on
+        ``host``. Without ``bind()``, the first send opens a socket on a
+        port the system chooses, of the family of ``host``. A name is
+        resolved off the loop, and the datagram sent once it has been."""
+        if datagram.__class__ is not bytes and isinstance(datagram, str):
+            datagram = datagram.encode("utf-8")
+        if len(datagram) > self.max_dgram:
+            raise ValueError(
+                "datagram of %d bytes is over max_dgram (%d)"
+                % (len(datagram), self.max_dgram)
+            )
+        host = dns.parse_host(host)
+        family = dns.literal_family(host)
+        if family is None:
+            dns.lookup(host, port, self._resolved(datagram), self._loop,
+                       self.sock.family if self.sock else 0, socket.SOCK_DGRAM)
+            return
+        self._sendto(datagram, family, host, int(port))
+
+    def _resolved(self, datagram):
+        def send(result):
+            if isinstance(result, Exception) or not result:
+                return  # like any lost datagram: UDP reports nothing
+            family, _, _, _, sockaddr = result[0]
+            self._sendto(datagram, family, sockaddr[0], sockaddr[1])
+        return send
+
+    def _sendto(self, datagram, family, host, port):
+        sock = self.sock
+        if sock is None:
+            sock = self._open(family)
+            self._registered()
+        if sock.family == socket.AF_INET6:
+            if family == socket.AF_INET:
+                host = "::ffff:" + host  # a v4-mapped address
+            address = (host, port, 0, 0)
+        elif family == socket.AF_INET6:
+            raise ValueError("an IPv4 endpoint cannot send to %s" % host)
+        else:
+            address = (host, port)
+        try:
+            sock.sendto(datagram, address)
+        except OSError as why:
+            if why.errno not in _DROPPED:
+                raise
+
+    def pause(self, paused):
+        """Stop (True) or start (False) ``datagram`` events."""
+        self._paused = bool(paused)
+        if paused:
+            self.event_del("fd_readable")
+        else:
+            self.event_add("fd_readable")
+
+    def shutdown(self):
+        """Stop the endpoint and close its socket."""
+        if self.sock is not None:
+            self.unregister_fd()
+            self.sock.close()
+            self.sock = None
+            self._recvfrom = None
+
+    def _fd_ready(self, mask):
+        if mask & ERROR and self.sock is not None:
+            # An ICMP error queued on the socket: reading it clears it.
+            self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if not mask & READ:
+            return
+        size = self.recv_size
+        for _ in range(self.read_batch):
+            if not self._interest & READ:
+                return  # paused, or shut down, by a listener
+            try:
+                data, address = self._recvfrom(size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error for an earlier send
+            self.emit("datagram", data, address[0], address[1])
