@@ -76,9 +76,11 @@ class TcpConnection(EventSource):
     )
 
     # Output backpressure: pause(True) once more than write_high bytes are
-    # queued; pause(False) once fewer than write_low remain. 64 KiB is about
-    # what a loopback socket's send buffer takes in one go; the gap between
-    # the marks stops a writer from flapping on every send.
+    # queued; pause(False) once fewer than write_low remain. The kernel's
+    # send buffer already holds hundreds of KiB, so 64 KiB more in user
+    # space keeps the socket busy while bounding memory per slow peer (as
+    # asyncio's defaults do); the gap between the marks stops a writer from
+    # flapping on every send.
     write_high = 65536
     write_low = 16384
     # One recv per readable event, sized as asyncio's (256 KiB): large enough
@@ -439,9 +441,13 @@ class TcpClient(EventSource):
     # Called by _Connector with a connected socket; TlsClient overrides it to
     # run a handshake first.
     def _established(self, connector, sock):
-        connector.succeed(
-            self.connection_class(sock, connector.host, connector.port, self._loop)
-        )
+        try:
+            conn = self.connection_class(sock, connector.host, connector.port, self._loop)
+        except OSError as why:
+            sock.close()
+            connector.fail(OSError, why.errno or errno.EIO)
+            return
+        connector.succeed(conn)
 
 
 class _Connector(EventSource):

@@ -23,8 +23,8 @@ import errno
 import ssl
 from functools import partial
 
-from thor.tcp import TcpClient, TcpConnection, TcpServer
 from thor.loop import ERROR, HUP, INVALID, READ, EventSource
+from thor.tcp import TcpClient, TcpConnection, TcpServer
 
 __all__ = ["TlsClient", "TlsConnection", "TlsServer"]
 
@@ -58,6 +58,13 @@ class TlsConnection(TcpConnection):
         # partial, not bound methods: no reference cycle through self.
         self._recv = partial(_tls_recv, sock)
         self._send = partial(_tls_send, sock)
+
+    def pause(self, paused):
+        TcpConnection.pause(self, paused)
+        if not paused and self._interest & READ and self.socket.pending():
+            # Plain text OpenSSL already holds (read along with the end of
+            # the handshake) would never make the socket readable again.
+            self._loop.schedule(0, self._fd_ready, READ)
 
     def _release(self, graceful):
         sock = self.socket

@@ -131,6 +131,9 @@ class UdpEndpoint(EventSource):
         sock = self.sock
         if sock is None:
             sock = self._open(family)
+            # What the first sendto would do anyway, but now, so that the
+            # port is known (and datagrams in reply are received) at once.
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
             self._registered()
         if sock.family == socket.AF_INET6:
             if family == socket.AF_INET:
