@@ -22,7 +22,7 @@ from thor.http.error import BadHeaderError, BadStatusError
 
 __all__ = [
     "header_names", "header_dict", "get_header",
-    "TCHAR", "is_token", "HOP_BY_HOP", "TRAILER_FORBIDDEN",
+    "TCHAR", "CTL_EXCEPT_HTAB", "is_token", "HOP_BY_HOP", "TRAILER_FORBIDDEN",
     "to_bytes_field", "encode_field_name", "encode_field_value", "encode_headers",
     "strip_hop_by_hop", "encode_status", "encode_phrase",
 ]
@@ -186,6 +186,8 @@ def encode_headers(headers):
     out = []
     for field in headers:
         try:
+            if isinstance(field, (str, bytes)):
+                raise TypeError
             name, value = field
         except (TypeError, ValueError):
             raise BadHeaderError("a field is a (name, value) tuple: %r" % (field,)) from None

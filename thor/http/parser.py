@@ -184,13 +184,15 @@ def _transfer_codings(values):
     return names
 
 
-def _http_version(version):
-    """b"1.1" / b"1.0"; a later HTTP/1.x reads as 1.1 (RFC 9110 2.5)."""
+def _http_version(version, later_minor_ok=False):
+    """b"1.1" / b"1.0" for a version not spelt exactly so: a request must be
+    HTTP/1.0 or HTTP/1.1 (505 otherwise); a response of a later HTTP/1.x
+    reads as 1.1 (RFC 9110 2.5), since the client cannot answer it."""
     if (
         len(version) == 8 and version.startswith(b"HTTP/")
         and 48 <= version[5] <= 57 and version[6] == 46 and 48 <= version[7] <= 57
     ):
-        if version[5] == 49:
+        if version[5] == 49 and later_minor_ok:
             return b"1.1"
         raise HttpVersionError(version.decode("ascii"))
     raise StartLineError("bad HTTP version %r" % version)
@@ -225,8 +227,12 @@ class HttpParser:
     ):
         self._delegate = delegate
         self.is_request = bool(is_request)
-        # 8190: the request-line limit common to Apache and nginx (RFC 9112
-        # 3 asks for at least 8000 octets).
+        # Default limits: max_start_line 8190 is Apache's LimitRequestLine
+        # (RFC 9112 3 asks for at least 8000 octets); max_fields 100 is
+        # Apache's LimitRequestFields; max_field_section 64 KiB holds the
+        # largest cookie sets browsers send with room to spare;
+        # max_chunk_ext 4096 because extensions are all but unused and only
+        # need to fit; max_trailer_section 16 KiB is Node's whole-head limit.
         self.max_start_line = max_start_line
         self.max_field_section = max_field_section
         self.max_fields = max_fields
@@ -366,6 +372,13 @@ class HttpParser:
                 self._end_of_input()
         finally:
             self._busy = False
+            # Drop what was parsed, so the parser does not hold on to the
+            # caller's last (perhaps large) read between feeds.
+            pos = self._pos
+            if pos:
+                buf = self._buf
+                self._buf = buf[pos:] if pos < len(buf) else b""
+                self._pos = 0
             if self._queued and not self._failed:
                 self._take_queued()
 
@@ -389,11 +402,8 @@ class HttpParser:
 
             if state == _LENGTH or state == _CHUNK_DATA:
                 remaining = self._remaining
-                if not remaining:
-                    if state == _LENGTH:
-                        self._message_done([])
-                    else:
-                        self._state = _CHUNK_END
+                if not remaining:  # _LENGTH only: chunk data moves on below
+                    self._message_done([])
                     continue
                 if pos == end:
                     if self._take_queued():
@@ -406,7 +416,10 @@ class HttpParser:
                 if type(chunk) is not bytes:
                     chunk = bytes(chunk)
                 self._pos = stop
-                self._remaining = remaining - (stop - pos)
+                remaining -= stop - pos
+                self._remaining = remaining
+                if not remaining and state == _CHUNK_DATA:
+                    self._state = _CHUNK_END
                 delegate.on_body(chunk)
                 continue
 
@@ -428,7 +441,7 @@ class HttpParser:
                                 continue
                             return
                 elif not self._expected:
-                    self._fail(ExtraDataError("%d bytes after the response" % (end - pos)))
+                    self._fail(ExtraDataError("no response expected"))
                     return
                 try:
                     block = self._read_block(buf, pos, end, False)
@@ -463,7 +476,20 @@ class HttpParser:
                 self._pos = end
                 delegate.on_body(chunk)
 
-            elif state == _CHUNK_SIZE:
+            elif state == _CHUNK_END or state == _CHUNK_SIZE:
+                if state == _CHUNK_END:
+                    if end - pos < 2 and buf[pos] == 13:
+                        if self._take_queued():
+                            continue
+                        return
+                    if buf[pos:pos + 2] != b"\r\n":
+                        self._fail(ChunkError("chunk data not followed by CRLF"))
+                        return
+                    pos += 2
+                    self._pos = pos
+                    self._state = _CHUNK_SIZE
+                    if pos == end:
+                        continue
                 try:
                     size = self._chunk_size(buf, pos, end)
                 except HttpError as err:
@@ -478,17 +504,6 @@ class HttpParser:
                     self._state = _CHUNK_DATA
                 else:
                     self._state = _TRAILERS
-
-            elif state == _CHUNK_END:
-                if end - pos < 2 and buf[pos] == 13:
-                    if self._take_queued():
-                        continue
-                    return
-                if buf[pos:pos + 2] != b"\r\n":
-                    self._fail(ChunkError("chunk data not followed by CRLF"))
-                    return
-                self._pos = pos + 2
-                self._state = _CHUNK_SIZE
 
             else:  # _TRAILERS
                 try:
@@ -690,12 +705,12 @@ class HttpParser:
         stop = end if end < limit else limit
         lf = buf.find(b"\n", pos, stop)
         if lf < 0:
-            if buf.find(b"\r", pos, stop - 1) >= 0:
+            if stop - 1 > pos and buf.find(b"\r", pos, stop - 1) >= 0:
                 raise line_error("bare CR")
             if end >= limit:
                 raise size_error()
             return None
-        if buf.find(b"\r", pos, lf - 1) >= 0:
+        if lf - 1 > pos and buf.find(b"\r", pos, lf - 1) >= 0:
             raise line_error("bare CR")
         if lf > pos and buf[lf - 1] == 13:
             line = buf[pos:lf - 1]
@@ -789,7 +804,7 @@ class HttpParser:
 
     def _status_line(self, line):
         version, space, rest = line.partition(b" ")
-        version = _VERSIONS.get(version) or _http_version(version)
+        version = _VERSIONS.get(version) or _http_version(version, True)
         status = rest[:3]
         if (
             not space or len(status) != 3 or not status.isdigit()
@@ -897,18 +912,20 @@ class HttpParser:
             body = NO_BODY
             self._switch = True
         elif codings is not None:
-            close = True  # with a Content-Length too, the connection is suspect
             names = _transfer_codings(codings)
             if version == b"1.0" or names[-1] != b"chunked":
                 # HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112
                 # 6.1); chunked not last: the body runs to the close.
                 body = UNTIL_CLOSE
+                close = True
             elif names.count(b"chunked") > 1:
                 raise BadTransferCodeError("chunked more than once")
             elif len(names) > 1:
                 raise TransferCodeError(b", ".join(names[:-1]).decode("latin-1"))
             else:
                 body = CHUNKED
+                # RFC 9112 6.1: with a Content-Length too, the connection
+                # may have been tampered with; do not reuse it.
                 close = lengths is not None or close
         elif lengths is not None:
             body = LENGTH
@@ -951,7 +968,7 @@ class HttpParser:
                 raise ChunkExtTooLargeError()
             self._scanned = end - pos
             return None
-        if buf.find(b"\r", check_from, lf - 1) >= 0:
+        if lf - 1 > check_from and buf.find(b"\r", check_from, lf - 1) >= 0:
             raise ChunkError("bare CR in chunk-size line")
         if lf == pos or buf[lf - 1] != 13:
             raise ChunkError("chunk-size line not ended by CRLF")
