@@ -21,7 +21,7 @@ Final names and server_status:
     StartLineError             400  malformed request or status line, bare
                                     CR / LF (strict) or CTL in it, bad
                                     request-target form
-    HttpVersionError           505  HTTP-version well formed but not 1.x
+    HttpVersionError           505  HTTP-version well formed but not 1.0 or 1.1
     UriTooLongError            414  request line longer than the limit
     StartLineTooLongError      None status line longer than the limit (client)
     HeaderSpaceError           400  whitespace between field name and colon
