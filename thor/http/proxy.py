@@ -1,26 +1,35 @@
 """A streaming HTTP intermediary built on thor's public server and client.
 
-``HttpProxy`` joins each server exchange to a client exchange and streams
-both bodies with end-to-end backpressure: when the downstream client stops
-reading, the read from the origin stops; when the origin stops reading,
-the read from the client stops. Memory stays flat whatever the body sizes.
+``HttpProxy`` joins each server exchange (the downstream side: the client
+talking to the proxy) to a client exchange (the upstream side: the proxy
+talking to the origin) and streams both bodies with end-to-end
+backpressure: when the downstream client stops reading, the proxy stops
+reading from the origin; when the origin stops reading, the proxy stops
+reading from the client. Memory stays flat whatever the body sizes.
 
 Modes:
 
 - forward (no upstreams): requests in absolute form
   (``GET http://host/path HTTP/1.1``), and ``CONNECT host:port`` tunnels to
   the ports in ``connect_ports`` (443 by default);
-- reverse (one or more upstream URLs): requests in origin form go to the
-  upstreams in turn (round-robin); an upstream that refuses connections is
-  skipped for ``down_time`` seconds.
+- reverse (one or more upstream URLs): requests go to the upstreams in turn
+  (round-robin); an upstream that refuses connections is skipped for
+  ``down_time`` seconds, and the request that found it down is sent to the
+  next one. CONNECT is refused in reverse mode.
 
 In both modes, a request with ``Upgrade`` that the origin accepts with
 ``101 Switching Protocols`` becomes a two-way byte tunnel.
 
-Hop-by-hop fields are stripped both ways (by the server and client), a
-``Via`` field is added both ways, 1xx responses (other than 100, which the
-server sends itself) and trailers are forwarded, and origin failures become
-502 (refused, broken, bad response) or 504 (timeout) responses.
+As RFC 9110 section 7.6 asks of an intermediary: hop-by-hop fields are
+stripped both ways (``Connection`` and the fields it names, ``Keep-Alive``,
+``Proxy-Connection``, ``TE``, ``Trailer``, ``Transfer-Encoding``,
+``Upgrade`` unless upgrading: the server and client do this), a ``Via``
+field is added both ways, ``Max-Forwards`` is honoured for OPTIONS and
+TRACE, 1xx responses (other than 100, which the server sends itself) and
+trailers are forwarded, and origin failures become 502 (refused, broken,
+bad response) or 504 (timeout) responses. No exception escapes to the loop:
+a failing hook is reported to ``loop.exception_handler`` and answered with
+a 500 (or the connection is cut if the response had started).
 
 Hooks: subclass ``HttpProxy`` and override ``request_hook``,
 ``response_hook``, ``request_body_hook``, ``response_body_hook`` (see their
@@ -35,9 +44,10 @@ import signal
 import subprocess
 import sys
 import time as _time
+from urllib.parse import urlsplit
 
 import thor.loop
-from thor.events import EventEmitter, on
+from thor.events import EventEmitter
 from thor.tcp import TcpClient
 from thor.http import error
 from thor.http.client import HttpClient
@@ -45,26 +55,36 @@ from thor.http.server import HttpServer
 
 __all__ = ["HttpProxy", "ProxyExchange", "splice", "main"]
 
-# Methods a proxy may resend to another upstream when the first refused it.
+# How much of a request body (bytes) the proxy keeps so that it can send the
+# request to another upstream when the first one refused the connection; a
+# request with a longer body is answered 502 instead.
 _RETRY_BODY_LIMIT = 65536
+# Request fields the proxy does not pass on: Expect is answered by the
+# server itself (it sends 100 Continue when the body is wanted).
+_DROP_REQUEST = frozenset((b"expect",))
 
 
 class ProxyExchange:
     """One request passing through the proxy; what the hooks see.
 
     Attributes the hooks may read and change before the request goes out:
-    ``method``, ``uri`` (the full URL it is sent to), ``headers`` (list of
-    (name, value) tuples). Read-only: ``server_exchange``, ``client_address``,
-    ``status`` (once answered), ``started`` (monotonic time).
+    ``method``, ``uri`` (the absolute URL it is sent to; ``host:port`` for
+    CONNECT), ``headers`` (list of (name, value) tuples, bytes).
+    Read-only: ``proxy``, ``server_exchange`` (the downstream
+    HttpServerExchange), ``client_exchange`` (the upstream
+    HttpClientExchange, once the request has gone out), ``client_address``,
+    ``status`` (int, once answered), ``started`` (time.monotonic() when the
+    request arrived), ``upstream`` (index into ``proxy.upstreams`` in
+    reverse mode, else None).
     ``data`` is a dict for the application's own per-request state.
     """
 
     __slots__ = (
         "proxy", "server_exchange", "client_exchange", "method", "uri", "headers",
-        "client_address", "status", "started", "data", "_answered",
-        "_response_started", "_body_sent", "_kept", "_kept_size", "_upstream",
-        "_bytes_out", "_request_line", "_req_done", "_trailers", "_finished",
-        "_upgrade", "_rewrite_request", "_rewrite_response",
+        "status", "started", "_data", "upstream",
+        "_answered", "_response_started", "_kept", "_kept_size", "_bytes_out",
+        "_req_done", "_trailers", "_finished", "_upgrade",
+        "_down_paused",
     )
 
     def __init__(self, proxy, server_exchange):
@@ -74,47 +94,70 @@ class ProxyExchange:
         self.method = server_exchange.method
         self.uri = server_exchange.uri
         self.headers = None
-        tcp = server_exchange.connection.tcp
-        self.client_address = getattr(tcp, "host", "-")
         self.status = None
         self.started = _time.monotonic()
-        self.data = {}
+        self._data = None
+        self.upstream = None
         self._answered = False
         self._response_started = False
-        self._body_sent = 0
-        self._kept = []
+        self._kept = None
         self._kept_size = 0
-        self._upstream = None
         self._bytes_out = 0
-        self._request_line = b"%s %s HTTP/%s" % (
-            server_exchange.method, server_exchange.uri, server_exchange.req_version
-        )
         self._req_done = False
         self._trailers = None
         self._finished = False
         self._upgrade = False
-        self._rewrite_request = False
-        self._rewrite_response = False
+        self._down_paused = False
+
+    def __repr__(self):
+        return "<ProxyExchange %s %s>" % (
+            self.method.decode("latin-1"), self.uri.decode("latin-1")
+        )
+
+    @property
+    def data(self):
+        """A dict for the application's own per-request state."""
+        data = self._data
+        if data is None:
+            data = self._data = {}
+        return data
+
+    @property
+    def client_address(self):
+        """The downstream client's address (a str), or None."""
+        tcp = getattr(self.server_exchange.connection, "tcp", None)
+        return getattr(tcp, "host", None)
 
     def respond(self, status, phrase, headers, body=b""):
-        """Answer the request from the proxy itself (from a hook): the request
-        is not forwarded."""
+        """Answer the request from the proxy itself (from ``request_hook``):
+        the request is not forwarded. ``body`` is bytes (or str, as UTF-8)."""
         self._answered = True
         self._respond(status, phrase, headers, body)
 
     def _respond(self, status, phrase, headers, body):
         ex = self.server_exchange
         if self._response_started or ex.finished:
+            self._done()
             return
         self._response_started = True
         if isinstance(body, str):
             body = body.encode("utf-8")
-        self.status = int(status)
-        ex.response_start(status, phrase, list(headers) + [("Content-Length", str(len(body)))])
-        if body:
-            ex.response_body(body)
-            self._bytes_out += len(body)
-        ex.response_done([])
+        headers = [
+            (n, v) for n, v in headers
+            if (n.lower() if isinstance(n, bytes) else n.lower().encode("latin-1"))
+            != b"content-length"
+        ]
+        headers.append((b"Content-Length", b"%d" % len(body)))
+        try:
+            ex.response_start(status, phrase, headers)
+            self.status = int(status)
+            if body:
+                ex.response_body(body)
+                self._bytes_out += len(body)
+            ex.response_done([])
+        except Exception as exc:
+            self.proxy._report(exc)
+            ex.abort()
         self._done()
 
     def _done(self):
@@ -123,22 +166,111 @@ class ProxyExchange:
             self.proxy._log(self)
 
 
+class _Downstream:
+    """The server exchange's sink: its events, passed to the proxy. (A
+    sink, not listeners: one call per exchange instead of five.)"""
+
+    __slots__ = ("pex",)
+
+    def __init__(self, pex):
+        self.pex = pex
+
+    def request_start(self, method, uri, headers):
+        pex = self.pex
+        pex.proxy._request_start(pex, headers)
+
+    def request_body(self, chunk):
+        pex = self.pex
+        pex.proxy._request_body(pex, chunk)
+
+    def request_done(self, trailers):
+        pex = self.pex
+        pex.proxy._request_done(pex, trailers)
+
+    def pause(self, paused):
+        # The downstream client is slow (or fast again): stop (or resume)
+        # reading the origin's response.
+        pex = self.pex
+        pex._down_paused = paused
+        cex = pex.client_exchange
+        if cex is not None:
+            cex.pause(paused)
+
+    def error(self, err):
+        pex = self.pex
+        cex = pex.client_exchange
+        if cex is not None:
+            cex.abort()
+        if pex.status is None:
+            pex.status = 499  # nginx's "client closed request", for the log
+        pex._done()
+
+
+class _Upstream:
+    """The client exchange's sink: its events, passed to the proxy."""
+
+    __slots__ = ("pex", "cex")
+
+    def __init__(self, pex, cex):
+        self.pex = pex
+        self.cex = cex
+
+    def response_nonfinal(self, status, phrase, headers):
+        pex = self.pex
+        if status != b"100":
+            try:
+                pex.server_exchange.response_nonfinal(status, phrase, headers)
+            except Exception as exc:
+                pex.proxy._report(exc)
+
+    def response_start(self, status, phrase, headers):
+        pex = self.pex
+        pex.proxy._response_start(pex, status, phrase, headers)
+
+    def response_body(self, chunk):
+        pex = self.pex
+        pex.proxy._response_body(pex, chunk)
+
+    def response_done(self, trailers):
+        pex = self.pex
+        pex.proxy._response_done(pex, trailers)
+
+    def pause(self, paused):
+        # The origin is slow to take the request body: stop (or resume)
+        # reading it from the downstream client.
+        self.pex.server_exchange.pause(paused)
+
+    def error(self, err):
+        pex = self.pex
+        if pex.client_exchange is self.cex:  # not one given up for a retry
+            pex.proxy._upstream_error(pex, err)
+
+
 class HttpProxy(EventEmitter):
-    """An HTTP proxy listening on ``host``:``port``.
+    """An HTTP proxy listening on ``host``:``port`` (port 0 picks a free one;
+    ``port`` is then the one chosen).
 
     Emits: start(), stop() (as its server does), exchange(ProxyExchange)
     (a request arrived, before the hooks run).
 
-    ``upstreams``: origin URLs for reverse mode (None for a forward proxy).
-    ``connect_ports``: ports CONNECT may reach (forward mode).
-    ``via``: the Via field value added both ways. ``access_log``: a file
-    object receiving one common-log-format line per exchange, or None.
-    ``client``: the HttpClient to use (one is made, with ``client_settings``
-    applied, when omitted).
+    Keyword arguments: ``upstreams``: origin URLs for reverse mode (None for
+    a forward proxy). ``connect_ports``: ports CONNECT may reach (forward
+    mode; default 443 only). ``access_log``: a file object receiving one
+    common-log-format line per exchange, or None. ``client``: the
+    HttpClient to use upstream (one is made, with this class's
+    ``connect_timeout``, ``read_timeout`` and ``max_server_conn``, when
+    omitted). ``reuse_port``: listen with SO_REUSEPORT (several processes
+    sharing the port). ``tls_context``: serve TLS downstream.
+
+    Settings (class variables, or set on an instance before requests
+    arrive): ``via`` (the Via pseudonym, "thor"), ``down_time`` (seconds an
+    upstream that refused a connection is skipped), ``connect_ports``,
+    ``connect_timeout``, ``read_timeout``, ``max_server_conn`` (connections
+    per origin).
     """
 
     connect_ports = (443,)
-    via = b"1.1 thor"
+    via = "thor"
     down_time = 10.0
     connect_timeout = 10
     read_timeout = 60
@@ -153,13 +285,18 @@ class HttpProxy(EventEmitter):
         self._next_upstream = 0
         self._down_until = [0.0] * len(self.upstreams)
         if connect_ports is not None:
-            self.connect_ports = tuple(int(p) for p in connect_ports)
+            self.connect_ports = frozenset(int(p) for p in connect_ports)
         self.access_log = access_log
+        self._log_second = None
+        self._log_stamp = ""
         if client is None:
             client = HttpClient(self.loop)
             client.connect_timeout = self.connect_timeout
             client.read_timeout = self.read_timeout
             client.max_server_conn = self.max_server_conn
+            # A kept-alive upstream connection that the origin closed is
+            # retried at once (for idempotent requests), not after a delay.
+            client.retry_delay = 0
         self.client = client
         self.server = HttpServer(
             host, port, self.loop, reuse_port=reuse_port, tls_context=tls_context
@@ -172,6 +309,8 @@ class HttpProxy(EventEmitter):
         cls = type(self)
         self._rewrites_request = cls.request_body_hook is not HttpProxy.request_body_hook
         self._rewrites_response = cls.response_body_hook is not HttpProxy.response_body_hook
+        self._via = {}
+        self._draining = False
 
     def _on_start(self):
         self.emit("start")
@@ -180,25 +319,31 @@ class HttpProxy(EventEmitter):
         self.emit("stop")
 
     def close(self):
-        """Stop at once."""
+        """Stop at once: stop listening, cut every downstream connection,
+        close idle upstream ones."""
         self.server.close()
         self.client.close()
 
     shutdown = close
 
     def graceful_shutdown(self):
-        """Stop accepting; exchanges in flight finish; then 'stop'."""
-        self.server.graceful_shutdown()
+        """Stop accepting; exchanges in flight finish; then 'stop'. Calling
+        it again does nothing."""
+        if not self._draining:
+            self._draining = True
+            self.server.graceful_shutdown()
 
     # -- hooks -----------------------------------------------------------------
 
     def request_hook(self, pex):
         """Called with each ProxyExchange before its request goes out. Change
         ``pex.method``, ``pex.uri``, ``pex.headers``, or call ``pex.respond()``
-        to answer it here. The default does nothing."""
+        to answer it here. For CONNECT, ``pex.uri`` is ``host:port`` (checked
+        against ``connect_ports`` after the hook). The default does nothing."""
 
     def response_hook(self, pex, status, phrase, headers):
-        """Called with the origin's response head; return the
+        """Called with the origin's response head (status and phrase bytes,
+        headers a list of (name, value) tuples); return the
         ``(status, phrase, headers)`` to send on. The default passes it on."""
         return status, phrase, headers
 
@@ -210,23 +355,22 @@ class HttpProxy(EventEmitter):
         return chunk or b""
 
     def response_body_hook(self, pex, chunk):
-        """As request_body_hook, for the response body."""
+        """As request_body_hook, for the response body (Content-Length is
+        dropped from the response head when this is overridden)."""
         return chunk or b""
 
-    # -- plumbing --------------------------------------------------------------
+    # -- plumbing: the request -------------------------------------------------
 
     def _on_exchange(self, server_exchange):
-        pex = ProxyExchange(self, server_exchange)
-        server_exchange.on("request_start", lambda m, u, h: self._request_start(pex, h))
-        server_exchange.on("request_body", lambda chunk: self._request_body(pex, chunk))
-        server_exchange.on("request_done", lambda trailers: self._request_done(pex, trailers))
-        server_exchange.on("pause", lambda paused: self._downstream_paused(pex, paused))
-        server_exchange.on("error", lambda err: self._downstream_error(pex, err))
+        server_exchange.sink(_Downstream(ProxyExchange(self, server_exchange)))
 
     def _request_start(self, pex, headers):
         self.emit("exchange", pex)
         method = pex.method
+        ex = pex.server_exchange
+        via = self._via_value(ex.req_version)
         if method == b"CONNECT":
+            pex.headers = list(headers)
             self._connect_tunnel(pex)
             return
         uri = pex.uri
@@ -237,39 +381,74 @@ class HttpProxy(EventEmitter):
                 else:
                     # An absolute-form target is acceptable; forward its path.
                     try:
-                        from urllib.parse import urlsplit
-
                         parts = urlsplit(uri.decode("ascii"))
                         uri = (parts.path or "/").encode("ascii") + (
                             b"?" + parts.query.encode("ascii") if parts.query else b""
                         )
-                    except (ValueError, UnicodeDecodeError):
+                    except (ValueError, UnicodeError):
                         pex.respond(400, "Bad Request", [], "Bad request target\n")
                         return
             index = self._pick_upstream()
-            pex._upstream = index
+            pex.upstream = index
             pex.uri = self.upstreams[index] + uri
         elif not (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
-            pex.respond(400, "Bad Request", [("Content-Type", "text/plain")],
+            pex.respond(400, "Bad Request", [(b"Content-Type", b"text/plain")],
                         "This is a forward proxy: requests need an absolute URL.\n")
             return
-        pex.headers = [
-            (name, value) for name, value in headers if name.lower() not in (b"expect",)
-        ]
-        conn_tokens = _connection_tokens(headers)
-        if b"upgrade" in conn_tokens:
+        upgrade = False
+        max_forwards = None
+        kept = []
+        for field in headers:
+            lower = field[0].lower()
+            if lower in _DROP_REQUEST:
+                continue
+            if lower == b"connection" and b"upgrade" in field[1].lower():
+                upgrade = True
+            elif lower == b"max-forwards" and (method == b"OPTIONS" or method == b"TRACE"):
+                max_forwards = field[1].strip()
+                continue
+            kept.append(field)
+        if upgrade:
             pex._upgrade = True  # keep Upgrade; the client adds Connection
         else:
-            pex.headers = [(n, v) for n, v in pex.headers if n.lower() != b"upgrade"]
-        pex.headers.append((b"Via", self.via))
+            kept = [field for field in kept if field[0].lower() != b"upgrade"]
+        if max_forwards is not None:
+            # RFC 9110 7.6.2: the last hop answers; the others count down.
+            if not max_forwards.isdigit():
+                pex.respond(400, "Bad Request", [], "Bad Max-Forwards\n")
+                return
+            left = int(max_forwards)
+            if left == 0:
+                if method == b"TRACE":
+                    echo = b"%s %s HTTP/%s\r\n" % (method, ex.uri, ex.req_version) + b"".join(
+                        name + b": " + value + b"\r\n" for name, value in headers
+                    )
+                    pex.respond(200, "OK", [(b"Content-Type", b"message/http")], echo)
+                else:
+                    pex.respond(200, "OK", [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, "
+                                             b"OPTIONS, TRACE, PATCH, CONNECT")])
+                return
+            kept.append((b"Max-Forwards", b"%d" % (left - 1)))
+        kept.append((b"Via", via))
+        pex.headers = kept
         try:
             self.request_hook(pex)
         except Exception as exc:
             self._hook_failed(pex, exc)
             return
-        if pex._answered:
+        if pex._answered or pex._finished:
             return
         self._forward(pex)
+
+    def _via_value(self, version):
+        via = self._via.get(version)
+        if via is None:
+            name = self.via
+            if isinstance(name, str):
+                name = name.encode("latin-1")
+            # RFC 9110 7.6.3: the received protocol, then our pseudonym.
+            via = self._via[version] = b"%s %s" % (version, name)
+        return via
 
     def _forward(self, pex):
         cex = self.client.exchange()
@@ -277,68 +456,109 @@ class HttpProxy(EventEmitter):
         headers = pex.headers
         if self._rewrites_request:
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-        cex.on("response_nonfinal", lambda s, p, h: self._nonfinal(pex, s, p, h))
-        cex.on("response_start", lambda s, p, h: self._response_start(pex, s, p, h))
-        cex.on("response_body", lambda chunk: self._response_body(pex, chunk))
-        cex.on("response_done", lambda trailers: self._response_done(pex, trailers))
-        cex.on("pause", pex.server_exchange.pause)
-        cex.on("error", lambda err: self._upstream_error(pex, err))
+        cex.sink(_Upstream(pex, cex))
         try:
             cex.request_start(pex.method, pex.uri, headers)
-            for chunk in pex._kept:
-                cex.request_body(chunk)
+            if pex._kept:
+                for chunk in pex._kept:
+                    cex.request_body(chunk)
             if pex._req_done:
-                cex.request_done(pex._trailers or [])
+                self._finish_request(pex, cex)
         except (ValueError, TypeError) as exc:
+            # A hook put something unsendable in the request.
             cex.abort()
             pex._respond(400, "Bad Request", [], "Bad request: %s\n" % exc)
 
     def _request_body(self, pex, chunk):
+        if pex._finished:
+            return  # answered already: the rest of the body is dropped
         if self._rewrites_request:
-            chunk = self.request_body_hook(pex, chunk)
+            try:
+                chunk = self.request_body_hook(pex, chunk)
+            except Exception as exc:
+                self._hook_failed(pex, exc)
+                return
             if not chunk:
                 return
-        if pex._upstream is not None and pex._kept_size <= _RETRY_BODY_LIMIT:
+        if pex.upstream is not None and pex._kept_size <= _RETRY_BODY_LIMIT:
+            # Kept so the request can go to another upstream if this one
+            # turns out to be down.
+            if pex._kept is None:
+                pex._kept = []
             pex._kept.append(chunk)
             pex._kept_size += len(chunk)
         cex = pex.client_exchange
         if cex is not None:
-            cex.request_body(chunk)
+            try:
+                cex.request_body(chunk)
+            except (ValueError, TypeError) as exc:
+                self._hook_failed(pex, exc)
 
     def _request_done(self, pex, trailers):
         pex._req_done = True
         pex._trailers = trailers
         cex = pex.client_exchange
-        if cex is None:
+        if cex is None or pex._finished:
             return
+        try:
+            self._finish_request(pex, cex)
+        except (ValueError, TypeError) as exc:
+            self._hook_failed(pex, exc)
+
+    def _finish_request(self, pex, cex):
         if self._rewrites_request:
-            tail = self.request_body_hook(pex, None)
+            try:
+                tail = self.request_body_hook(pex, None)
+            except Exception as exc:
+                self._hook_failed(pex, exc)
+                return
             if tail:
                 cex.request_body(tail)
-        cex.request_done(trailers)
+        cex.request_done(pex._trailers or [])
 
-    def _nonfinal(self, pex, status, phrase, headers):
-        if status != b"100":
-            pex.server_exchange.response_nonfinal(status, phrase, headers)
+    # -- plumbing: the response ------------------------------------------------
 
     def _response_start(self, pex, status, phrase, headers):
-        headers = list(headers)
         if status == b"101" and not pex._upgrade:
-            self._upstream_error(pex, error.StartLineError("unexpected 101 response"))
+            pex.client_exchange.abort()
+            self._upstream_error(pex, error.StartLineError("101 response to a request without Upgrade"))
             return
         if self._rewrites_response:
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-        headers.append((b"Via", self.via))
+        else:
+            headers = list(headers)
+        headers.append((b"Via", self._via_value(b"1.1")))
         try:
             status, phrase, headers = self.response_hook(pex, status, phrase, headers)
         except Exception as exc:
             self._hook_failed(pex, exc)
             return
+        if pex._finished:
+            return
         pex._response_started = True
-        pex.status = int(status)
-        pex.server_exchange.response_start(status, phrase, headers)
+        ex = pex.server_exchange
+        if not pex._down_paused:
+            # The downstream connection may still be busy sending an earlier
+            # response; its pause(False) then comes to this exchange.
+            tcp = getattr(ex.connection, "tcp", None)
+            if tcp is not None and tcp.write_buffered > tcp.write_high:
+                pex._down_paused = True
+        if pex._down_paused:
+            # Applied here, once the upstream connection exists: a pause
+            # given to a client exchange before it has a connection is lost.
+            pex.client_exchange.pause(True)
+        try:
+            pex.status = int(status)
+            ex.response_start(status, phrase, headers)
+        except Exception as exc:
+            # What the hook returned (or, rarely, the origin sent) cannot be
+            # sent on.
+            pex._response_started = False
+            self._hook_failed(pex, exc)
 
     def _response_body(self, pex, chunk):
+        if pex._finished:
+            return
         if self._rewrites_response:
             try:
                 chunk = self.response_body_hook(pex, chunk)
@@ -348,60 +568,61 @@ class HttpProxy(EventEmitter):
             if not chunk:
                 return
         pex._bytes_out += len(chunk)
-        pex.server_exchange.response_body(chunk)
+        try:
+            pex.server_exchange.response_body(chunk)
+        except Exception as exc:
+            self._hook_failed(pex, exc)
 
     def _response_done(self, pex, trailers):
+        if pex._finished:
+            return
         ex = pex.server_exchange
-        cex = pex.client_exchange
         if pex.status == 101:
-            ex.response_done([])
-            downstream, down_buffered = ex.tunnel()
-            upstream, up_buffered = cex.tunnel()
-            splice(downstream, upstream, down_buffered, up_buffered)
+            try:
+                ex.response_done([])
+                downstream, down_buffered = ex.tunnel()
+                upstream, up_buffered = pex.client_exchange.tunnel()
+            except error.HttpError as exc:
+                self._report(exc)
+                ex.abort()
+                pex.client_exchange.abort()
+            else:
+                splice(downstream, upstream, down_buffered, up_buffered)
             pex._done()
             return
-        if self._rewrites_response:
-            try:
-                tail = self.response_body_hook(pex, None)
-            except Exception as exc:
-                self._hook_failed(pex, exc)
-                return
-            if tail:
-                pex._bytes_out += len(tail)
-                ex.response_body(tail)
-        ex.response_done(trailers)
-        pex._done()
-
-    def _downstream_paused(self, pex, paused):
-        cex = pex.client_exchange
-        if cex is not None:
-            cex.pause(paused)
-
-    def _downstream_error(self, pex, err):
-        cex = pex.client_exchange
-        if cex is not None:
-            cex.abort()
-        pex.status = pex.status or 499
+        try:
+            if self._rewrites_response:
+                try:
+                    tail = self.response_body_hook(pex, None)
+                except Exception as exc:
+                    self._hook_failed(pex, exc)
+                    return
+                if tail:
+                    pex._bytes_out += len(tail)
+                    ex.response_body(tail)
+            ex.response_done(trailers)
+        except Exception as exc:
+            self._report(exc)
+            ex.abort()
         pex._done()
 
     def _upstream_error(self, pex, err):
-        index = pex._upstream
-        if isinstance(err, error.ConnectError) and not isinstance(err, error.ConnectTimeoutError):
-            if index is not None:
-                self._down_until[index] = _time.monotonic() + self.down_time
-                if (
-                    not pex._response_started
-                    and pex._kept_size <= _RETRY_BODY_LIMIT
-                    and any(t <= _time.monotonic() for t in self._down_until)
-                    and not getattr(err, "_after_request", False)
-                ):
-                    retry = self._pick_upstream(avoid=index)
-                    if retry is not None and retry != index:
-                        path = pex.uri[len(self.upstreams[index]):]
-                        pex._upstream = retry
-                        pex.uri = self.upstreams[retry] + path
-                        self._forward(pex)
-                        return
+        if pex._finished:
+            return
+        index = pex.upstream
+        if index is not None and _refused(err):
+            self._down_until[index] = _time.monotonic() + self.down_time
+            if not pex._response_started and pex._kept_size <= _RETRY_BODY_LIMIT:
+                retry = self._pick_upstream(avoid=index)
+                if retry is not None:
+                    path = pex.uri[len(self.upstreams[index]):]
+                    pex.upstream = retry
+                    pex.uri = self.upstreams[retry] + path
+                    # The failed exchange may have paused the downstream
+                    # request body; the new one pauses it again if need be.
+                    pex.server_exchange.pause(False)
+                    self._forward(pex)
+                    return
         ex = pex.server_exchange
         if pex._response_started:
             ex.abort()  # too late for a clean answer: cut the response short
@@ -411,11 +632,11 @@ class HttpProxy(EventEmitter):
             status, phrase = 504, "Gateway Timeout"
         else:
             status, phrase = 502, "Bad Gateway"
-        pex._respond(status, phrase, [("Content-Type", "text/plain")],
+        pex._respond(status, phrase, [(b"Content-Type", b"text/plain")],
                      "%s %s: %s\n" % (status, phrase, err))
 
     def _hook_failed(self, pex, exc):
-        self.loop.exception_handler(self.loop, exc, self)
+        self._report(exc)
         if pex.client_exchange is not None:
             pex.client_exchange.abort()
         if pex._response_started:
@@ -424,17 +645,23 @@ class HttpProxy(EventEmitter):
         else:
             pex._respond(500, "Internal Server Error", [], "")
 
+    def _report(self, exc):
+        self.loop.exception_handler(self.loop, exc, self)
+
     def _pick_upstream(self, avoid=None):
+        """The next upstream that is not marked down (round-robin). With
+        ``avoid``, None when there is no other; without, when every
+        upstream is marked down the next one is tried anyway."""
         count = len(self.upstreams)
+        down = self._down_until
         now = _time.monotonic()
         for _ in range(count):
             index = self._next_upstream
             self._next_upstream = (index + 1) % count
-            if index != avoid and self._down_until[index] <= now:
+            if index != avoid and down[index] <= now:
                 return index
         if avoid is not None:
             return None
-        # Every upstream is marked down: try the next one anyway.
         index = self._next_upstream
         self._next_upstream = (index + 1) % count
         return index
@@ -442,18 +669,22 @@ class HttpProxy(EventEmitter):
     # -- CONNECT -----------------------------------------------------------------
 
     def _connect_tunnel(self, pex):
-        host, sep, port = pex.uri.rpartition(b":")
-        host = host.strip(b"[]")
-        if not sep or not port.isdigit() or not host or int(port) not in self.connect_ports:
-            pex.respond(403, "Forbidden", [("Content-Type", "text/plain")],
-                        "CONNECT to that port is not allowed.\n")
+        if self.upstreams:
+            pex.respond(405, "Method Not Allowed", [(b"Content-Type", b"text/plain")],
+                        "CONNECT is not allowed on a reverse proxy.\n")
             return
         try:
             self.request_hook(pex)
         except Exception as exc:
             self._hook_failed(pex, exc)
             return
-        if pex._answered:
+        if pex._answered or pex._finished:
+            return
+        host, sep, port = pex.uri.rpartition(b":")
+        host = host.strip(b"[]")
+        if not sep or not port.isdigit() or not host or int(port) not in self.connect_ports:
+            pex.respond(403, "Forbidden", [(b"Content-Type", b"text/plain")],
+                        "CONNECT to that port is not allowed.\n")
             return
         tcp_client = TcpClient(self.loop)
 
@@ -464,10 +695,16 @@ class HttpProxy(EventEmitter):
                 return
             pex._response_started = True
             pex.status = 200
-            ex.response_start(200, "Connection Established", [])
-            ex.response_done([])
-            downstream, buffered = ex.tunnel()
-            splice(downstream, upstream, buffered, b"")
+            try:
+                ex.response_start(200, "Connection Established", [])
+                ex.response_done([])
+                downstream, buffered = ex.tunnel()
+            except error.HttpError as exc:
+                self._report(exc)
+                upstream.close()
+                ex.abort()
+            else:
+                splice(downstream, upstream, buffered, b"")
             pex._done()
 
         def failed(errtype, err):
@@ -486,21 +723,33 @@ class HttpProxy(EventEmitter):
         log = self.access_log
         if log is None:
             return
-        when = _time.strftime("%d/%b/%Y:%H:%M:%S +0000", _time.gmtime())
-        log.write('%s - - [%s] "%s" %s %s\n' % (
-            pex.client_address or "-", when,
-            pex._request_line.decode("latin-1").replace('"', "%22"),
-            pex.status or "-", pex._bytes_out or "-",
-        ))
-        log.flush()
+        now = _time.time()
+        second = int(now)
+        if second != self._log_second:
+            self._log_second = second
+            self._log_stamp = _time.strftime("%d/%b/%Y:%H:%M:%S +0000", _time.gmtime(second))
+        ex = pex.server_exchange
+        line = b"%s %s HTTP/%s" % (ex.method, ex.uri, ex.req_version)
+        address = pex.client_address or "-"
+        try:
+            log.write('%s - - [%s] "%s" %s %s\n' % (
+                address, self._log_stamp,
+                line.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"'),
+                pex.status or "-", pex._bytes_out or "-",
+            ))
+            log.flush()
+        except (OSError, ValueError) as exc:
+            self._report(exc)
 
 
 def splice(a, b, a_buffered=b"", b_buffered=b""):
     """Join two TCP connections into a two-way byte tunnel with backpressure.
 
     ``a_buffered`` is already-received data from ``a`` (written to ``b``
-    first), and the same for ``b_buffered``. When one side closes, the other
-    is closed after what it was sent has been written.
+    first), and the same for ``b_buffered``. When one side cannot take more
+    (its write buffer is above its high-water mark), reading from the other
+    stops until it drains. When one side closes, the other is closed once
+    what it was sent has been written.
     """
     if a_buffered:
         b.write(a_buffered)
@@ -508,7 +757,6 @@ def splice(a, b, a_buffered=b"", b_buffered=b""):
         a.write(b_buffered)
     a.on("data", b.write)
     b.on("data", a.write)
-    # When one side cannot take more, stop reading from the other.
     a.on("pause", b.pause)
     b.on("pause", a.pause)
     a.on("close", b.close)
@@ -517,28 +765,57 @@ def splice(a, b, a_buffered=b"", b_buffered=b""):
     b.pause(False)
 
 
+def _refused(err):
+    """Did the upstream refuse (or fail to accept) the connection, as
+    opposed to closing one that was working? Only then is the request
+    certainly unseen by the origin, so it may be resent elsewhere, and the
+    upstream is marked down.
+
+    HttpClient reports both as ConnectError; it says the second with
+    "closed the connection" in the detail (there is no subclass for it)."""
+    return isinstance(err, error.ConnectError) and "closed" not in str(err.detail or "")
+
+
 def _upstream(url):
     if isinstance(url, str):
         url = url.encode("ascii")
     url = url.rstrip(b"/")
     if not (url[:7].lower() == b"http://" or url[:8].lower() == b"https://"):
         raise ValueError("upstream must be an http:// or https:// URL: %r" % url)
+    try:
+        parts = urlsplit(url.decode("ascii"))
+        parts.port  # noqa: B018 -- validates the port
+    except ValueError as exc:
+        raise ValueError("bad upstream URL %r: %s" % (url, exc))
+    if not parts.hostname:
+        raise ValueError("upstream URL has no host: %r" % url)
     return url
-
-
-def _connection_tokens(headers):
-    tokens = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    return tokens
 
 
 def _split_listen(value):
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError("--listen takes HOST:PORT, e.g. 127.0.0.1:8080")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _ParentWatch(thor.loop.EventSource):
+    """The read end of a pipe whose write end a --workers parent holds: it
+    becomes readable (EOF) when the parent is gone, however it died, and the
+    worker then shuts down gracefully instead of running on orphaned."""
+
+    def __init__(self, fd, loop, on_gone):
+        thor.loop.EventSource.__init__(self, loop)
+        self.fd = fd
+        self.on("fd_readable", self._gone)
+        self.on("fd_close", self._gone)
+        self.on("fd_error", self._gone)
+        self._on_gone = on_gone
+        self.register_fd(fd, "fd_readable")
+
+    def _gone(self):
+        self.unregister_fd()
+        self._on_gone()
 
 
 def main(argv=None):
@@ -549,19 +826,22 @@ def main(argv=None):
         prog="python -m thor.http.proxy",
         description="A streaming HTTP proxy. With no --upstream it is a forward "
         "proxy (try: curl -x http://127.0.0.1:8080 http://example.com/); with "
-        "--upstream it is a reverse proxy / load balancer.",
+        "--upstream it is a reverse proxy / load balancer. SIGTERM or SIGINT "
+        "stops it gracefully: requests in flight finish.",
     )
     parser.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                         help="where to listen (default 127.0.0.1:8080)")
     parser.add_argument("--upstream", action="append", default=[], metavar="URL",
                         help="origin URL for reverse mode (repeat for round-robin)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="processes sharing the listening port (SO_REUSEPORT)")
+                        help="processes sharing the listening port (SO_REUSEPORT; "
+                        "default 1)")
     parser.add_argument("--access-log", action="store_true",
                         help="write one common-log-format line per exchange to stdout")
     parser.add_argument("--connect-port", action="append", type=int, default=None,
-                        metavar="PORT", help="ports CONNECT may reach (default 443)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+                        metavar="PORT", help="a port CONNECT may reach (repeatable; "
+                        "default 443)")
+    parser.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         host, port = _split_listen(args.listen)
@@ -571,60 +851,82 @@ def main(argv=None):
         parser.error(str(exc))
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-
-    if args.workers > 1 and not args.worker:
+    if args.workers > 1 and args.worker_of is None:
+        if port == 0:
+            parser.error("--workers needs a fixed port to share")
         return _run_workers(args)
 
     loop = thor.loop._loop
+    worker = args.worker_of is not None
     try:
         proxy = HttpProxy(
             host, port, loop, upstreams=args.upstream or None,
-            connect_ports=args.connect_port, reuse_port=args.worker,
+            connect_ports=args.connect_port, reuse_port=worker,
             access_log=sys.stdout if args.access_log else None,
         )
     except OSError as exc:
         sys.stderr.write("thor proxy: cannot listen on %s: %s\n" % (args.listen, exc))
         return 1
 
-    def graceful(signum, frame):
-        loop.schedule(0, proxy.graceful_shutdown)
+    def graceful(signum=None, frame=None):
+        # A signal handler runs between two bytecodes, maybe in the middle
+        # of the loop's own work: hand over through the thread-safe (and
+        # poller-waking) run_in_loop.
+        loop.run_in_loop(proxy.graceful_shutdown)
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)
+    if worker:
+        _ParentWatch(args.worker_of, loop, proxy.graceful_shutdown)
     proxy.on("stop", loop.stop)
 
-    @on(proxy, "start")
     def started():
-        mode = "reverse proxy to %s" % ", ".join(args.upstream) if args.upstream else "forward proxy"
+        mode = ("reverse proxy to %s" % ", ".join(args.upstream)
+                if args.upstream else "forward proxy")
         sys.stderr.write("thor %s listening on %s:%s (pid %d)\n" % (
             mode, host, proxy.port, os.getpid()))
         sys.stderr.flush()
 
+    proxy.on("start", started)
     loop.run()
+    proxy.client.close()
     return 0
 
 
 def _run_workers(args):
-    """Start ``args.workers`` processes that share the port, and wait."""
-    command = [sys.executable, "-m", "thor.http.proxy", "--worker", "--listen", args.listen]
+    """Start ``args.workers`` processes that each listen on the port (with
+    SO_REUSEPORT the kernel spreads connections over them), and wait.
+
+    Each worker holds the read end of a pipe whose write end only this
+    process has. On SIGTERM or SIGINT this process closes its end, and the
+    workers see end-of-file and shut down gracefully; they do the same if
+    this process dies in any other way. (A pipe rather than passing the
+    signal on: a worker still starting up has no signal handler yet, but it
+    finds the end-of-file as soon as it watches the pipe.)"""
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "thor.http.proxy", "--worker-of", str(read_end),
+               "--listen", args.listen]
     for url in args.upstream:
         command += ["--upstream", url]
     for port in args.connect_port or ():
         command += ["--connect-port", str(port)]
     if args.access_log:
         command.append("--access-log")
-    children = [subprocess.Popen(command) for _ in range(args.workers)]
+    ends = [write_end]
 
-    def forward(signum, frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+    def stop_workers(signum, frame):
+        if ends:
+            os.close(ends.pop())
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, stop_workers)
+    signal.signal(signal.SIGINT, stop_workers)
+    children = [subprocess.Popen(command, pass_fds=(read_end,)) for _ in range(args.workers)]
+    os.close(read_end)
     status = 0
     for child in children:
-        status = child.wait() or status
+        code = child.wait()
+        status = status or (code if code > 0 else 128 - code if code < 0 else 0)
+    stop_workers(None, None)
     return status
 
 

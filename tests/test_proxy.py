@@ -1,0 +1,869 @@
+"""thor.http.proxy, end to end on loopback: thor origin servers, the proxy,
+and clients (thor's HttpClient, http.client in a thread, curl in a
+subprocess where installed), all driven by one loop per test; the command
+line in subprocesses."""
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import unittest
+
+from thor.http.client import HttpClient
+from thor.http.proxy import HttpProxy, splice  # noqa: F401 (splice: public API)
+from thor.http.server import HttpServer
+
+from tests.support import LoopTestCase, make_cert
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CURL = shutil.which("curl")
+MiB = 1048576
+
+
+def free_port():
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tls_contexts():
+    certfile, keyfile = make_cert("localhost")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certfile, keyfile)
+    client = ssl.create_default_context(cafile=certfile)
+    return server, client, certfile
+
+
+class ProxyTestCase(LoopTestCase):
+    """Origins, proxies and clients on self.loop."""
+
+    def setUp(self):
+        LoopTestCase.setUp(self)
+        self.seen = []  # (origin name, method, uri, headers, body, trailers)
+
+    # -- parties ---------------------------------------------------------------
+
+    def origin(self, name="origin", handler=None, tls_context=None):
+        """A thor HttpServer on port 0. ``handler(ex, body, trailers)`` answers
+        once the request is complete; the default echoes what it got."""
+        server = HttpServer("127.0.0.1", 0, self.loop, tls_context=tls_context)
+        self.addCleanup(server.close)
+
+        def on_exchange(ex):
+            body = []
+            ex.on("request_body", body.append)
+
+            def done(trailers):
+                data = b"".join(body)
+                self.seen.append((name, ex.method, ex.uri, ex.req_hdrs, data, trailers))
+                (handler or self.echo)(ex, data, trailers)
+
+            ex.on("request_done", done)
+
+        server.on("exchange", on_exchange)
+        server.name = name
+        return server
+
+    @staticmethod
+    def echo(ex, body, trailers):
+        ex.response_start(200, "OK", [("Content-Type", "text/plain"),
+                                      ("Content-Length", str(len(body) + 3))])
+        ex.response_body(b"ok:" + body)
+        ex.response_done([])
+
+    def proxy(self, cls=HttpProxy, **kwargs):
+        proxy = cls("127.0.0.1", 0, self.loop, **kwargs)
+        self.addCleanup(proxy.close)
+        return proxy
+
+    def url(self, server, path="/"):
+        return "http://127.0.0.1:%d%s" % (server.port, path)
+
+    def fetch(self, url, method="GET", headers=(), body=None, trailers=None, client=None):
+        """Through thor's HttpClient; returns a dict with status, headers,
+        body, trailers, or error."""
+        client = client or HttpClient(self.loop)
+        result = {}
+        chunks = []
+        ex = client.exchange()
+        ex.on("response_start", lambda s, p, h: result.update(status=s, headers=h))
+        ex.on("response_body", chunks.append)
+        ex.on("response_done", lambda t: result.update(body=b"".join(chunks), trailers=t))
+        ex.on("error", lambda err: result.update(error=err))
+        ex.request_start(method, url, list(headers))
+        for chunk in body or ():
+            ex.request_body(chunk)
+        ex.request_done(trailers or [])
+        self.run_until(lambda: "body" in result or "error" in result, 10)
+        return result
+
+    def in_thread(self, function, timeout=20):
+        """Run a blocking ``function`` in a thread while the loop runs here;
+        return its result (or raise its exception)."""
+        outcome = {}
+
+        def run():
+            try:
+                outcome["result"] = function()
+            except BaseException as exc:  # handed to the test's thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        # A blocking client gives the loop no timer to wake for; a tick does.
+        ticker = self.tick()
+        try:
+            self.run_until(lambda: not thread.is_alive(), timeout)
+        finally:
+            ticker.stop()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    def tick(self, interval=0.01):
+        loop = self.loop
+
+        class Ticker:
+            handle = None
+
+            def fire(self):
+                self.handle = loop.schedule(interval, self.fire)
+
+            def stop(self):
+                if self.handle is not None:
+                    self.handle.delete()
+
+        ticker = Ticker()
+        ticker.fire()
+        return ticker
+
+    def curl(self, *args, timeout=20):
+        if not CURL:
+            self.skipTest("curl is not installed")
+        command = [CURL, "-sS", "--max-time", "15"] + list(args)
+        return self.in_thread(
+            lambda: subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+            timeout,
+        )
+
+    def header(self, headers, name):
+        name = name.lower().encode() if isinstance(name, str) else name.lower()
+        return [v.strip() for n, v in headers if n.lower() == name]
+
+
+class ForwardTest(ProxyTestCase):
+    def test_get_with_http_client_strips_hop_by_hop_and_adds_via(self):
+        origin = self.origin()
+        proxy = self.proxy()
+
+        def get():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("GET", self.url(origin, "/a?b=c"), headers={
+                "Connection": "X-Secret", "X-Secret": "1", "Keep-Alive": "5",
+                "Proxy-Connection": "keep-alive", "X-Kept": "yes",
+            })
+            response = conn.getresponse()
+            out = response.status, response.getheaders(), response.read()
+            conn.close()
+            return out
+
+        status, headers, body = self.in_thread(get)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"ok:")
+        self.assertIn(("Via", "1.1 thor"), headers)
+        name, method, uri, seen_headers, _, _ = self.seen[0]
+        self.assertEqual((method, uri), (b"GET", b"/a?b=c"))
+        names = {n.lower() for n, v in seen_headers}
+        self.assertNotIn(b"x-secret", names)
+        self.assertNotIn(b"keep-alive", names)
+        self.assertNotIn(b"proxy-connection", names)
+        self.assertEqual(self.header(seen_headers, "x-kept"), [b"yes"])
+        self.assertEqual(self.header(seen_headers, "via"), [b"1.1 thor"])
+        self.assertEqual(self.header(seen_headers, "host"), [b"127.0.0.1:%d" % origin.port])
+
+    def test_post_body_with_curl(self):
+        origin = self.origin(handler=lambda ex, body, t: (
+            ex.response_start(200, "OK", []),
+            ex.response_body(hashlib.sha256(body).hexdigest()),
+            ex.response_done([]),
+        ))
+        proxy = self.proxy()
+        payload = os.urandom(MiB + 17)
+        path = os.path.join(self.tmpdir(), "payload")
+        with open(path, "wb") as handle:
+            handle.write(payload)
+        done = self.curl("-x", "http://127.0.0.1:%d" % proxy.port,
+                         "--data-binary", "@" + path, self.url(origin, "/upload"))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.decode(), hashlib.sha256(payload).hexdigest())
+        self.assertEqual(self.seen[0][1], b"POST")
+
+    def test_chunked_both_ways_with_http_client(self):
+        def handler(ex, body, trailers):
+            ex.response_start(200, "OK", [])  # no length: chunked
+            for i in range(5):
+                ex.response_body(b"piece%d-" % i + body[:10])
+            ex.response_done([])
+
+        origin = self.origin(handler=handler)
+        proxy = self.proxy()
+
+        def post():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("POST", self.url(origin, "/c"),
+                         body=iter([b"hello ", b"chunked ", b"world"]), encode_chunked=True)
+            response = conn.getresponse()
+            out = response.getheader("Transfer-Encoding"), response.read()
+            conn.close()
+            return out
+
+        encoding, body = self.in_thread(post)
+        self.assertEqual(encoding, "chunked")
+        self.assertEqual(body, b"".join(b"piece%d-hello chun" % i for i in range(5)))
+        _, _, _, headers, seen_body, _ = self.seen[0]
+        self.assertEqual(seen_body, b"hello chunked world")
+        self.assertEqual(self.header(headers, "transfer-encoding"), [b"chunked"])
+
+    def test_head_and_http10_with_curl(self):
+        origin = self.origin()
+        proxy = self.proxy()
+        done = self.curl("-x", "http://127.0.0.1:%d" % proxy.port, "--http1.0", "-I",
+                         self.url(origin, "/h"))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn(b"Content-Length: 3", done.stdout)
+        self.assertEqual(self.seen[0][1], b"HEAD")
+        self.assertEqual(self.header(self.seen[0][3], "via"), [b"1.0 thor"])
+
+    def test_absolute_form_required(self):
+        proxy = self.proxy()
+        result = self.fetch("http://127.0.0.1:%d/relative" % proxy.port)
+        self.assertEqual(result["status"], b"400")
+
+    def test_refused_origin_is_502(self):
+        proxy = self.proxy()
+        port = free_port()
+
+        def get():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("GET", "http://127.0.0.1:%d/" % port)
+            response = conn.getresponse()
+            return response.status, response.read()
+
+        status, body = self.in_thread(get)
+        self.assertEqual(status, 502)
+        self.assertIn(b"Bad Gateway", body)
+
+    def test_max_forwards(self):
+        origin = self.origin()
+        proxy = self.proxy()
+
+        def options(value):
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("OPTIONS", self.url(origin, "/"), headers={"Max-Forwards": value})
+            response = conn.getresponse()
+            return response.status, response.getheader("Allow"), response.read()
+
+        status, allow, _ = self.in_thread(lambda: options("0"))
+        self.assertEqual(status, 200)
+        self.assertIn("GET", allow)
+        self.assertEqual(self.seen, [])  # answered by the proxy
+        status, allow, _ = self.in_thread(lambda: options("3"))
+        self.assertEqual(status, 200)
+        self.assertEqual(self.header(self.seen[0][3], "max-forwards"), [b"2"])
+
+    def tmpdir(self):
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix="thor-proxy-")
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
+
+
+class ConnectTest(ProxyTestCase):
+    def setUp(self):
+        ProxyTestCase.setUp(self)
+        self.server_context, self.client_context, self.certfile = tls_contexts()
+        self.tls_origin = self.origin("tls", tls_context=self.server_context)
+
+    def test_tls_through_connect_with_http_client(self):
+        proxy = self.proxy(connect_ports=[self.tls_origin.port])
+
+        def get():
+            conn = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=10,
+                                               context=self.client_context)
+            conn.set_tunnel("localhost", self.tls_origin.port)
+            conn.request("POST", "/secret", body=b"over tls")
+            response = conn.getresponse()
+            out = response.status, response.read()
+            conn.close()
+            return out
+
+        self.assertEqual(self.in_thread(get), (200, b"ok:over tls"))
+        self.assertEqual(self.seen[0][2], b"/secret")
+
+    def test_tls_through_connect_with_curl(self):
+        proxy = self.proxy(connect_ports=[self.tls_origin.port])
+        done = self.curl("-x", "http://127.0.0.1:%d" % proxy.port, "--cacert", self.certfile,
+                         "-d", "x=1", "https://localhost:%d/curl" % self.tls_origin.port)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout, b"ok:x=1")
+
+    def test_port_not_allowed(self):
+        proxy = self.proxy()  # 443 only
+
+        def connect():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("CONNECT", "localhost:%d" % self.tls_origin.port)
+            return conn.getresponse().status
+
+        self.assertEqual(self.in_thread(connect), 403)
+
+    def test_connect_refused_is_502(self):
+        port = free_port()
+        proxy = self.proxy(connect_ports=[port])
+
+        def connect():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("CONNECT", "127.0.0.1:%d" % port)
+            return conn.getresponse().status
+
+        self.assertEqual(self.in_thread(connect), 502)
+
+    def test_connect_refused_in_reverse_mode(self):
+        proxy = self.proxy(upstreams=[self.url(self.tls_origin)],
+                           connect_ports=[self.tls_origin.port])
+
+        def connect():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("CONNECT", "127.0.0.1:%d" % self.tls_origin.port)
+            return conn.getresponse().status
+
+        self.assertEqual(self.in_thread(connect), 405)
+
+
+class UpgradeTest(ProxyTestCase):
+    """A WebSocket-style Upgrade: the origin answers 101 and echoes bytes,
+    upper-cased, on the raw connection."""
+
+    def upgrade_origin(self):
+        def handler(ex, body, trailers):
+            if self.header(ex.req_hdrs, "upgrade") != [b"echo"]:
+                ex.response_start(400, "No Upgrade", [])
+                ex.response_done([])
+                return
+            ex.response_start(101, "Switching Protocols", [("Upgrade", "echo")])
+            ex.response_done([])
+            tcp, buffered = ex.tunnel()
+            tcp.on("data", lambda data: tcp.write(data.upper()))
+            if buffered:
+                tcp.write(buffered.upper())
+            tcp.pause(False)
+
+        return self.origin("upgrade", handler=handler)
+
+    def talk(self, port, target):
+        def run():
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: echo\r\n\r\n" % target.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                head += data
+            head, _, rest = head.partition(b"\r\n\r\n")
+            echoed = rest
+            for word in (b"hello", b" tunnel", b" " + b"z" * 200000):
+                sock.sendall(word)
+            want = len(b"hello tunnel ") + 200000
+            while len(echoed) < want:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                echoed += data
+            sock.close()
+            return head, echoed
+
+        return self.in_thread(run)
+
+    def test_forward(self):
+        origin = self.upgrade_origin()
+        proxy = self.proxy()
+        head, echoed = self.talk(proxy.port, self.url(origin, "/ws"))
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        self.assertIn(b"upgrade: echo", head.lower())
+        self.assertEqual(echoed, b"HELLO TUNNEL " + b"Z" * 200000)
+
+    def test_reverse(self):
+        origin = self.upgrade_origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        head, echoed = self.talk(proxy.port, "/ws")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        self.assertEqual(echoed, b"HELLO TUNNEL " + b"Z" * 200000)
+
+    def test_upgrade_header_without_connection_option_is_dropped(self):
+        origin = self.upgrade_origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+
+        def get():
+            # http.client sends the fields as given: Upgrade, no Connection.
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("GET", "/ws", headers={"Upgrade": "echo"})
+            return conn.getresponse().status
+
+        self.assertEqual(self.in_thread(get), 400)
+
+
+class ReverseTest(ProxyTestCase):
+    def test_round_robin(self):
+        a, b = self.origin("a"), self.origin("b")
+        proxy = self.proxy(upstreams=[self.url(a), self.url(b) + "/"])
+        client = HttpClient(self.loop)
+        for i in range(6):
+            result = self.fetch("http://127.0.0.1:%d/n%d" % (proxy.port, i), client=client)
+            self.assertEqual(result["status"], b"200")
+        self.assertEqual([s[0] for s in self.seen], ["a", "b"] * 3)
+        self.assertEqual([s[2] for s in self.seen], [b"/n%d" % i for i in range(6)])
+
+    def test_refusing_upstream_is_skipped(self):
+        a = self.origin("a")
+        dead = "http://127.0.0.1:%d" % free_port()
+        proxy = self.proxy(upstreams=[dead, self.url(a)])
+        client = HttpClient(self.loop)
+        # The first request finds the dead one, and goes on to "a"; so do a
+        # POST with a body, and the later ones skip the dead one.
+        result = self.fetch("http://127.0.0.1:%d/1" % proxy.port, client=client)
+        self.assertEqual(result["status"], b"200")
+        result = self.fetch("http://127.0.0.1:%d/2" % proxy.port, "POST", client=client,
+                            body=[b"abc"])
+        self.assertEqual((result["status"], result["body"]), (b"200", b"ok:abc"))
+        for i in range(3):
+            self.fetch("http://127.0.0.1:%d/more" % proxy.port, client=client)
+        self.assertEqual([s[0] for s in self.seen], ["a"] * 5)
+
+    def test_origin_going_down(self):
+        a, b = self.origin("a"), self.origin("b")
+        proxy = self.proxy(upstreams=[self.url(a), self.url(b)])
+        self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        a.close()  # stops listening, closes its connections
+        statuses = [
+            self.fetch("http://127.0.0.1:%d/after" % proxy.port)["status"] for _ in range(4)
+        ]
+        self.assertEqual(statuses, [b"200"] * 4)
+        self.assertEqual([s[0] for s in self.seen[2:]], ["b"] * 4)
+
+    def test_only_upstream_down_is_502(self):
+        proxy = self.proxy(upstreams=["http://127.0.0.1:%d" % free_port()])
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.assertEqual(result["status"], b"502")
+
+    def test_read_timeout_is_504(self):
+        origin = self.origin(handler=lambda ex, body, t: None)  # never answers
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        proxy.client.read_timeout = 0.3
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.assertEqual(result["status"], b"504")
+
+    def test_origin_breaking_mid_response_cuts_the_response(self):
+        def handler(ex, body, trailers):
+            ex.response_start(200, "OK", [("Content-Length", "100")])
+            ex.response_body(b"partial")
+            self.loop.schedule(0.05, ex.abort)
+
+        origin = self.origin(handler=handler)
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.assertIn("error", result)
+
+    def test_trailers_both_ways(self):
+        def handler(ex, body, trailers):
+            ex.response_start(200, "OK", [("Trailer", "X-Sum")])
+            ex.response_body(body)
+            ex.response_done([("X-Sum", str(len(body)))])
+
+        origin = self.origin(handler=handler)
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port, "POST",
+                            body=[b"ab", b"cde"], trailers=[("X-Check", "ok")])
+        self.assertEqual(result["body"], b"abcde")
+        self.assertEqual(self.header(result["trailers"], "x-sum"), [b"5"])
+        self.assertEqual(self.header(self.seen[0][5], "x-check"), [b"ok"])
+
+    def test_informational_responses_are_forwarded(self):
+        def handler(ex, body, trailers):
+            ex.response_nonfinal(103, "Early Hints", [("Link", "</s.css>; rel=preload")])
+            self.echo(ex, body, trailers)
+
+        origin = self.origin(handler=handler)
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        hints = []
+        client = HttpClient(self.loop)
+        ex = client.exchange()
+        ex.on("response_nonfinal", lambda s, p, h: hints.append((s, h)))
+        done = []
+        ex.on("response_done", done.append)
+        ex.request_start("GET", "http://127.0.0.1:%d/" % proxy.port, [])
+        ex.request_done([])
+        self.run_until(lambda: done)
+        self.assertEqual(hints[0][0], b"103")
+
+
+class BackpressureTest(ProxyTestCase):
+    """Large bodies through the proxy with a slow reader at the far end:
+    the proxy must stop reading from the fast side, so memory stays flat."""
+
+    SIZE = 64 * MiB
+    LIMIT = 10 * MiB
+
+    def pump(self, write, total, paused, chunk=b"p" * 262144):
+        """Write ``total`` bytes with ``write`` whenever ``paused`` is clear;
+        returns a function that resumes the pump."""
+        state = {"left": total}
+
+        def run():
+            n = 0
+            while state["left"] > 0 and not paused[0] and n < 8:
+                piece = chunk if state["left"] >= len(chunk) else chunk[:state["left"]]
+                state["left"] -= len(piece)
+                write(piece)
+                n += 1
+            if state["left"] > 0 and not paused[0]:
+                self.loop.schedule(0, run)
+            elif state["left"] == 0 and not state.get("ended"):
+                state["ended"] = True
+                state["end"]()
+
+        state["end"] = lambda: None
+        return run, state
+
+    def test_slow_client_large_response(self):
+        size = self.SIZE
+
+        def handler(ex, body, trailers):
+            paused = [False]
+            run, state = self.pump(ex.response_body, size, paused)
+            state["end"] = lambda: ex.response_done([])
+
+            def on_pause(p):
+                paused[0] = p
+                if not p:
+                    run()
+
+            ex.on("pause", on_pause)
+            ex.response_start(200, "OK", [("Content-Length", str(size))])
+            run()
+
+        origin = self.origin(handler=handler)
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        client = HttpClient(self.loop)
+        ex = client.exchange()
+        got = {"n": 0, "next": 4 * MiB, "pauses": 0}
+        done = []
+
+        def body(chunk):
+            got["n"] += len(chunk)
+            if got["n"] >= got["next"]:
+                # The slow client: stops reading for a while every 4 MiB.
+                got["next"] += 4 * MiB
+                got["pauses"] += 1
+                ex.pause(True)
+                self.loop.schedule(0.02, ex.pause, False)
+
+        ex.on("response_body", body)
+        ex.on("response_done", done.append)
+        ex.on("error", self.fail)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            ex.request_start("GET", "http://127.0.0.1:%d/big" % proxy.port, [])
+            ex.request_done([])
+            self.run_until(lambda: done, 60)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(got["n"], size)
+        self.assertGreater(got["pauses"], 10)
+        self.assertLess(peak - base, self.LIMIT, "memory grew by %d bytes" % (peak - base))
+
+    def test_slow_origin_large_request(self):
+        size = self.SIZE
+        received = {"n": 0, "next": 4 * MiB}
+
+        def on_exchange(ex):
+            def body(chunk):
+                received["n"] += len(chunk)
+                if received["n"] >= received["next"]:
+                    # The slow origin: stops reading for a while every 4 MiB.
+                    received["next"] += 4 * MiB
+                    ex.pause(True)
+                    self.loop.schedule(0.02, ex.pause, False)
+
+            ex.on("request_body", body)
+            ex.on("request_done", lambda t: self.echo(ex, b"", t))
+
+        origin = HttpServer("127.0.0.1", 0, self.loop)
+        self.addCleanup(origin.close)
+        origin.on("exchange", on_exchange)
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        client = HttpClient(self.loop)
+        ex = client.exchange()
+        paused = [False]
+        run, state = self.pump(ex.request_body, size, paused)
+        state["end"] = lambda: ex.request_done([])
+
+        def on_pause(p):
+            paused[0] = p
+            if not p:
+                run()
+
+        ex.on("pause", on_pause)
+        done = []
+        ex.on("response_done", done.append)
+        ex.on("error", self.fail)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            ex.request_start("POST", "http://127.0.0.1:%d/up" % proxy.port,
+                             [("Content-Length", str(size))])
+            run()
+            self.run_until(lambda: done, 60)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(received["n"], size)
+        self.assertLess(peak - base, self.LIMIT, "memory grew by %d bytes" % (peak - base))
+
+
+class HookTest(ProxyTestCase):
+    def test_request_and_response_hooks_add_headers(self):
+        class Tagging(HttpProxy):
+            def request_hook(self, pex):
+                pex.headers.append((b"X-Through", b"thor"))
+                pex.data["tag"] = "seen"
+
+            def response_hook(self, pex, status, phrase, headers):
+                headers.append((b"X-Tag", pex.data["tag"].encode()))
+                return status, phrase, headers
+
+        origin = self.origin()
+        proxy = self.proxy(Tagging, upstreams=[self.url(origin)])
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.assertEqual(self.header(self.seen[0][3], "x-through"), [b"thor"])
+        self.assertEqual(self.header(result["headers"], "x-tag"), [b"seen"])
+
+    def test_body_hooks_rewrite(self):
+        class Shouting(HttpProxy):
+            def request_body_hook(self, pex, chunk):
+                return chunk.replace(b"a", b"4") if chunk else b"!"
+
+            def response_body_hook(self, pex, chunk):
+                if chunk is None:
+                    return b" (rewritten)"
+                return chunk.upper()
+
+        origin = self.origin()
+        proxy = self.proxy(Shouting, upstreams=[self.url(origin)])
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port, "POST",
+                            headers=[("Content-Length", "6")], body=[b"banana"])
+        self.assertEqual(self.seen[0][4], b"b4n4n4!")
+        self.assertEqual(result["body"], b"OK:B4N4N4! (rewritten)")
+        # The origin's Content-Length no longer applies: re-framed.
+        self.assertEqual(self.header(result["headers"], "content-length"), [])
+
+    def test_respond_from_hook(self):
+        class Blocking(HttpProxy):
+            def request_hook(self, pex):
+                if pex.uri.endswith(b"/blocked"):
+                    pex.respond(403, "Forbidden", [("Content-Type", "text/plain")], "no\n")
+
+        origin = self.origin()
+        proxy = self.proxy(Blocking, upstreams=[self.url(origin)])
+        result = self.fetch("http://127.0.0.1:%d/blocked" % proxy.port)
+        self.assertEqual((result["status"], result["body"]), (b"403", b"no\n"))
+        self.assertEqual(self.seen, [])
+        result = self.fetch("http://127.0.0.1:%d/open" % proxy.port)
+        self.assertEqual(result["status"], b"200")
+
+    def test_failing_hook_is_a_500_and_reported(self):
+        class Broken(HttpProxy):
+            def response_hook(self, pex, status, phrase, headers):
+                raise RuntimeError("hook bug")
+
+        origin = self.origin()
+        proxy = self.proxy(Broken, upstreams=[self.url(origin)])
+        errors = []
+        self.loop.exception_handler = lambda loop, exc, callback: errors.append(exc)
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.loop.exception_handler = self.recorder
+        self.assertEqual(result["status"], b"500")
+        self.assertEqual([type(e) for e in errors], [RuntimeError])
+
+    def test_exchange_event_and_access_log(self):
+        import io
+
+        log = io.StringIO()
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)], access_log=log)
+        seen = []
+        proxy.on("exchange", seen.append)
+        self.fetch("http://127.0.0.1:%d/logged?q=1" % proxy.port)
+        self.assertEqual(len(seen), 1)
+        self.assertEqual(seen[0].status, 200)
+        self.assertRegex(log.getvalue(), LOG_LINE)
+        self.assertIn('"GET /logged?q=1 HTTP/1.1" 200 3', log.getvalue())
+
+
+LOG_LINE = re.compile(
+    r'^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
+    r'"[A-Z]+ \S+ HTTP/1\.[01]" \d{3} (\d+|-)$', re.M
+)
+
+
+class CommandLineTest(ProxyTestCase):
+    def run_proxy(self, *args):
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "thor.http.proxy"] + list(args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+        )
+
+        def cleanup():
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+        self.addCleanup(cleanup)
+        return proc
+
+    def wait_listening(self, port, proc, timeout=10):
+        """Poll a connect under a deadline."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.fail("the proxy exited: %r" % (proc.communicate(),))
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        self.fail("the proxy did not listen on %d" % port)
+
+    def test_help(self):
+        done = subprocess.run([sys.executable, "-m", "thor.http.proxy", "--help"],
+                              stdout=subprocess.PIPE, cwd=ROOT, timeout=20,
+                              env=dict(os.environ, PYTHONPATH=ROOT))
+        self.assertEqual(done.returncode, 0)
+        for flag in (b"--listen", b"--upstream", b"--workers", b"--access-log",
+                     b"--connect-port"):
+            self.assertIn(flag, done.stdout)
+
+    def test_bad_arguments(self):
+        done = subprocess.run([sys.executable, "-m", "thor.http.proxy", "--listen", "nope"],
+                              stderr=subprocess.PIPE, cwd=ROOT, timeout=20,
+                              env=dict(os.environ, PYTHONPATH=ROOT))
+        self.assertEqual(done.returncode, 2)
+        self.assertIn(b"HOST:PORT", done.stderr)
+
+    def test_forward_with_curl_http_and_connect(self):
+        if not CURL:
+            self.skipTest("curl is not installed")
+        server_context, _, certfile = tls_contexts()
+        origin = self.origin()
+        tls_origin = self.origin("tls", tls_context=server_context)
+        port = free_port()
+        proc = self.run_proxy("--listen", "127.0.0.1:%d" % port,
+                              "--connect-port", str(tls_origin.port))
+        self.wait_listening(port, proc)
+        done = self.curl("-x", "http://127.0.0.1:%d" % port, self.url(origin, "/plain"))
+        self.assertEqual((done.returncode, done.stdout), (0, b"ok:"), done.stderr)
+        done = self.curl("-x", "http://127.0.0.1:%d" % port, "--cacert", certfile,
+                         "https://localhost:%d/tls" % tls_origin.port)
+        self.assertEqual((done.returncode, done.stdout), (0, b"ok:"), done.stderr)
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(10), 0)
+
+    def test_reverse_access_log_and_graceful_sigterm(self):
+        parts = {}
+
+        def slow(ex, body, trailers):
+            ex.response_start(200, "OK", [("Content-Length", "12")])
+            ex.response_body(b"first")
+            parts["ex"] = ex  # the rest waits for the test
+
+        origin = self.origin(handler=slow)
+        port = free_port()
+        proc = self.run_proxy("--listen", "127.0.0.1:%d" % port,
+                              "--upstream", self.url(origin), "--access-log")
+        self.wait_listening(port, proc)
+        outcome = {}
+
+        def get():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            conn.request("GET", "/slow")
+            response = conn.getresponse()
+            outcome["response"] = (response.status, response.read())
+
+        thread = threading.Thread(target=get, daemon=True)
+        thread.start()
+        ticker = self.tick()
+        self.addCleanup(ticker.stop)
+        self.run_until(lambda: "ex" in parts, 10)
+        proc.send_signal(signal.SIGTERM)
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return False
+            except OSError:
+                return True
+
+        self.run_until(refused, 10)  # stopped listening; the exchange goes on
+        self.assertIsNone(proc.poll())
+        parts["ex"].response_body(b"-second")
+        parts["ex"].response_done([])
+        self.run_until(lambda: not thread.is_alive(), 10)
+        self.assertEqual(outcome["response"], (200, b"first-second"))
+        out, err = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 0, err)
+        lines = out.decode().splitlines()
+        self.assertEqual(len(lines), 1, out)
+        self.assertRegex(lines[0], LOG_LINE)
+        self.assertIn('"GET /slow HTTP/1.1" 200 12', lines[0])
+
+    def test_workers(self):
+        origin = self.origin()
+        port = free_port()
+        proc = self.run_proxy("--listen", "127.0.0.1:%d" % port, "--workers", "2",
+                              "--upstream", self.url(origin))
+        self.wait_listening(port, proc)
+
+        def get():
+            bodies = []
+            for _ in range(6):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/w")
+                bodies.append(conn.getresponse().read())
+                conn.close()
+            return bodies
+
+        self.assertEqual(self.in_thread(get), [b"ok:"] * 6)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+        _, err = proc.communicate()
+        self.assertEqual(err.count(b"listening on"), 2, err)
+
+
+if __name__ == "__main__":
+    unittest.main()
