@@ -2,20 +2,34 @@
 
 Connections are pooled per origin (scheme, host, port); at most
 ``max_server_conn`` are open to one origin and requests beyond that wait in
-a queue. A connection carries one exchange at a time, and goes back to the
-pool only when its response ended cleanly and nothing followed it; bytes
-that arrive while it is idle, or beyond the end of a response, mean it
-cannot be trusted and it is closed.
+a queue, served in order as connections come free. A connection carries one
+exchange at a time (no pipelining), and goes back to the pool only when its
+response ended cleanly, the request was sent in full and nothing followed
+the response: bytes that arrive while it is idle, or beyond the end of a
+response, mean it cannot be trusted and it is closed. Before an idle
+connection is reused, its socket is checked (a non-blocking peek) so that
+one the server has closed in the meantime is not handed a request.
 
-A request whose connection fails before any byte of its response arrived is
-retried on a new connection (``retry_limit`` times, ``retry_delay`` apart)
-when its method is idempotent and its body was small enough to keep; any
-other failure is an ``error`` event.
+A request whose connection closes before any byte of its response arrived
+is retried on a new connection (``retry_limit`` times, ``retry_delay``
+apart) when that is safe: its method is idempotent (RFC 9110 9.2.2), or
+nothing of it had been sent; and its body was small enough to keep
+(``_REPLAY_LIMIT``). A POST that was sent is never replayed: it fails with
+``ConnectionClosedError``. Every other failure is an ``error`` event, after
+which the exchange emits nothing more.
+
+Response framing is the parser's (thor.http.parser, RFC 9112 6.3): HEAD,
+1xx, 204 and 304 responses have no body; Transfer-Encoding overrides
+Content-Length and the connection is closed after such a response; a body
+without either runs to the close; a body cut short is an error, never
+``response_done``.
 
 Run ``python -m thor.http.client --help`` for the command line.
 """
 
 import errno
+import os
+import socket
 import sys
 import time as _time
 from collections import deque
@@ -26,7 +40,8 @@ from thor.events import EventEmitter, on
 from thor.tcp import TcpClient
 from thor.http import error
 from thor.http.headers import (
-    encode_field_name, encode_field_value, is_token, to_bytes_field, HOP_BY_HOP,
+    encode_field_name, encode_field_value, is_token, to_bytes_field,
+    CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN,
 )
 from thor.http.parser import HttpParser
 
@@ -39,12 +54,30 @@ IDEMPOTENT = frozenset(
 # Methods whose empty body is still announced with Content-Length: 0, as
 # servers expect a length on them (RFC 9110 8.6).
 _LENGTH_EXPECTED = frozenset((b"POST", b"PUT", b"PATCH"))
-# The most request body kept in memory so that a request can be replayed.
+# The most request body kept in memory so that a request can be replayed;
+# beyond it a failed request is an error instead of a retry.
 _REPLAY_LIMIT = 65536
-# Body bytes buffered before a connection exists before 'pause' is emitted.
+# Request body buffered while no connection is ready before the exchange
+# emits pause(True): the same as a TCP connection's write_high.
 _PRECONNECT_HIGH = 65536
 
+_monotonic = _time.monotonic
+_peek = socket.socket.recv  # the raw socket's, also for an SSLSocket
+_MSG_PEEK = socket.MSG_PEEK
+
+# How request_start treats the fields the application passes.
+_DROP, _CONNECTION, _UPGRADE, _LENGTH_FIELD, _EXPECT = range(5)
+_REQUEST_SPECIAL = {
+    b"host": _DROP,  # from the URL
+    b"keep-alive": _DROP, b"proxy-connection": _DROP, b"te": _DROP,
+    b"trailer": _DROP, b"transfer-encoding": _DROP,  # thor frames the body
+    b"connection": _CONNECTION, b"upgrade": _UPGRADE,
+    b"content-length": _LENGTH_FIELD, b"expect": _EXPECT,
+}
+
+# Field names already checked: name as given -> (bytes, lower-cased bytes).
 _name_cache = {}
+_NAME_CACHE_MAX = 512
 
 
 def _field_name(name):
@@ -52,19 +85,38 @@ def _field_name(name):
     if cached is None:
         raw = encode_field_name(name)
         cached = (raw, raw.lower())
-        if len(_name_cache) < 512:
+        if len(_name_cache) < _NAME_CACHE_MAX:
             _name_cache[name] = cached
     return cached
+
+
+_methods = {}
+for _method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS",
+                b"TRACE", b"PATCH", b"CONNECT"):
+    _methods[_method] = _methods[_method.decode("ascii")] = _method
+del _method
+
+
+def _encode_method(method):
+    raw = _methods.get(method) if method.__class__ in (bytes, str) else None
+    if raw is not None:
+        return raw
+    raw = to_bytes_field(method, error.ApplicationError)
+    if not is_token(raw):
+        raise error.ApplicationError("request method is not a token: %r" % (method,))
+    return raw
 
 
 class HttpClient:
     """An HTTP/1.1 client, sharing a pool of idle connections.
 
     Settings are class variables; setting one on an instance works too:
-    ``tcp_client_class``, ``tls_client_class``, ``connect_timeout`` (None),
-    ``read_timeout`` (None), ``idle_timeout`` (60), ``retry_limit`` (2),
-    ``retry_delay`` (0.5), ``max_server_conn`` (6), ``tls_context`` (None:
-    the system's trust store, verification on).
+    ``tcp_client_class`` (TcpClient), ``tls_client_class`` (None:
+    thor.tls.TlsClient), ``connect_timeout`` (None), ``read_timeout``
+    (None), ``idle_timeout`` (60), ``retry_limit`` (2), ``retry_delay``
+    (0.5), ``max_server_conn`` (6), ``tls_context`` (None: the system's
+    trust store, certificates and host names verified), ``parser_limits``
+    (keyword arguments for thor.http.parser.HttpParser).
     """
 
     tcp_client_class = TcpClient
@@ -74,6 +126,8 @@ class HttpClient:
     idle_timeout = 60
     retry_limit = 2
     retry_delay = 0.5
+    # Six connections per origin: what browsers settled on (RFC 9112 9.4
+    # asks clients to limit them; RFC 2616's old figure was two).
     max_server_conn = 6
     tls_context = None
     parser_limits = {}
@@ -89,28 +143,34 @@ class HttpClient:
         return HttpClientExchange(self)
 
     def close(self):
-        """Close every idle pooled connection."""
+        """Close every idle pooled connection. Exchanges in progress carry
+        on; their connections close when they are done with them."""
         for origin in list(self._origins.values()):
             for conn in list(origin.idle):
                 conn.close()
 
     # -- pooling -------------------------------------------------------------
 
-    def _origin(self, key):
+    def _acquire(self, exchange):
+        """Give ``exchange`` a connection now, or queue it for one."""
+        key = exchange._origin_key
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(key)
-        return origin
-
-    def _acquire(self, exchange):
-        """Give ``exchange`` a connection now, or queue it for one."""
-        origin = self._origin(exchange._origin_key)
-        while origin.idle:
-            conn = origin.idle.pop()
-            if conn.usable():
-                conn.attach(exchange)
-                return
-            conn.close()
+        idle = origin.idle
+        if idle:
+            if exchange._fresh:
+                # A retry: a pooled connection may be as dead as the last one.
+                if origin.count >= self.max_server_conn:
+                    idle[0].close()
+            else:
+                while idle:
+                    conn = idle.pop()
+                    if conn.usable():
+                        conn.attach(exchange)
+                        return
+                    conn.close()
+            self._origins[key] = origin  # closing may have dropped it
         if origin.count < self.max_server_conn:
             self._connect(origin, exchange)
         else:
@@ -134,9 +194,13 @@ class HttpClient:
 
     def _release(self, conn):
         """``conn`` finished an exchange cleanly: reuse it or pool it."""
+        if conn.closed or not conn.parser.idle:
+            conn.close()  # bytes beyond the response: not to be trusted
+            return
         origin = conn.origin
-        while origin.queue:
-            exchange = origin.queue.popleft()
+        queue = origin.queue
+        while queue:
+            exchange = queue.popleft()
             if exchange._state != _DONE:
                 conn.attach(exchange)
                 return
@@ -153,15 +217,19 @@ class HttpClient:
         self._dequeue(origin)
 
     def _dequeue(self, origin):
-        while origin.queue and origin.count < self.max_server_conn:
-            exchange = origin.queue.popleft()
+        queue = origin.queue
+        while queue and origin.count < self.max_server_conn:
+            exchange = queue.popleft()
             if exchange._state != _DONE:
                 self._connect(origin, exchange)
-        if not origin.count and not origin.queue and not origin.idle:
-            self._origins.pop(origin.key, None)
+        if not origin.count and not queue and self._origins.get(origin.key) is origin:
+            del self._origins[origin.key]
 
 
 class _Origin:
+    """The connections to one (scheme, host, port): ``count`` open or
+    opening, ``idle`` ones in the pool, exchanges waiting in ``queue``."""
+
     __slots__ = ("key", "idle", "count", "queue")
 
     def __init__(self, key):
@@ -172,7 +240,9 @@ class _Origin:
 
 
 class _PendingConnect:
-    """A connection being opened for an exchange."""
+    """A connection being opened for an exchange (which may have been
+    aborted meanwhile: the connection then goes to the next in the queue,
+    or to the pool)."""
 
     __slots__ = ("client", "origin", "exchange", "cancelled")
 
@@ -198,72 +268,123 @@ class _PendingConnect:
         if exchange._pending_connect is self:
             exchange._pending_connect = None
         if not self.cancelled and exchange._state != _DONE:
-            if err == errno.ETIMEDOUT and errtype is OSError:
-                exc = error.ConnectTimeoutError("connect timed out")
-            else:
-                exc = error.ConnectError("%s: %s" % (getattr(errtype, "__name__", errtype), err))
-            exchange._fail(exc)
+            exchange._fail(_connect_error(errtype, err))
         self.client._dequeue(self.origin)
 
 
+def _connect_error(errtype, err):
+    """The HttpError for a TcpClient / TlsClient connect_error."""
+    if errtype is OSError and err == errno.ETIMEDOUT:
+        return error.ConnectTimeoutError("connect timed out")
+    if errtype is OSError and isinstance(err, int):
+        detail = "%s: %s" % (errno.errorcode.get(err, err), os.strerror(err))
+    elif errtype is socket.gaierror:
+        detail = "cannot resolve the host name (%s)" % (err,)
+    else:
+        detail = "%s: %s" % (getattr(errtype, "__name__", errtype), err)
+    return error.ConnectError(detail)
+
+
 class _ClientConnection:
-    """One pooled connection, its response parser and its timers."""
+    """One pooled connection, its response parser and its timer.
+
+    The timer is armed lazily: ``_deadline`` moves on every read and the
+    one scheduled event re-arms itself when it fires early, so a busy
+    connection does not touch the loop's heap per read.
+    """
 
     __slots__ = (
-        "client", "origin", "tcp", "parser", "exchange", "reused", "closed",
-        "_deadline", "_timer", "_idle_since", "_release_pending", "_in_feed",
-        "_paused",
+        "client", "loop", "origin", "tcp", "parser", "exchange", "closed",
+        "_deadline", "_timer", "_timer_due", "_idle_since", "_release_pending",
+        "_in_feed", "_paused", "_out_paused",
     )
 
     def __init__(self, client, origin, tcp_conn):
         self.client = client
+        self.loop = client.loop
         self.origin = origin
         self.tcp = tcp_conn
         self.parser = HttpParser(self, False, **client.parser_limits)
         self.exchange = None
-        self.reused = False
         self.closed = False
         self._deadline = None
         self._timer = None
+        self._timer_due = 0.0
         self._idle_since = None
         self._release_pending = False
         self._in_feed = False
-        self._paused = False
+        self._paused = False      # the application paused the response
+        self._out_paused = False  # the socket's write side is full
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
         tcp_conn.pause(False)
 
+    def __repr__(self):
+        return "<_ClientConnection %r %s>" % (
+            self.origin.key, "closed" if self.closed else
+            "idle" if self.exchange is None else "busy",
+        )
+
     def usable(self):
-        return not self.closed and getattr(self.tcp, "tcp_connected", True)
+        """Still open, with nothing waiting to be read (an idle connection
+        that has data or an EOF pending cannot take a request)."""
+        if self.closed or not getattr(self.tcp, "tcp_connected", True):
+            return False
+        if self._idle_since == self.loop.time():
+            return True  # went idle in this pass: the poller saw it last
+        sock = getattr(self.tcp, "socket", None)
+        if sock is None:
+            return True
+        try:
+            data = _peek(sock, 1, _MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except (OSError, ValueError):
+            return False
+        # TLS: a record may be a session ticket, not data; EOF is certain.
+        return bool(data) and sock.__class__ is not socket.socket
 
     # -- timers --------------------------------------------------------------
 
     def _arm(self, timeout):
+        """(Re)set the deadline ``timeout`` seconds from now; None: none."""
         if timeout is None:
             self._deadline = None
             return
-        self._deadline = _time.monotonic() + timeout
-        if self._timer is None:
-            self._timer = self.client.loop.schedule(timeout, self._on_timer)
+        deadline = _monotonic() + timeout
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or deadline < self._timer_due:
+            if timer is not None:
+                timer.delete()
+            self._timer_due = deadline
+            self._timer = self.loop.schedule(timeout, self._on_timer)
 
     def _on_timer(self):
         self._timer = None
-        if self._deadline is None or self.closed:
+        deadline = self._deadline
+        if deadline is None or self.closed:
             return
-        remaining = self._deadline - _time.monotonic()
+        remaining = deadline - _monotonic()
         if remaining > 0:
-            self._timer = self.client.loop.schedule(remaining, self._on_timer)
+            self._timer_due = deadline
+            self._timer = self.loop.schedule(remaining, self._on_timer)
             return
         exchange = self.exchange
         if exchange is None:
-            self.close()  # idle too long
-        elif self._paused:
-            self._arm(self.client.read_timeout)  # the application is not reading
-        else:
-            self.exchange = None
-            self.close()
-            exchange._fail(error.ReadTimeoutError("no data for %s seconds" % self.client.read_timeout))
+            self.close()  # idle for idle_timeout
+            return
+        if self._paused or (not exchange._request_sent and not self._out_paused):
+            # Waiting on the application (not reading the response, or not
+            # giving the rest of the request): not the server's stall.
+            self._arm(self.client.read_timeout)
+            return
+        self.exchange = None
+        self.abort()
+        exchange._fail(error.ReadTimeoutError(
+            "nothing received for %s seconds" % self.client.read_timeout
+        ))
 
     # -- exchanges -----------------------------------------------------------
 
@@ -271,15 +392,23 @@ class _ClientConnection:
         self.exchange = exchange
         exchange._conn = self
         self.parser.expect_response(exchange.method)
-        self._arm(self.client.read_timeout)
+        self._deadline = None
+        if exchange._input_paused:
+            self.pause(True)
         exchange._connected()
+
+    def request_sent(self):
+        """The whole request is written: the server's turn."""
+        read_timeout = self.client.read_timeout
+        if read_timeout is not None:
+            self._arm(read_timeout)
 
     def go_idle(self):
         self.exchange = None
-        self.reused = True
         if self._paused:
             self._paused = False
             self.tcp.pause(False)
+        self._idle_since = self.loop.time()
         self._arm(self.client.idle_timeout)
 
     def write(self, data):
@@ -287,37 +416,47 @@ class _ClientConnection:
             self.tcp.write(data)
 
     def pause(self, paused):
-        if paused != self._paused and not self.closed:
-            self._paused = paused
-            self.tcp.pause(paused)
-            if paused:
-                self.parser.pause()
-            elif not self._in_feed:
-                self._in_feed = True
-                try:
-                    self.parser.resume()
-                finally:
-                    self._in_feed = False
-                self._after_feed()
-            else:
-                self.parser.resume()
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
+            self.parser.pause()
+            if not self.closed:
+                self.tcp.pause(True)
+            return
+        if not self.closed:
+            self.tcp.pause(False)
+        if self._in_feed:
+            self.parser.resume()  # carries on once the current call returns
+            return
+        self._in_feed = True
+        try:
+            self.parser.resume()
+        finally:
+            self._in_feed = False
+        self._after_feed()
 
-    # -- input -----------------------------------------------------------------
+    # -- input ---------------------------------------------------------------
 
     def _on_data(self, data):
-        if self.exchange is not None and self._deadline is not None:
-            self._deadline = _time.monotonic() + self.client.read_timeout
+        read_timeout = self.client.read_timeout
+        if read_timeout is not None and self.exchange is not None:
+            self._arm(read_timeout)
         self._in_feed = True
         try:
             self.parser.feed(data)
         finally:
             self._in_feed = False
-        self._after_feed()
+        if self._release_pending:
+            self._after_feed()
 
     def _after_feed(self):
-        if self._release_pending and not self.closed:
+        if self._release_pending:
             self._release_pending = False
-            self.client._release(self)
+            if not self.closed:
+                self.client._release(self)
+        elif self.closed and self.exchange is not None and not self._paused:
+            self._input_ended()
 
     def on_response_nonfinal(self, status, phrase, headers):
         exchange = self.exchange
@@ -330,120 +469,177 @@ class _ClientConnection:
         if exchange is None:
             return
         exchange._response_seen = True
-        exchange._switching = status == b"101" or (
-            exchange.method == b"CONNECT" and status[:1] == b"2"
-        )
+        if status == b"101":
+            if not exchange._upgrade:
+                # RFC 9110 15.2.2: a server switches only when asked to.
+                self.on_error(error.StartLineError("101 response to a request without Upgrade"))
+                return
+            exchange._switching = True
+        elif exchange.method == b"CONNECT" and status[0] == 50:
+            exchange._switching = True
         exchange.res_status = status
-        exchange._emit("response_start", status, phrase, headers)
+        exchange.res_version = self.parser.version
+        listeners = exchange._events.get("response_start")
+        if listeners and len(listeners) == 1:
+            try:
+                listeners[0](status, phrase, headers)
+            except Exception as exc:
+                exchange._listener_failed(exc)
+        else:
+            exchange._emit("response_start", status, phrase, headers)
 
     def on_body(self, chunk):
         exchange = self.exchange
         if exchange is not None:
-            exchange._emit("response_body", chunk)
+            listeners = exchange._events.get("response_body")
+            if listeners and len(listeners) == 1:
+                try:
+                    listeners[0](chunk)
+                except Exception as exc:
+                    exchange._listener_failed(exc)
+            else:
+                exchange._emit("response_body", chunk)
 
     def on_message_done(self, trailers):
         exchange = self.exchange
         if exchange is None:
             return
-        close = self.parser.close or exchange._request_close
-        switching = exchange._switching
-        if switching:
-            self.parser.pause()
-        elif not close and exchange._request_sent:
-            self._release_pending = True
         self.exchange = None
         exchange._state = _DONE
-        exchange._conn = None if not switching else self
-        exchange._emit("response_done", trailers)
-        if switching:
-            if exchange._tunnelled is False:
-                self.close()  # the application did not take the connection
+        if exchange._switching:
+            # The parser has paused: what follows is not HTTP. The
+            # application takes the connection with tunnel() while
+            # response_done is emitted, or it is closed.
+            exchange._conn = self
+            exchange._emit("response_done", trailers)
+            if not exchange._tunnelled:
+                exchange._conn = None
+                self.abort()
             return
-        if close or not exchange._request_sent:
-            self._release_pending = False
+        exchange._conn = None
+        if self.parser.close or exchange._request_close or not exchange._request_sent:
+            # The server said so, or framing forced it; or it answered
+            # before the request was all sent, which then cannot be.
             self.close()
+        else:
+            self._release_pending = True  # once the rest of the input is seen
+        exchange._emit("response_done", trailers)
 
     def on_request_head(self, *args):  # pragma: no cover
         raise AssertionError("a response parser never reports requests")
 
     def on_error(self, err):
         exchange = self.exchange
-        self._release_pending = False
         self.exchange = None
-        self.close()
+        self._release_pending = False
+        self.abort()
         if exchange is not None:
             exchange._fail(err)
 
     def _on_tcp_pause(self, paused):
+        self._out_paused = paused
         exchange = self.exchange
         if exchange is not None and exchange._state != _DONE:
+            if paused and self.client.read_timeout is not None and not exchange._request_sent:
+                self._arm(self.client.read_timeout)  # the server is not reading
             exchange._output_paused(paused)
 
-    # -- closing ---------------------------------------------------------------
+    # -- closing -------------------------------------------------------------
 
-    def close(self):
+    def _closed(self):
+        """Forget the connection (once)."""
         if self.closed:
-            return
+            return False
         self.closed = True
         self._deadline = None
         if self._timer is not None:
             self._timer.delete()
             self._timer = None
-        self.tcp.removeListener("close", self._on_close)
-        self.tcp.close()
         self.client._connection_gone(self)
+        return True
+
+    def close(self):
+        """Close after what is queued is sent."""
+        if self._closed():
+            self.tcp.removeListener("close", self._on_close)
+            self.tcp.close()
+
+    def abort(self):
+        """Close at once, dropping what is queued, reading nothing more."""
+        self.parser.pause()
+        if self._closed():
+            self.tcp.removeListener("close", self._on_close)
+            abort = getattr(self.tcp, "abort", None)
+            (abort or self.tcp.close)()
 
     def _on_close(self):
+        self._closed()
+        if self.exchange is not None and not self._paused:
+            self._input_ended()
+        # else: the application paused the response; what the parser holds
+        # is delivered on resume, and then the end of input (_after_feed).
+
+    def _input_ended(self):
         exchange = self.exchange
-        if not self.closed:
-            self.closed = True
-            self._deadline = None
-            if self._timer is not None:
-                self._timer.delete()
-                self._timer = None
-            self.client._connection_gone(self)
-        if exchange is None:
-            return
         self._in_feed = True
         try:
             self.parser.finish()  # completes a close-delimited body, or fails
         finally:
             self._in_feed = False
+        if self.exchange is not exchange or exchange._state == _DONE:
+            return  # done, or failed
         self.exchange = None
-        if exchange._state == _DONE:
-            return
         if not exchange._response_seen and exchange._replayable():
             exchange._retry()
             return
-        exchange._fail(error.ConnectError("the server closed the connection"))
+        exchange._fail(error.ConnectionClosedError(
+            "the server closed the connection before responding"
+            if not exchange._response_seen else "the server closed the connection"
+        ))
 
     def tunnel(self):
-        self.closed = True
-        if self._timer is not None:
-            self._timer.delete()
-            self._timer = None
+        """Hand over the TCP connection: (tcp, bytes read past the head)."""
+        self._closed()
         tcp = self.tcp
         tcp.removeListener("data", self._on_data)
         tcp.removeListener("close", self._on_close)
         tcp.removeListener("pause", self._on_tcp_pause)
         tcp.pause(True)
-        self.client._connection_gone(self)
         return tcp, self.parser.leftover()
 
 
 _NEW, _STARTED, _DONE = 0, 1, 2
 _NO_FRAMING, _LENGTH, _CHUNKED = 0, 1, 2
 
+# URL -> (origin key, request-target, authority); bounded.
+_url_cache = {}
+_URL_CACHE_MAX = 1024
+# Bytes that may not appear in a URL as given: controls, space, DEL, non-ASCII.
+_URL_BAD = bytes(range(0x00, 0x21)) + bytes(range(0x7F, 0x100))
+
 
 class HttpClientExchange(EventEmitter):
     """One request and its response.
 
-    Emits: response_nonfinal(status, phrase, headers) for each 1xx,
+    Emits: response_nonfinal(status, phrase, headers) for each 1xx but 101,
     response_start(status, phrase, headers), response_body(chunk),
-    response_done(trailers), error(err) (a thor.http.error.HttpError; nothing
-    follows it), pause(paused) (request body backpressure: stop calling
-    request_body while paused).
+    response_done(trailers), error(err) (a thor.http.error.HttpError;
+    nothing follows it), pause(paused) (request body backpressure: stop
+    calling request_body while paused).
+
+    Attributes: method, uri, req_hdrs (as sent, without the fields thor
+    writes), res_status, res_version.
     """
+
+    __slots__ = (
+        "client", "method", "uri", "req_hdrs", "res_status", "res_version",
+        "_state", "_origin_key", "_conn", "_pending_connect", "_head_fields",
+        "_framing", "_length_left", "_body", "_body_size", "_kept",
+        "_kept_size", "_replay_ok", "_req_done", "_trailers", "_request_sent",
+        "_request_close", "_head_written", "_response_seen", "_switching",
+        "_tunnelled", "_retries", "_paused_out", "_input_paused", "_failed",
+        "_upgrade", "_fresh",
+    )
 
     def __init__(self, client):
         EventEmitter.__init__(self)
@@ -452,6 +648,7 @@ class HttpClientExchange(EventEmitter):
         self.uri = None
         self.req_hdrs = None
         self.res_status = None
+        self.res_version = None
         self._state = _NEW
         self._origin_key = None
         self._conn = None
@@ -459,9 +656,9 @@ class HttpClientExchange(EventEmitter):
         self._head_fields = None
         self._framing = None
         self._length_left = None
-        self._body = []  # request body not yet written
+        self._body = None  # request body not yet written (list)
         self._body_size = 0
-        self._kept = []  # request body kept for a replay
+        self._kept = None  # request body kept for a replay (list)
         self._kept_size = 0
         self._replay_ok = True
         self._req_done = False
@@ -477,105 +674,137 @@ class HttpClientExchange(EventEmitter):
         self._input_paused = False
         self._failed = False
         self._upgrade = False
+        self._fresh = False
 
     def __repr__(self):
         return "<HttpClientExchange %r %r>" % (self.method, self.uri)
 
-    # -- the request -----------------------------------------------------------
+    # -- the request ---------------------------------------------------------
 
     def request_start(self, method, uri, headers):
-        """Start the request (hop-by-hop fields in ``headers`` are dropped)."""
+        """Start the request to ``uri`` (an absolute http:// or https://
+        URL). Hop-by-hop fields in ``headers`` and Host are dropped: thor
+        writes Host from the URL, and its own framing and Connection
+        fields. A bad URL is reported with an ``error`` event (UrlError);
+        bad fields raise here, before anything is sent."""
         if self._state != _NEW:
             raise error.StateError("request_start called twice")
-        self._state = _STARTED
-        self.method = method = _encode_method(method)
-        if isinstance(uri, str):
-            try:
-                uri = uri.encode("ascii")
-            except UnicodeEncodeError:
-                uri = None
-        self.uri = uri
+        method = _encode_method(method)
         fields = []
         content_length = None
         tokens = None
+        expect = False
+        special = _REQUEST_SPECIAL
         for name, value in headers:
             raw, lower = _field_name(name)
-            value = encode_field_value(value)
-            if lower in HOP_BY_HOP:
-                if lower == b"connection":
-                    tokens = (tokens or set()) | {
-                        t.strip().lower() for t in value.split(b",")
-                    }
-                    if b"close" in tokens:
-                        self._request_close = True
-                elif lower == b"upgrade":
-                    # Kept: asking for a protocol switch is the application's
-                    # call; thor adds the matching Connection option.
-                    self._upgrade = True
-                    fields.append((raw, lower, value))
-                continue
-            if lower == b"host":
-                continue  # the Host field comes from the URL
-            if lower == b"content-length":
-                length = value.strip()
-                if not length.isdigit() or len(length) > 18:
-                    raise error.BadHeaderError("Content-Length must be digits")
-                if content_length is not None and int(length) != content_length:
+            if value.__class__ is bytes:
+                value = value.strip(b" \t")
+                if len(value.translate(None, CTL_EXCEPT_HTAB)) != len(value):
+                    raise error.BadHeaderError(
+                        "control character in field value: %r" % (value,)
+                    )
+            else:
+                value = encode_field_value(value)
+            kind = special.get(lower)
+            if kind is None:
+                fields.append((raw, lower, value))
+            elif kind == _CONNECTION:
+                if tokens is None:
+                    tokens = set()
+                tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
+            elif kind == _UPGRADE:
+                # Kept: asking for a protocol switch is the application's
+                # call; thor adds the matching Connection option.
+                self._upgrade = True
+                fields.append((raw, lower, value))
+            elif kind == _LENGTH_FIELD:
+                if not value.isdigit() or len(value) > 18:
+                    raise error.BadHeaderError("Content-Length must be digits: %r" % value)
+                if content_length is not None and int(value) != content_length:
                     raise error.BadHeaderError("conflicting Content-Length values")
-                content_length = int(length)
-                continue
-            fields.append((raw, lower, value))
+                content_length = int(value)
+            elif kind == _EXPECT:
+                expect = True
+                fields.append((raw, lower, value))
         if tokens:
+            if b"close" in tokens:
+                self._request_close = True
+            # RFC 9110 7.6.1: fields named by Connection are hop-by-hop too.
             fields = [f for f in fields if f[1] not in tokens or f[1] == b"upgrade"]
-        self.req_hdrs = [(raw, value) for raw, _, value in fields]
+        self.method = method
+        self._state = _STARTED
+        self.req_hdrs = [(raw, value) for raw, _, value in fields] if fields else fields
         if content_length is not None:
             self._framing = _LENGTH
             self._length_left = content_length
-        try:
-            scheme, host, port, target, authority = _parse_url(uri)
-        except error.UrlError as exc:
-            self._state = _DONE
-            self.client.loop.schedule(0, self._emit_error, exc)
-            return
+        elif expect:
+            # The head must go out before the body: the application may wait
+            # for 100 Continue before sending any.
+            self._framing = _CHUNKED
+        if uri.__class__ is not bytes:
+            uri = _url_bytes(uri)
+        self.uri = uri
+        parsed = _url_cache.get(uri)
+        if parsed is None:
+            try:
+                parsed = _parse_url(uri)
+            except error.UrlError as exc:
+                self._state = _DONE
+                self.client.loop.schedule(0, self._fail, exc)
+                return
+            if len(_url_cache) < _URL_CACHE_MAX:
+                _url_cache[uri] = parsed
+        key, target, authority = parsed
         if method == b"CONNECT":
             target = authority
-        self._origin_key = (scheme, host, port)
+        self._origin_key = key
         self._head_fields = (target, authority, content_length)
         self.client._acquire(self)
 
     def request_body(self, chunk):
-        """Send a chunk of the request body (bytes, or str as UTF-8)."""
+        """Send a chunk of the request body (bytes, or str as UTF-8).
+        Raises BodyLengthError if it goes beyond the Content-Length given."""
         if self._state == _NEW or self._req_done:
             raise error.StateError("request_body outside a request")
         if chunk.__class__ is not bytes:
             chunk = _to_bytes(chunk)
         if not chunk:
             return
-        if self._framing is None:
-            self._framing = _CHUNKED
-        if self._framing == _LENGTH:
+        framing = self._framing
+        if framing is None:
+            framing = self._framing = _CHUNKED
+        if framing == _LENGTH:
             left = self._length_left - len(chunk)
             if left < 0:
-                raise error.BodyLengthError("request body longer than its Content-Length")
+                raise error.BodyLengthError(
+                    "request body longer than its Content-Length (%d)"
+                    % self._head_fields[2]
+                )
             self._length_left = left
             data = chunk
         else:
             data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
         if self._state == _DONE:
             return
-        self._keep(chunk)
+        if self._replay_ok:
+            self._keep(chunk)
         conn = self._conn
         if conn is not None:
-            self._write_head()
+            if not self._head_written:
+                self._write_head()
             conn.write(data)
         else:
+            if self._body is None:
+                self._body = []
             self._body.append(data)
             self._body_size += len(data)
             if self._body_size > _PRECONNECT_HIGH and not self._paused_out:
                 self._output_paused(True)
 
     def request_done(self, trailers=None):
-        """Finish the request. ``trailers`` go out with a chunked body."""
+        """Finish the request. ``trailers`` go out with a chunked body.
+        Raises BodyLengthError if the body is shorter than its
+        Content-Length."""
         if self._state == _NEW or self._req_done:
             raise error.StateError("request_done outside a request")
         if self._framing == _LENGTH and self._length_left:
@@ -583,22 +812,27 @@ class HttpClientExchange(EventEmitter):
                 "request body %d bytes shorter than its Content-Length" % self._length_left
             )
         self._req_done = True
-        self._trailers = trailers
+        if trailers:
+            self._trailers = trailers
         if self._framing is None:
             self._framing = _NO_FRAMING
         if self._state == _DONE:
             return
         conn = self._conn
         if conn is not None:
-            self._write_head()
+            if not self._head_written:
+                self._write_head()
             self._write_end(conn)
 
     def _keep(self, chunk):
-        if self._replay_ok:
-            self._kept_size += len(chunk)
-            if self._kept_size > _REPLAY_LIMIT:
-                self._replay_ok = False
-                self._kept = []
+        size = self._kept_size + len(chunk)
+        if size > _REPLAY_LIMIT:
+            self._replay_ok = False
+            self._kept = None
+        else:
+            self._kept_size = size
+            if self._kept is None:
+                self._kept = [chunk]
             else:
                 self._kept.append(chunk)
 
@@ -622,9 +856,8 @@ class HttpClientExchange(EventEmitter):
         return b"".join(lines)
 
     def _write_head(self):
-        if not self._head_written:
-            self._head_written = True
-            self._conn.write(self._build_head())
+        self._head_written = True
+        self._conn.write(self._build_head())
 
     def _write_end(self, conn):
         if self._framing == _CHUNKED:
@@ -633,7 +866,7 @@ class HttpClientExchange(EventEmitter):
                 lines = [b"0\r\n"]
                 for name, value in trailers:
                     raw, lower = _field_name(name)
-                    if lower in HOP_BY_HOP or lower in (b"content-length", b"host"):
+                    if lower in TRAILER_FORBIDDEN:
                         continue
                     lines.append(raw + b": " + encode_field_value(value) + b"\r\n")
                 lines.append(b"\r\n")
@@ -641,6 +874,7 @@ class HttpClientExchange(EventEmitter):
             else:
                 conn.write(b"0\r\n\r\n")
         self._request_sent = True
+        conn.request_sent()
 
     def _connected(self):
         """A connection is attached: write what the application has given."""
@@ -650,7 +884,7 @@ class HttpClientExchange(EventEmitter):
         self._write_head()
         if self._body:
             conn.write(b"".join(self._body))
-            self._body = []
+            self._body = None
             self._body_size = 0
         if self._req_done:
             self._write_end(conn)
@@ -662,13 +896,13 @@ class HttpClientExchange(EventEmitter):
             self._paused_out = paused
             self._emit("pause", paused)
 
-    # -- retries ---------------------------------------------------------------
+    # -- retries -------------------------------------------------------------
 
     def _replayable(self):
         return (
-            self.method in IDEMPOTENT
-            and self._replay_ok
+            self._replay_ok
             and self._retries < self.client.retry_limit
+            and (self.method in IDEMPOTENT or not self._head_written)
         )
 
     def _retry(self):
@@ -676,33 +910,37 @@ class HttpClientExchange(EventEmitter):
         self._conn = None
         self._head_written = False
         self._request_sent = False
-        framing = self._framing
-        if framing == _CHUNKED:
-            self._body = [b"%x\r\n%b\r\n" % (len(c), c) for c in self._kept]
+        self._fresh = True
+        kept = self._kept or []
+        if self._framing == _CHUNKED:
+            self._body = [b"%x\r\n%b\r\n" % (len(c), c) for c in kept]
         else:
-            self._body = list(self._kept)
-        self._body_size = sum(len(c) for c in self._body)
+            self._body = list(kept)
+        self._body_size = sum(map(len, self._body))
         self.client.loop.schedule(self.client.retry_delay, self._retry_now)
 
     def _retry_now(self):
         if self._state != _DONE:
             self.client._acquire(self)
 
-    # -- response control ------------------------------------------------------
+    # -- response control ----------------------------------------------------
 
     def pause(self, paused):
-        """Stop (True) or resume (False) response_body events."""
-        self._input_paused = bool(paused)
+        """Stop (True) or resume (False) response_body events; while
+        paused, nothing more is read from the connection."""
+        self._input_paused = paused = bool(paused)
         conn = self._conn
-        if conn is not None:
-            conn.pause(self._input_paused)
+        if conn is not None and conn.exchange is self:
+            conn.pause(paused)
 
     def abort(self):
-        """Abandon the exchange: its connection is closed and no further
-        events are emitted."""
+        """Abandon the exchange: its connection (if it has one) is closed,
+        and it emits no further events."""
         if self._state == _DONE and not self._switching:
+            self._events.clear()
             return
         self._state = _DONE
+        self._failed = True  # nothing more is emitted
         self._events.clear()
         pending = self._pending_connect
         if pending is not None:
@@ -710,8 +948,10 @@ class HttpClientExchange(EventEmitter):
         conn = self._conn
         self._conn = None
         if conn is not None:
-            conn.exchange = None
-            conn.close()
+            if conn.exchange is self:
+                conn.exchange = None
+                conn._release_pending = False
+            conn.abort()
         origin = self.client._origins.get(self._origin_key)
         if origin is not None:
             try:
@@ -720,30 +960,36 @@ class HttpClientExchange(EventEmitter):
                 pass
 
     def tunnel(self):
-        """After a 101 answer to an Upgrade request (or a 2xx answer to
-        CONNECT), return ``(tcp_connection, buffered)``: the raw connection,
-        paused, and any bytes the server sent after its response head."""
+        """From a ``response_done`` listener after a 101 answer to an
+        Upgrade request (or a 2xx answer to CONNECT): take the connection.
+        Returns ``(tcp_connection, buffered)``: the TcpConnection (or
+        TlsConnection), paused, with no listeners of thor's, and the bytes
+        the server sent after its response head. Raises StateError at any
+        other time."""
         conn = self._conn
         if not self._switching or conn is None or self._tunnelled:
             raise error.StateError("tunnel() needs a 101 (or CONNECT 2xx) response")
         self._tunnelled = True
-        self._state = _DONE
         self._conn = None
         return conn.tunnel()
 
-    # -- events ----------------------------------------------------------------
+    # -- events --------------------------------------------------------------
 
     def _emit(self, event, *args):
         try:
             self.emit(event, *args)
         except Exception as exc:
-            loop = self.client.loop
-            loop.exception_handler(loop, exc, self)
-            if event != "error":
-                self.abort()
+            if event == "error":
+                loop = self.client.loop
+                loop.exception_handler(loop, exc, self)
+            else:
+                self._listener_failed(exc)
 
-    def _emit_error(self, err):
-        self._emit("error", err)
+    def _listener_failed(self, exc):
+        """A listener raised: report it to the loop, abandon the exchange."""
+        loop = self.client.loop
+        loop.exception_handler(loop, exc, self)
+        self.abort()
 
     def _fail(self, err):
         if self._failed:
@@ -755,41 +1001,47 @@ class HttpClientExchange(EventEmitter):
         self._events.clear()
 
 
-def _encode_method(method):
-    raw = to_bytes_field(method, error.ApplicationError)
-    if not is_token(raw):
-        raise error.ApplicationError("request method is not a token: %r" % (method,))
-    return raw
+def _url_bytes(uri):
+    if isinstance(uri, str):
+        try:
+            return uri.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+    if isinstance(uri, (bytearray, memoryview)):
+        return bytes(uri)
+    raise TypeError("the URI is str or bytes, not %s" % type(uri).__name__)
 
 
 def _parse_url(uri):
-    """Split an absolute http(s) URL into (scheme, host, port, target, authority)."""
+    """((scheme, host, port), target, authority) for an absolute http(s) URL."""
     if uri is None:
-        raise error.UrlError("URLs must be ASCII")
-    if not uri or any(b <= 0x20 or b == 0x7F for b in uri):  # rare path: small
-        raise error.UrlError("URL is empty or contains whitespace or control characters")
+        raise error.UrlError("URLs must be ASCII (percent-encode the rest)")
+    if not uri or len(uri.translate(None, _URL_BAD)) != len(uri):
+        raise error.UrlError("URL is empty or holds whitespace or control characters")
     try:
         parts = urlsplit(uri.decode("ascii"))
         scheme = parts.scheme.lower()
         host = parts.hostname
         port = parts.port
     except (ValueError, UnicodeDecodeError) as exc:
-        raise error.UrlError(str(exc))
+        raise error.UrlError("%s: %r" % (exc, uri)) from None
     if scheme not in ("http", "https"):
         raise error.UrlError("unsupported URL scheme %r" % scheme)
     if not host:
-        raise error.UrlError("URL has no host")
+        raise error.UrlError("URL has no host: %r" % uri)
     default = 443 if scheme == "https" else 80
     if port is None:
+        if parts.netloc.endswith(":"):
+            raise error.UrlError("URL has an empty port: %r" % uri)
         port = default
     if port == 0:
-        raise error.UrlError("URL port 0")
+        raise error.UrlError("URL port 0: %r" % uri)
     name = "[%s]" % host if ":" in host else host
     authority = name if port == default else "%s:%d" % (name, port)
     target = parts.path or "/"
-    if parts.query:
+    if parts.query or uri.endswith(b"?"):
         target += "?" + parts.query
-    return scheme, host, port, target.encode("ascii"), authority.encode("ascii")
+    return (scheme, host, port), target.encode("ascii"), authority.encode("ascii")
 
 
 def _to_bytes(chunk):
@@ -800,22 +1052,28 @@ def _to_bytes(chunk):
     raise TypeError("body chunks must be bytes or str, not %s" % type(chunk).__name__)
 
 
+# -- the command line --------------------------------------------------------
+
+
 def main(argv=None):
-    """``python -m thor.http.client``: fetch a URL, print the body."""
+    """``python -m thor.http.client``: make one request, print the body."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m thor.http.client",
-        description="Make one HTTP request with thor and print the response body.",
+        description="Make one HTTP request with thor and print the response body "
+        "to stdout. Errors go to stderr, with exit status 1.",
     )
     parser.add_argument("-X", "--request", dest="method", default=None,
                         help="request method (default GET, or POST with -d)")
     parser.add_argument("-H", "--header", dest="headers", action="append", default=[],
                         metavar="'Name: value'", help="add a request header (repeatable)")
     parser.add_argument("-d", "--data", default=None,
-                        help="request body (@FILE reads it from a file)")
+                        help="request body (@FILE reads it from a file, @- from stdin)")
     parser.add_argument("-i", "--include", action="store_true",
                         help="print the status line and response headers too")
+    parser.add_argument("-f", "--fail", action="store_true",
+                        help="exit with status 22 when the response status is 400 or more")
     parser.add_argument("-k", "--insecure", action="store_true",
                         help="do not verify the server's TLS certificate")
     parser.add_argument("--timeout", type=float, default=30.0,
@@ -826,22 +1084,31 @@ def main(argv=None):
     headers = []
     for header in args.headers:
         name, sep, value = header.partition(":")
-        if not sep:
+        if not sep or not name.strip():
             parser.error("bad header %r: use 'Name: value'" % header)
         headers.append((name.strip(), value.strip()))
     body = None
     if args.data is not None:
-        if args.data.startswith("@"):
-            with open(args.data[1:], "rb") as handle:
-                body = handle.read()
+        if args.data == "@-":
+            body = sys.stdin.buffer.read()
+        elif args.data.startswith("@"):
+            try:
+                with open(args.data[1:], "rb") as handle:
+                    body = handle.read()
+            except OSError as exc:
+                sys.stderr.write("thor: %s\n" % exc)
+                return 2
         else:
             body = args.data.encode("utf-8")
     method = args.method or ("POST" if body is not None else "GET")
+    if body is not None and not any(n.lower() == "content-length" for n, _ in headers):
+        headers.append(("Content-Length", str(len(body))))
 
     loop = thor.loop.make()
     client = HttpClient(loop)
     client.connect_timeout = args.timeout
     client.read_timeout = args.timeout
+    client.retry_delay = 0.1
     if args.insecure:
         import ssl
 
@@ -850,29 +1117,31 @@ def main(argv=None):
         context.verify_mode = ssl.CERT_NONE
         client.tls_context = context
     out = sys.stdout.buffer
-    status = {"code": 1}
+    result = {"code": 1}
     exchange = client.exchange()
 
     @on(exchange, "response_start")
     def response_start(code, phrase, res_headers):
         if args.include:
-            out.write(b"HTTP/1.1 " + code + b" " + phrase + b"\r\n")
+            out.write(b"HTTP/" + (exchange.res_version or b"1.1") + b" " + code
+                      + (b" " + phrase if phrase else b"") + b"\r\n")
             for name, value in res_headers:
                 out.write(name + b":" + value + b"\r\n")
             out.write(b"\r\n")
-        status["code"] = 0 if code[:1] in (b"2", b"3") else 22
+        result["status"] = int(code)
 
     exchange.on("response_body", out.write)
 
     @on(exchange, "response_done")
     def response_done(trailers):
         out.flush()
+        result["code"] = 22 if args.fail and result["status"] >= 400 else 0
         loop.stop()
 
     @on(exchange, "error")
     def on_error(err):
         sys.stderr.write("thor: %s\n" % (err,))
-        status["code"] = 1
+        result["code"] = 1
         loop.stop()
 
     try:
@@ -883,9 +1152,18 @@ def main(argv=None):
     except (ValueError, TypeError) as exc:
         sys.stderr.write("thor: %s\n" % exc)
         return 2
-    loop.run()
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
     client.close()
-    return status["code"]
+    try:
+        out.flush()
+    except BrokenPipeError:
+        return 1
+    return result["code"]
 
 
 if __name__ == "__main__":
