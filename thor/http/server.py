@@ -1,16 +1,34 @@
 """The HTTP/1.1 server: HttpServer, its connections, and its exchanges.
 
-A connection owns one sans-I/O parser (thor.http.parser) and answers its
-requests strictly in order: after a request has been read, the parser waits
-until that request's response is done before it reads the next, so
-pipelined requests cost no more memory than the bytes that the kernel has
-handed over, and the server stops reading from a client that has too many
-of them queued instead of refusing it.
-
-Responses are framed by thor: the application's Content-Length is used (and
-enforced) when given, chunked otherwise for HTTP/1.1, and close-delimited for
-HTTP/1.0. Output is gathered and written once per response where possible
-(head, body and end in one send for a response made in one go).
+Theory of operation
+-------------------
+- A connection owns one sans-I/O parser (thor.http.parser) and answers its
+  requests strictly in order. ``connection.exchange`` is the exchange whose
+  request is being read or whose response is outstanding; between requests
+  it is None. Once a request has been read, the parser is paused until that
+  request's response is done, so pipelined requests cost no more memory
+  than the bytes already read, and a client with too many queued is simply
+  not read from (``inbuf_limit``) instead of being refused.
+- When the connection's output backs up (the transport emitted
+  ``pause(True)``), the exchange in progress gets a ``pause(True)`` event,
+  and no further pipelined request is started until the output drains: a
+  client that sends requests but reads no responses cannot grow the
+  server's memory.
+- Responses are framed by thor: the application's Content-Length is used
+  (and enforced) when given, chunked otherwise for HTTP/1.1, and
+  close-delimited for HTTP/1.0. Output is gathered: what the application
+  writes while the connection is handling input goes out in one send at
+  the end of that input (one send for a whole hello-world response, and
+  one per read for pipelined ones); what it writes at other times goes out
+  on the next loop pass, or at once past ``_FLUSH_SIZE`` bytes.
+- One timer per connection, re-armed lazily: ``idle_timeout`` between
+  requests, ``request_timeout`` from the first byte of a request head to
+  its end (slow clients get 408) and for the rest of a request body that
+  the application answered early. While an exchange is in progress the
+  application governs time.
+- Everything the application passes is checked before anything is written
+  (thor.http.headers); a field line once checked is cached, so a response
+  head is a few dictionary look-ups and one join.
 """
 
 import time as _time
@@ -21,31 +39,85 @@ from thor.tcp import TcpServer
 from thor.http import error
 from thor.http.headers import (
     encode_status, encode_phrase, encode_field_name, encode_field_value, HOP_BY_HOP,
+    TRAILER_FORBIDDEN,
 )
-from thor.http.parser import HttpParser
+from thor.http.parser import HttpParser, NO_BODY
 
 __all__ = ["HttpServer", "HttpServerConnection", "HttpServerExchange"]
 
-_NO_BODY_STATUS = frozenset((b"204", b"304"))
-_FRAMING = 0
-_NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 1, 2, 3, 4
+_monotonic = _time.monotonic
+
+# Response framing (HttpServerExchange._framing).
+_UNDECIDED, _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3, 4
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-# Response header names already checked, mapped to (bytes name, lower-cased
-# name). Applications reuse a handful of names, so this saves a token check
-# and a lower() per field per response; it is bounded by _NAME_CACHE_MAX.
-_name_cache = {}
-_NAME_CACHE_MAX = 512
+# Written output is gathered up to this many bytes before it is sent at
+# once: about what a loopback socket takes in one send, and the transport's
+# write_high mark, so that an application writing small chunks in a loop
+# sees pause(True) while it is still writing.
+_FLUSH_SIZE = 65536
+
+# Field names that _head treats specially: framing and connection fields
+# that thor owns (hop-by-hop), Content-Length (framing), Date (added unless
+# given).
+_SPECIAL_OUT = HOP_BY_HOP | {b"content-length", b"date"}
+# Connection options thor acts on itself rather than treat as field names.
+_CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
+
+# Checked field lines: (name, value) as the application passed them ->
+# (b"Name: value\r\n", lower-cased name, value bytes). Applications send the
+# same few fields again and again; a proxy relays arbitrary ones, so the
+# cache is emptied when it fills up, and long values are not kept.
+_field_lines = {}
+_FIELD_CACHE_MAX = 4096
+_FIELD_CACHE_VALUE = 256
+
+# Checked status lines: (status, phrase) as passed -> b"HTTP/1.1 ... \r\n".
+_status_lines = {}
+_STATUS_CACHE_MAX = 256
 
 
-def _field_name(name):
-    cached = _name_cache.get(name)
-    if cached is None:
-        raw = encode_field_name(name)
-        cached = (raw, raw.lower())
-        if len(_name_cache) < _NAME_CACHE_MAX:
-            _name_cache[name] = cached
-    return cached
+def _field_line(field):
+    """Check one (name, value) field; raises BadHeaderError / TypeError."""
+    try:
+        name, value = field
+    except (TypeError, ValueError):
+        raise error.BadHeaderError("a field is a (name, value) tuple: %r" % (field,)) from None
+    raw = encode_field_name(name)
+    try:
+        value = encode_field_value(value)
+    except error.BadHeaderError as err:
+        raise error.BadHeaderError("%s: %s" % (raw.decode("latin-1"), err.detail)) from None
+    lower = raw.lower()
+    # The fourth member: the number, for a Content-Length (checked here).
+    entry = (
+        raw + b": " + value + b"\r\n", lower, value,
+        _parse_length(value) if lower == b"content-length" else None,
+    )
+    if type(field) is tuple and len(value) <= _FIELD_CACHE_VALUE:
+        if len(_field_lines) >= _FIELD_CACHE_MAX:
+            _field_lines.clear()
+        _field_lines[field] = entry
+    return entry
+
+
+def _status_line(status, phrase):
+    try:
+        line = _status_lines.get((status, phrase))
+    except TypeError:  # unhashable: checked below, not cached
+        line = None
+        key = None
+    else:
+        key = (status, phrase)
+    if line is None:
+        raw_status = encode_status(status)
+        line = b"HTTP/1.1 " + raw_status + b" " + encode_phrase(phrase) + b"\r\n"
+        if key is not None:
+            if len(_status_lines) >= _STATUS_CACHE_MAX:
+                _status_lines.clear()
+            _status_lines[key] = line
+    return line
 
 
 class _DateCache:
@@ -71,38 +143,43 @@ _date = _DateCache()
 
 
 class HttpServer(EventEmitter):
-    """An HTTP/1.1 server listening on ``host``:``port``.
+    """An HTTP/1.1 server listening on ``host``:``port`` (port 0: the system
+    picks one; ``port`` is then the one it picked).
 
     Emits: start(), stop(), exchange(HttpServerExchange).
 
-    Settings (class variables, or set on an instance):
+    ``tls_context`` (an ``ssl.SSLContext`` with a certificate loaded) serves
+    HTTPS through thor.tls.TlsServer; ``reuse_port`` sets SO_REUSEPORT.
+
+    Settings (class variables, or set on an instance before it accepts):
     ``tcp_server_class`` (what listens; must implement thor.TcpServer),
     ``idle_timeout`` (seconds an idle persistent connection is kept; None to
     disable), ``request_timeout`` (seconds a client has to send a whole
-    request head once it has started one: slow clients get 408),
-    ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser).
+    request head once it has started one, and the rest of a request body
+    the application has already answered; None to disable),
+    ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser),
+    ``inbuf_limit`` (bytes of unparsed input held while a response is
+    outstanding before the server stops reading from that client).
     """
 
     tcp_server_class = TcpServer
     idle_timeout = 60
+    # Apache's default head timeout is 20-40 s (mod_reqtimeout), nginx's
+    # client_header_timeout 60 s.
     request_timeout = 30
     parser_limits = {}
-    # Bytes of unparsed input kept while a response is outstanding before
-    # the connection stops reading from the client.
     inbuf_limit = 65536
 
     def __init__(self, host, port, loop=None, *, tls_context=None, reuse_port=False):
         EventEmitter.__init__(self)
         self._loop = loop or thor.loop._loop
+        kwargs = {"reuse_port": True} if reuse_port else {}
         if tls_context is not None:
             from thor.tls import TlsServer
 
-            kwargs = {"reuse_port": True} if reuse_port else {}
             self.tcp_server = TlsServer(host, port, tls_context, self._loop, **kwargs)
-        elif reuse_port:
-            self.tcp_server = self.tcp_server_class(host, port, self._loop, reuse_port=True)
         else:
-            self.tcp_server = self.tcp_server_class(host, port, self._loop)
+            self.tcp_server = self.tcp_server_class(host, port, self._loop, **kwargs)
         self.host = getattr(self.tcp_server, "host", host)
         self.port = getattr(self.tcp_server, "port", port)
         self.connections = set()
@@ -111,6 +188,11 @@ class HttpServer(EventEmitter):
         self.tcp_server.on("start", self._on_start)
         self.tcp_server.on("connect", self._on_connect)
         self.tcp_server.on("stop", self._on_stop)
+
+    def __repr__(self):
+        return "<HttpServer %s:%s %d connections>" % (
+            self.host, self.port, len(self.connections),
+        )
 
     def _on_start(self):
         self.emit("start")
@@ -125,7 +207,7 @@ class HttpServer(EventEmitter):
             self.emit("stop")
 
     def _on_connect(self, tcp_conn):
-        if self._draining:
+        if self._draining or self._stopped:
             tcp_conn.close()
             return
         self.connections.add(HttpServerConnection(self, tcp_conn))
@@ -136,32 +218,40 @@ class HttpServer(EventEmitter):
             self._emit_stop()
 
     def close(self):
-        """Stop listening and close every connection at once."""
+        """Stop listening and close every connection at once; 'stop' follows
+        from the loop."""
         self._draining = False
         self.tcp_server.close()
         for conn in list(self.connections):
             conn.abort()
+        self._loop.schedule(0, self._emit_stop)
 
     shutdown = close
 
     def graceful_shutdown(self):
-        """Stop listening; let exchanges in progress finish, close idle
-        connections, and emit 'stop' once the last connection has closed."""
+        """Stop listening; let exchanges in progress finish (their responses
+        say Connection: close when not started yet), close idle connections,
+        and emit 'stop' once the last connection has closed."""
         self._draining = True
         self.tcp_server.close()
         for conn in list(self.connections):
             conn.drain()
         if not self.connections:
-            self._emit_stop()
+            self._loop.schedule(0, self._emit_stop)
 
 
 class HttpServerConnection:
-    """One client connection: its parser, its exchanges, its timers."""
+    """One client connection: its parser, its exchanges, its timer.
+
+    ``exchange`` is the exchange in progress (None between requests);
+    ``tcp`` the transport connection.
+    """
 
     __slots__ = (
-        "server", "tcp", "loop", "parser", "exchange", "_out", "_flush_scheduled",
-        "_closing", "_closed", "_in_parser", "_reading_paused", "_deadline",
-        "_timer", "_draining", "_request_count",
+        "server", "tcp", "loop", "parser", "exchange", "_out", "_out_size",
+        "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
+        "_write_paused", "_await_drain", "_deadline", "_timer", "_timer_at",
+        "_draining", "_request_count",
     )
 
     def __init__(self, server, tcp_conn):
@@ -171,61 +261,96 @@ class HttpServerConnection:
         self.parser = HttpParser(self, True, **server.parser_limits)
         self.exchange = None
         self._out = []
+        self._out_size = 0
         self._flush_scheduled = False
-        self._closing = False
+        self._in_input = False
         self._closed = False
-        self._in_parser = False
         self._reading_paused = False
+        self._write_paused = False
+        self._await_drain = False
         self._draining = False
         self._request_count = 0
         self._deadline = None
         self._timer = None
+        self._timer_at = 0.0
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
         self._set_deadline(server.idle_timeout)
         tcp_conn.pause(False)
 
-    # -- timers: one lazily re-armed timer per connection ---------------------
+    def __repr__(self):
+        return "<HttpServerConnection %s:%s %d requests%s>" % (
+            getattr(self.tcp, "host", "?"), getattr(self.tcp, "port", "?"),
+            self._request_count, " closed" if self._closed else "",
+        )
+
+    # -- the timer -------------------------------------------------------------
 
     def _set_deadline(self, timeout):
+        """Give the current phase ``timeout`` seconds (None: no limit).
+
+        The one timer is armed no further ahead than the shorter of the two
+        timeouts, so that moving from an idle deadline to a (sooner) request
+        deadline never has to move it: per request, setting a deadline is a
+        clock read and a comparison."""
         if timeout is None:
             self._deadline = None
             return
-        self._deadline = _time.monotonic() + timeout
-        if self._timer is None:
-            self._timer = self.loop.schedule(timeout, self._on_timer)
+        now = _monotonic()
+        deadline = now + timeout
+        self._deadline = deadline
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(now, timeout)
+
+    def _arm(self, now, delay):
+        if self._timer is not None:
+            self._timer.delete()
+        server = self.server
+        for other in (server.idle_timeout, server.request_timeout):
+            if other is not None and other < delay:
+                delay = other
+        self._timer_at = now + delay
+        self._timer = self.loop.schedule(delay, self._on_timer)
 
     def _on_timer(self):
         self._timer = None
         deadline = self._deadline
         if deadline is None or self._closed:
             return
-        remaining = deadline - _time.monotonic()
-        if remaining > 0:
-            self._timer = self.loop.schedule(remaining, self._on_timer)
+        now = _monotonic()
+        if deadline > now:
+            self._arm(now, deadline - now)
             return
+        self._deadline = None
         exchange = self.exchange
-        if exchange is None and self.parser.idle:
-            self.abort()  # idle persistent connection: nothing to say
-        elif exchange is None:
+        if exchange is not None:
+            if exchange._finished:
+                self.abort()  # the rest of an answered request never came
+            return  # otherwise the application governs
+        if self.parser.idle or self._await_drain:
+            self.abort()  # idle, or not reading its responses
+        else:
             self._reject(error.RequestTimeoutError("request head not received in time"))
-        # An exchange in progress is governed by the application.
 
     # -- input ---------------------------------------------------------------
 
     def _on_data(self, data):
-        if self._deadline is not None and self.exchange is None and self.parser.idle:
+        if self.exchange is None and self.parser.idle:
+            # The first bytes of a request head.
             self._set_deadline(self.server.request_timeout)
-        self._in_parser = True
+        self._in_input = True
         try:
             self.parser.feed(data)
         finally:
-            self._in_parser = False
+            self._in_input = False
+        if self._out:
+            self._flush()
+        parser = self.parser
         if (
-            self.parser.paused
+            parser.paused
             and not self._reading_paused
-            and self.parser.buffered > self.server.inbuf_limit
+            and parser.buffered > self.server.inbuf_limit
         ):
             self._pause_reading(True)
 
@@ -237,18 +362,30 @@ class HttpServerConnection:
     def on_request_head(self, method, uri, headers):
         parser = self.parser
         exchange = HttpServerExchange(self, method, uri, headers, parser.version)
-        exchange._request_close = parser.close
+        if parser.close:
+            exchange._request_close = True
+        if parser.upgrade:
+            exchange._upgrade = True
+        if parser.body == NO_BODY or parser.content_length == 0:
+            exchange._no_request_body = True
+        if parser.expect_continue:
+            exchange._expect_continue = True
         self.exchange = exchange
         self._request_count += 1
         self._deadline = None  # the exchange is the application's now
-        if not self._emit(self.server, "exchange", exchange):
-            return
-        if not self._emit(exchange, "request_start", method, uri, headers):
+        try:
+            self.server.emit("exchange", exchange)
+            if self._closed:
+                return
+            exchange.emit("request_start", method, uri, headers)
+        except Exception as exc:
+            self._app_failed(exc, exchange)
             return
         if (
-            parser.expect_continue
+            exchange._expect_continue
             and not exchange._started
             and not exchange._input_paused
+            and not exchange._no_request_body
             and not self._closed
         ):
             exchange._send_continue()
@@ -256,17 +393,28 @@ class HttpServerConnection:
     def on_body(self, chunk):
         exchange = self.exchange
         if exchange is not None and exchange._request_live:
-            self._emit(exchange, "request_body", chunk)
+            try:
+                exchange.emit("request_body", chunk)
+            except Exception as exc:
+                self._app_failed(exc, exchange)
 
     def on_message_done(self, trailers):
         exchange = self.exchange
         if exchange is None:
-            return
+            return  # closed meanwhile
         exchange._request_done = True
         if exchange._request_live:
-            if not self._emit(exchange, "request_done", trailers):
+            try:
+                exchange.emit("request_done", trailers)
+            except Exception as exc:
+                self._app_failed(exc, exchange)
                 return
-        if self.exchange is exchange and not exchange._finished:
+            if self._closed:
+                return
+        if exchange._finished:
+            if not exchange._tunnel_ok:
+                self._exchange_complete()
+        else:
             # Read no further until this response is done (pipelining).
             self.parser.pause()
 
@@ -278,13 +426,18 @@ class HttpServerConnection:
     def on_error(self, err):
         exchange = self.exchange
         if exchange is not None and exchange._request_live and not exchange._request_done:
-            exchange._fail(err)
+            exchange._request_live = False
+            if not exchange._finished:
+                exchange._fail(err)
         self._reject(err)
 
     def _reject(self, err):
         """Answer a broken or late request with its status, then close."""
         exchange = self.exchange
+        if self._closed:
+            return
         if exchange is not None and exchange._started:
+            # Its response is under way: a status now would corrupt it.
             self.abort()
             return
         status, phrase = err.server_status or (b"400", b"Bad Request")
@@ -300,84 +453,103 @@ class HttpServerConnection:
         self.exchange = None
         self.close()
 
-    def _emit(self, emitter, event, *args):
-        """Emit to the application; an exception it raises is reported, the
-        client gets a 500 if nothing was sent yet, and the connection closes.
-        Returns False when the connection went away."""
-        try:
-            emitter.emit(event, *args)
-        except Exception as exc:
-            self.loop.exception_handler(self.loop, exc, emitter)
-            exchange = self.exchange
-            if exchange is not None:
-                exchange._request_live = False
-            if exchange is not None and not exchange._started and not self._closed:
-                self._reject(error.InternalServerError(repr(exc)))
-            else:
-                self.abort()
-            return False
-        return not self._closed
+    def _app_failed(self, exc, exchange):
+        """The application raised while handling ``exchange``: report it, answer
+        500 if nothing was sent yet, and close this connection."""
+        self.loop.exception_handler(self.loop, exc, exchange)
+        exchange._request_live = False
+        if not exchange._started and not self._closed:
+            exchange._finished = True
+            self._reject(error.InternalServerError(repr(exc)))
+        else:
+            exchange._finished = True
+            self.abort()
 
     # -- output --------------------------------------------------------------
 
     def _write(self, data):
         self._out.append(data)
-        if not self._flush_scheduled:
+        self._out_size += len(data)
+        if self._out_size >= _FLUSH_SIZE:
+            self._flush()
+        elif not self._in_input and not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.schedule(0, self._flush)
+            self.loop.schedule(0, self._scheduled_flush)
+
+    def _scheduled_flush(self):
+        self._flush_scheduled = False
+        self._flush()
 
     def _flush(self):
-        self._flush_scheduled = False
         out = self._out
-        if out and not self._closed:
-            self.tcp.write(out[0] if len(out) == 1 else b"".join(out))
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
+            self._out_size = 0
+            if not self._closed:
+                self.tcp.write(data)
 
     def _on_tcp_pause(self, paused):
+        self._write_paused = paused
         exchange = self.exchange
-        if exchange is not None:
+        if exchange is not None and not exchange._finished:
             exchange.emit("pause", paused)
+        if not paused and self._await_drain and not self._closed:
+            self._await_drain = False
+            self._resume_input()
 
-    def _exchange_done(self, exchange, close):
+    def _response_done(self, exchange, close):
         """The response of ``exchange`` is complete."""
-        self._flush()
-        if close or self._draining or (exchange._input_paused and not exchange._request_done):
+        if close or self._draining:
             self.close()
-            return
-        if not exchange._request_done:
-            # Still reading the request body; the next request waits for it.
-            return
-        self._next_request()
+        elif exchange._request_done:
+            self._exchange_complete()
+        elif exchange._input_paused:
+            self.close()  # the application will not read the rest
+        elif not exchange._no_request_body:
+            # The rest of the request body is read and dropped, in time.
+            self._set_deadline(self.server.request_timeout)
 
-    def _next_request(self):
+    def _exchange_complete(self):
+        """Both the request and the response of the current exchange are
+        done: go on to the next request, unless output is backed up."""
         self.exchange = None
-        self._set_deadline(self.server.idle_timeout)
+        if self._write_paused:
+            self._await_drain = True
+            self.parser.pause()
+            self._pause_reading(True)
+            self._set_deadline(self.server.idle_timeout)
+            return
+        self._resume_input()
+
+    def _resume_input(self):
+        parser = self.parser
+        if parser.idle:
+            self._set_deadline(self.server.idle_timeout)
+        else:
+            self._set_deadline(self.server.request_timeout)
         if self._reading_paused:
             self._pause_reading(False)
-        if self.parser.paused and not self._in_parser:
-            self._in_parser = True
-            try:
-                self.parser.resume()
-            finally:
-                self._in_parser = False
-        elif self.parser.paused:
-            # Called from inside a parser callback: let feed() carry on.
-            self.parser.resume_after_callback()
+        if parser.paused:
+            # From inside a parser callback this only clears the pause; the
+            # parser's own loop carries on (no recursion).
+            parser.resume()
 
     # -- closing -------------------------------------------------------------
 
     def drain(self):
         """For graceful shutdown: close now if idle, else after this exchange."""
         self._draining = True
-        if self.exchange is None and self.parser.idle:
+        if self.exchange is None and (self.parser.idle or self._await_drain):
             self.close()
 
     def close(self):
-        """Flush what is written, then close."""
+        """Send what is written, then close."""
         if self._closed:
             return
         self._flush()
         self._closed = True
+        self.parser.pause()  # no further request is read
         self.tcp.close()
 
     def abort(self):
@@ -386,15 +558,19 @@ class HttpServerConnection:
             return
         self._closed = True
         self._out.clear()
+        self.parser.pause()
         abort = getattr(self.tcp, "abort", None)
         (abort or self.tcp.close)()
 
-    def _on_close(self):
-        self._closed = True
+    def _stop_timer(self):
         self._deadline = None
         if self._timer is not None:
             self._timer.delete()
             self._timer = None
+
+    def _on_close(self):
+        self._closed = True
+        self._stop_timer()
         exchange = self.exchange
         self.exchange = None
         if exchange is not None and not exchange._finished:
@@ -402,20 +578,18 @@ class HttpServerConnection:
         self.server._connection_closed(self)
 
     def tunnel(self):
-        """Hand the TCP connection to the application (CONNECT, 101)."""
+        """Hand the transport to the application (CONNECT, 101)."""
         self._flush()
         self._closed = True  # nothing of HTTP's is written to it from now on
-        if self._timer is not None:
-            self._timer.delete()
-            self._timer = None
+        self._stop_timer()
         tcp = self.tcp
         tcp.removeListener("data", self._on_data)
         tcp.removeListener("close", self._on_close)
         tcp.removeListener("pause", self._on_tcp_pause)
         leftover = self.parser.leftover()
+        self.exchange = None
         self.server._connection_closed(self)
-        if not self._reading_paused:
-            tcp.pause(True)
+        tcp.pause(True)
         return tcp, leftover
 
 
@@ -427,15 +601,26 @@ class HttpServerExchange(EventEmitter):
     response_body while paused), error(err) (the connection failed before
     the response was done; nothing else follows).
 
-    Attributes: method, uri, req_hdrs, req_version (all bytes).
+    Attributes: method, uri, req_hdrs, req_version (bytes: b"1.1", b"1.0"),
+    connection (the HttpServerConnection).
     """
 
-    __slots__ = (
-        "connection", "method", "uri", "req_hdrs", "req_version", "_started",
-        "_finished", "_framing", "_length_left", "_request_close",
-        "_request_done", "_request_live", "_input_paused", "_continue_state",
-        "_close_after", "_is_head", "_tunnel_ok",
-    )
+    # Per-exchange state starts as these class attributes; an exchange
+    # stores only what changes (fewer stores per request than __slots__).
+    _started = False
+    _finished = False
+    _framing = _UNDECIDED
+    _length_left = 0
+    _request_close = False
+    _request_done = False
+    _request_live = True
+    _input_paused = False
+    _continue_sent = False
+    _close_after = False
+    _tunnel_ok = False
+    _upgrade = False
+    _no_request_body = False
+    _expect_continue = False
 
     def __init__(self, connection, method, uri, headers, version):
         EventEmitter.__init__(self)
@@ -444,18 +629,6 @@ class HttpServerExchange(EventEmitter):
         self.uri = uri
         self.req_hdrs = headers
         self.req_version = version
-        self._started = False
-        self._finished = False
-        self._framing = _FRAMING
-        self._length_left = None
-        self._request_close = False
-        self._request_done = False
-        self._request_live = True
-        self._input_paused = False
-        self._continue_state = 0  # 0: not needed or not sent, 1: sent
-        self._close_after = False
-        self._is_head = method == b"HEAD"
-        self._tunnel_ok = False
 
     def __repr__(self):
         return "<HttpServerExchange %s %s>" % (
@@ -465,145 +638,187 @@ class HttpServerExchange(EventEmitter):
     # -- input control ---------------------------------------------------------
 
     def pause(self, paused):
-        """Stop (True) or resume (False) request_body events for this request."""
+        """Stop (True) or resume (False) request_body events for this request.
+        Resuming sends ``100 Continue`` when the client asked for it and no
+        response has started."""
         paused = bool(paused)
         if paused == self._input_paused:
             return
         self._input_paused = paused
         conn = self.connection
-        if conn.exchange is not self or self._request_done:
+        if conn.exchange is not self or self._request_done or conn._closed:
             return
         if paused:
             conn.parser.pause()
             conn._pause_reading(True)
         else:
-            if conn.parser.expect_continue and not self._started:
+            if self._expect_continue and not self._started:
                 self._send_continue()
             conn._pause_reading(False)
-            if not conn._in_parser:
-                conn._in_parser = True
-                try:
-                    conn.parser.resume()
-                finally:
-                    conn._in_parser = False
-            else:
-                conn.parser.resume_after_callback()
+            conn.parser.resume()
 
     def _send_continue(self):
-        if self._continue_state == 0 and self.req_version == b"1.1":
-            self._continue_state = 1
+        if not self._continue_sent and self.req_version == b"1.1":
+            self._continue_sent = True
             self.connection._write(_CONTINUE)
-            self.connection._flush()
 
     # -- response --------------------------------------------------------------
 
     def response_nonfinal(self, status, phrase, headers):
-        """Send an informational (1xx) response, e.g. 103 Early Hints."""
+        """Send an informational (1xx) response, e.g. 103 Early Hints.
+        Not sent to HTTP/1.0 clients."""
         status = encode_status(status)
         if status[:1] != b"1" or status == b"101":
             raise error.BadStatusError("response_nonfinal takes a 1xx status other than 101")
         if self._started:
             raise error.StateError("the final response has already started")
-        head = self._head(status, encode_phrase(phrase), headers, _NO_BODY, nonfinal=True)
+        head = self._head(_status_line(status, phrase), headers or (), True)
         if self.req_version == b"1.1" and not self.connection._closed:
             if status == b"100":
-                self._continue_state = 1
+                if self._continue_sent:
+                    return
+                self._continue_sent = True
             self.connection._write(head)
-            self.connection._flush()
 
     def response_start(self, status, phrase, headers):
         """Start the response; thor chooses and writes the framing."""
         if self._started:
             raise error.StateError("response_start called twice")
-        status = encode_status(status)
-        phrase = encode_phrase(phrase)
-        first = status[:1]
-        if first == b"1" and status != b"101":
-            raise error.BadStatusError("use response_nonfinal for 1xx responses")
-        if self.method == b"CONNECT" and first == b"2" or status == b"101":
-            framing = _NO_BODY
-            self._tunnel_ok = True
-        elif self.method == b"CONNECT":
-            # A refused tunnel: whatever the client sent after its request
-            # may be tunnel data, not HTTP, so do not read on.
-            self._close_after = True
-            framing = None
-        elif self._is_head or status in _NO_BODY_STATUS:
-            framing = _NO_BODY
-        else:
-            framing = None  # decided once the headers are known
-        head = self._head(status, phrase, headers, framing)
+        line = _status_line(status, phrase)
+        code = line[9:12]
+        if code[0] == 49:  # 1xx
+            if code != b"101":
+                raise error.BadStatusError("use response_nonfinal for 1xx responses")
+            if not self._upgrade:
+                raise error.StateError("101 answers only a request that asked to Upgrade")
+        head = self._head(line, headers or (), False)
         self._started = True
-        if self.connection._closed:
-            return
-        self.connection._write(head)
-
-    def _head(self, status, phrase, headers, framing, nonfinal=False):
-        lines = [b"HTTP/1.1 ", status, b" ", phrase, b"\r\n"]
-        append = lines.append
-        content_length = None
-        connection_tokens = None
-        has_date = False
-        upgrade = status == b"101"
-        for name, value in headers:
-            raw, lower = _field_name(name)
-            value = encode_field_value(value)
-            if lower in HOP_BY_HOP:
-                if lower == b"connection":
-                    connection_tokens = (connection_tokens or set()) | {
-                        t.strip().lower() for t in value.split(b",")
-                    }
-                    continue
-                if not (upgrade and lower == b"upgrade"):
-                    continue
-            elif lower == b"content-length":
-                if framing is not None or nonfinal:
-                    if not self._is_head or nonfinal:
-                        continue  # no body here: the field would mislead
-                elif content_length is None:
-                    content_length = _parse_length(value)
-                    continue
-                elif _parse_length(value) != content_length:
-                    raise error.BadHeaderError("conflicting Content-Length values")
-                else:
-                    continue
-            elif lower == b"date":
-                has_date = True
-            append(raw)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
-        if connection_tokens:
-            # Fields the application named in Connection are hop-by-hop too.
-            lines = _drop_named(lines, connection_tokens)
-        if not has_date and not nonfinal:
-            append(_date.get())
-        if nonfinal:
-            append(b"\r\n")
-            return b"".join(lines)
         conn = self.connection
-        close = self._request_close or conn._draining
-        if framing is None:
-            if content_length is not None:
-                framing = _LENGTH
-                self._length_left = content_length
-                append(b"Content-Length: %d\r\n" % content_length)
-            elif self.req_version == b"1.1":
-                framing = _CHUNKED
-                append(b"Transfer-Encoding: chunked\r\n")
+        if not conn._closed:
+            conn._write(head)
+
+    def _head(self, line, headers, nonfinal):
+        """The response head; sets the framing. Raises, having changed
+        nothing, for anything that is not valid on the wire."""
+        lines = [line]
+        append = lines.append
+        special = _SPECIAL_OUT
+        cache = _field_lines
+        content_length = None
+        fields = None  # special fields other than Content-Length, when any
+        for field in headers:
+            try:
+                entry = cache.get(field)
+            except TypeError:  # unhashable (a list): checked, not cached
+                entry = None
+            if entry is None:
+                entry = _field_line(field)
+            if entry[1] in special:
+                length = entry[3]
+                if length is None:
+                    if fields is None:
+                        fields = []
+                    fields.append(entry)
+                elif content_length is None:
+                    content_length = length
+                elif length != content_length:
+                    raise error.BadHeaderError("conflicting Content-Length values")
             else:
-                framing = _UNTIL_CLOSE
-                close = True
-        elif self._is_head and content_length is not None:
-            append(b"Content-Length: %d\r\n" % content_length)
-        self._framing = framing
-        if upgrade:
+                append(entry[0])
+        if fields is None and not nonfinal:
+            # The common case: no connection field, no Date; thor's own
+            # fields say all there is to say.
+            return self._framed(lines, content_length, False, False)
+        return self._head_special(lines, headers, fields or (), nonfinal, content_length)
+
+    def _head_special(self, lines, headers, fields, nonfinal, content_length):
+        """_head for a response with connection, Upgrade or Date fields."""
+        status = lines[0][9:12]
+        tokens = set()
+        extra = []  # Date, and Upgrade in a 101
+        has_upgrade = False
+        for entry in fields:
+            lower = entry[1]
+            if lower == b"connection":
+                for token in entry[2].split(b","):
+                    token = token.strip(b" \t").lower()
+                    if token:
+                        tokens.add(token)
+            elif lower == b"date":
+                extra.append(entry[0])
+            elif lower == b"upgrade" and status == b"101":
+                has_upgrade = True
+                extra.append(entry[0])
+        if status == b"101" and not has_upgrade:
+            raise error.BadHeaderError("a 101 response needs an Upgrade field")
+        if tokens - _CONNECTION_OPTIONS:
+            # Fields the application named in Connection are hop-by-hop too
+            # (RFC 9110 7.6.1): build the field lines again without them.
+            lines = lines[:1]
+            for field in headers:
+                try:
+                    entry = _field_lines.get(field)
+                except TypeError:
+                    entry = None
+                entry = entry or _field_line(field)
+                if entry[1] not in _SPECIAL_OUT and entry[1] not in tokens:
+                    lines.append(entry[0])
+        if nonfinal:
+            lines.append(b"\r\n")
+            return b"".join(lines)
+        has_date = False
+        for line in extra:
+            lines.append(line)
+            has_date = has_date or line[:5].lower() == b"date:"
+        return self._framed(lines, content_length, b"close" in tokens, has_date)
+
+    def _framed(self, lines, content_length, app_close, has_date):
+        """Add Date, the framing and the connection fields; end the head."""
+        status = lines[0][9:12]
+        method = self.method
+        conn = self.connection
+        append = lines.append
+        if not has_date:
+            append(_date.get())
+        close = self._request_close or conn._draining or app_close
+        if status == b"101":
+            self._framing = _NO_BODY
+            self._tunnel_ok = True
             append(b"Connection: upgrade\r\n\r\n")
             return b"".join(lines)
-        if self._tunnel_ok:
-            append(b"\r\n")
-            return b"".join(lines)
-        if close or self._close_after:
+        if method == b"CONNECT":
+            if status[0] == 50:  # 2xx: a tunnel, no framing fields (RFC 9110 9.3.6)
+                self._framing = _NO_BODY
+                self._tunnel_ok = True
+                append(b"\r\n")
+                return b"".join(lines)
+            # A refused tunnel: what the client sent after its request may be
+            # tunnel data, not HTTP, so read no further.
+            close = True
+        if (
+            self._expect_continue and not self._continue_sent
+            and not self._request_done and not self._no_request_body
+        ):
+            # Answered without 100 Continue: the client may or may not send
+            # the body now (RFC 9110 10.1.1); do not guess which.
+            close = True
+        if method == b"HEAD" or status == b"204" or status == b"304":
+            self._framing = _NO_BODY
+            if content_length is not None and status != b"204":
+                # HEAD: the length a GET would have; 304: of the selected
+                # representation (RFC 9110 8.6). 204 never has one.
+                append(b"Content-Length: %d\r\n" % content_length)
+        elif content_length is not None:
+            self._framing = _LENGTH
+            self._length_left = content_length
+            append(b"Content-Length: %d\r\n" % content_length)
+        elif self.req_version == b"1.1":
+            self._framing = _CHUNKED
+            append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            self._framing = _UNTIL_CLOSE
+            close = True
+        if close:
             self._close_after = True
             append(b"Connection: close\r\n\r\n")
         elif self.req_version == b"1.0":
@@ -615,74 +830,85 @@ class HttpServerExchange(EventEmitter):
     def response_body(self, chunk):
         """Send a chunk of the response body (bytes, or str as UTF-8)."""
         if not self._started or self._finished:
+            if self._finished and self.connection._closed:
+                return  # the client went away (an error event said so)
             raise error.StateError("response_body outside a response")
         if chunk.__class__ is not bytes:
             chunk = _to_bytes(chunk)
         if not chunk:
             return
         framing = self._framing
-        conn = self.connection
-        if framing == _CHUNKED:
-            data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
-        elif framing == _LENGTH:
+        if framing == _LENGTH:
             left = self._length_left - len(chunk)
             if left < 0:
                 raise error.BodyLengthError(
-                    "response body longer than its Content-Length"
+                    "response body longer than its Content-Length (%d bytes over)" % -left
                 )
             self._length_left = left
             data = chunk
+        elif framing == _CHUNKED:
+            data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
         elif framing == _UNTIL_CLOSE:
             data = chunk
         else:
-            return  # HEAD, 204, 304: a body here is not sent
-        if conn._closed:
-            return
-        conn._write(data)
-        if len(data) > 16384:
-            conn._flush()
+            return  # HEAD, 204, 304, tunnels: a body here is not sent
+        conn = self.connection
+        if not conn._closed:
+            conn._write(data)
 
     def response_done(self, trailers=None, close=False):
-        """Finish the response; ``close=True`` closes the connection after it."""
+        """Finish the response; ``close=True`` closes the connection after it.
+        ``trailers`` go out with a chunked response and are dropped otherwise
+        (fields that must not be trailers are dropped too)."""
+        conn = self.connection
+        if self._finished:
+            if conn._closed:
+                return  # the client went away (an error event said so)
+            raise error.StateError("response_done called twice")
         if not self._started:
             raise error.StateError("response_done before response_start")
-        if self._finished:
-            raise error.StateError("response_done called twice")
-        conn = self.connection
         framing = self._framing
+        end = None
+        if trailers:
+            end = [b"0\r\n"]
+            for field in trailers:
+                entry = _field_line(field)
+                lower = entry[1]
+                if lower not in HOP_BY_HOP and lower not in TRAILER_FORBIDDEN:
+                    end.append(entry[0])
+            end.append(b"\r\n")
+            end = b"".join(end)
         if framing == _LENGTH and self._length_left:
             self._finished = True
+            self._request_live = False
             conn.abort()
             raise error.BodyLengthError(
-                "response body %d bytes shorter than its Content-Length" % self._length_left
+                "response body %d bytes shorter than its Content-Length; connection closed"
+                % self._length_left
             )
         self._finished = True
-        if framing == _CHUNKED and not conn._closed:
-            if trailers:
-                lines = [b"0\r\n"]
-                for name, value in trailers:
-                    raw, lower = _field_name(name)
-                    if lower in HOP_BY_HOP or lower in _NOT_TRAILERS:
-                        continue
-                    lines.append(raw + b": " + encode_field_value(value) + b"\r\n")
-                lines.append(b"\r\n")
-                conn._write(b"".join(lines))
-            else:
-                conn._write(b"0\r\n\r\n")
         if conn._closed:
             return
+        if framing == _CHUNKED:
+            conn._write(end or b"0\r\n\r\n")
         if self._tunnel_ok:
-            conn._flush()
             return  # the application takes the connection with tunnel()
-        conn._exchange_done(self, close or self._close_after or framing == _UNTIL_CLOSE)
+        conn._response_done(
+            self, close or self._close_after or framing == _UNTIL_CLOSE
+        )
 
     def tunnel(self):
-        """After a 2xx answer to CONNECT or a 101 answer to an Upgrade,
-        return ``(tcp_connection, buffered)``: the raw connection, paused, and
-        any bytes the client sent after its request. HTTP is done with the
-        connection; the application owns it from here."""
+        """After a 2xx answer to CONNECT or a 101 answer to an Upgrade
+        request, and once the request is done, return ``(tcp_connection,
+        buffered)``: the raw transport, paused, and any bytes the client sent
+        after its request. HTTP is done with the connection; the
+        application owns it (and must close it) from here."""
         if not self._tunnel_ok or not self._started:
             raise error.StateError("tunnel() needs a 2xx CONNECT or 101 response")
+        if not self._request_done:
+            raise error.StateError("tunnel() before the request is done")
+        if self.connection._closed:
+            raise error.StateError("the connection is closed")
         self._finished = True
         return self.connection.tunnel()
 
@@ -706,28 +932,10 @@ class HttpServerExchange(EventEmitter):
         self.emit("error", err)
 
 
-_NOT_TRAILERS = frozenset(
-    (b"content-length", b"host", b"content-type", b"content-encoding",
-     b"content-range", b"cache-control", b"expires", b"date", b"location",
-     b"retry-after", b"vary", b"authorization", b"set-cookie", b"www-authenticate")
-)
-
-
 def _parse_length(value):
-    value = value.strip()
     if not value.isdigit() or not value.isascii() or len(value) > 18:
         raise error.BadHeaderError("Content-Length must be digits: %r" % value)
     return int(value)
-
-
-def _drop_named(lines, tokens):
-    """Remove field lines (quads of name, ': ', value, CRLF) named in Connection."""
-    head, fields = lines[:5], lines[5:]
-    kept = head
-    for i in range(0, len(fields), 4):
-        if fields[i].lower() not in tokens:
-            kept.extend(fields[i : i + 4])
-    return kept
 
 
 def _to_bytes(chunk):
