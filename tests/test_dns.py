@@ -63,6 +63,13 @@ class TestLookup(LoopTestCase):
             self.assertIs(self.resolve("nothing.test"), error)
         self.assertIsInstance(self.resolve("x.test", port="not a port"), ValueError)
 
+    def test_port_out_of_range(self):
+        with mock.patch.object(thor.dns.socket, "getaddrinfo") as resolver:
+            for port in (65536, -1, "70000"):
+                self.assertIsInstance(self.resolve("127.0.0.1", port), ValueError)
+                self.assertIsInstance(self.resolve("example.test", port), ValueError)
+        resolver.assert_not_called()
+
     def test_real_localhost(self):
         result = self.resolve("localhost", 80)
         self.assertTrue(result)

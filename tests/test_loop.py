@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -465,6 +466,22 @@ class LoopTests:
         self.run_loop(loop)
         self.assertFalse(loop.running)
 
+    @unittest.skipUnless(hasattr(signal, "setitimer"), "no setitimer here")
+    def test_stop_from_a_signal_handler_wakes_the_poller(self):
+        # The handler runs in the main thread between two polls: PEP 475
+        # retries an interrupted poll, so stop() must wake it to be seen.
+        if threading.current_thread() is not threading.main_thread():
+            self.skipTest("signals are handled in the main thread only")
+        loop = self.make_loop()
+        fired = Counter(lambda *args: loop.stop())
+        previous = signal.signal(signal.SIGALRM, fired)
+        self.addCleanup(signal.signal, signal.SIGALRM, previous)
+        self.addCleanup(signal.setitimer, signal.ITIMER_REAL, 0)
+        loop.on("start", lambda: signal.setitimer(signal.ITIMER_REAL, 0.05))
+        self.run_loop(loop)
+        self.assertEqual(fired.count, 1)
+        self.assertIsNone(self.timeouts[0])  # it was blocked with no timeout
+
     def test_running_is_read_only(self):
         loop = self.make_loop(FakeClock())
         with self.assertRaises(AttributeError):
@@ -881,6 +898,71 @@ class LoopTests:
         old.unregister_fd()
         self.assertEqual(loop.fd_count(), 1)
         b.send(b"x")
+        self.run_loop(loop)
+        self.assertEqual(readable.count, 1)
+
+    def test_far_future_timer_does_not_overflow_the_poller(self):
+        # epoll and poll take milliseconds in a C int (24.8 days at most);
+        # a timer further away than that must not make the pass raise.
+        loop = self.make_loop()
+        handle = loop.schedule(40 * 86400, lambda: None)
+        loop._wake()  # the poll returns at once, but is asked to sleep long
+        loop._run_once()
+        self.assertLess(self.timeouts[-1], 24 * 86400)
+        self.assertEqual(loop.scheduled_events(), [handle])
+
+    def test_stop_while_other_threads_hand_over_work(self):
+        # stop() clears the ready queue while run_in_loop may be appending
+        # to it from another thread: that must never raise.
+        loop = self.make_loop()
+        done = threading.Event()
+
+        def hammer():
+            while not done.is_set():
+                loop.run_in_loop(int)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                for _ in range(20):
+                    loop.schedule(0, int)
+                loop.stop()  # not running: clears at once
+                loop.scheduled_events()
+        finally:
+            done.set()
+            thread.join()
+
+    @unittest.skipUnless(hasattr(os, "fork"), "no fork here")
+    def test_fork_child_gets_its_own_poller_and_keeps_sources(self):
+        loop = self.make_loop()
+        a, b = self.socketpair()
+        source = EventSource(loop)
+        source.register_fd(a.fileno(), "fd_readable")
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            status = 1
+            try:
+                # Unregistering here must not touch the parent's poller.
+                got = []
+                source.on("fd_readable", lambda: (got.append(a.recv(1)), loop.stop()))
+                loop.schedule(GUARD, loop.stop)
+                loop.run_in_loop(b.send, b"c")
+                loop.run()
+                if got == [b"c"] and loop.fd_count() == 0:
+                    status = 0
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status) if hasattr(
+            os, "waitstatus_to_exitcode") else status >> 8, 0)
+        # The child's loop stopped (forgetting the fd) and is gone; the
+        # parent's registration is intact.
+        self.assertEqual(loop.fd_count(), 1)
+        readable = Counter(lambda: (a.recv(10), loop.stop()))
+        source.on("fd_readable", readable)
+        b.send(b"p")
         self.run_loop(loop)
         self.assertEqual(readable.count, 1)
 

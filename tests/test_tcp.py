@@ -159,6 +159,15 @@ class TestConnect(TcpTestCase):
         self.assertIs(socket.error, OSError)
         self.assertEqual(self.loop.fd_count(), 0)
 
+    def test_port_out_of_range_is_a_connect_error(self):
+        baseline = open_fds()
+        for port in (70000, -1):
+            result = self.connect(self.host, port)
+            self.run_until(lambda: result)
+            self.assertEqual(result, [(OSError, errno.EINVAL)])
+        self.assertEqual(self.loop.fd_count(), 0)
+        self.assertEqual(open_fds(), baseline)
+
     def test_invalid_name_stays_on_the_machine(self):
         with mock.patch.object(thor.dns.socket, "getaddrinfo") as resolver:
             for name in ("no-such-host.invalid", b"x.INVALID.", "invalid"):
@@ -250,6 +259,62 @@ class TestConnect(TcpTestCase):
         right.close()
         self.run_until(lambda: got.closes)
         self.assertEqual(got.data, b"over the pairlast words")
+        self.assertEqual(self.loop.fd_count(), 0)
+        self.assertEqual(left.fileno(), -1)
+
+
+    def count_passes(self):
+        passes = [0]
+        original = self.loop._poller.poll
+
+        def poll(timeout):
+            passes[0] += 1
+            return original(timeout)
+
+        self.loop._poller.poll = poll
+        return passes
+
+    def test_peer_gone_while_paused_keeps_what_it_sent(self):
+        # A socketpair peer that writes and closes makes epoll report HUP
+        # (with no error); what it wrote is still to be read. A paused
+        # connection must neither drop it nor spin on the HUP.
+        left, right = socket.socketpair()
+        conn = TcpConnection(left, "pair", 0, self.loop)
+        got = Collector(conn, unpause=False)
+        right.sendall(b"sent before going")
+        right.close()
+        passes = self.count_passes()
+        marker = []
+        self.loop.schedule(0.05, marker.append, 1)
+        self.run_until(lambda: marker)
+        self.assertLess(passes[0], 20, "spinning on HUP while paused")
+        self.assertEqual((got.data, got.closes), (b"", 0))
+        conn.pause(False)
+        self.run_until(lambda: got.closes)
+        self.assertEqual((bytes(got.data), got.closes), (b"sent before going", 1))
+        self.assertEqual(self.loop.fd_count(), 0)
+
+    def test_pause_from_data_listener_after_peer_gone(self):
+        # The listener pauses on each chunk and resumes a pass later; the
+        # peer has gone (HUP) with more in the kernel than one read takes.
+        left, right = socket.socketpair()
+        conn = TcpConnection(left, "pair", 0, self.loop)
+        conn.read_size = 1000
+        payload = os.urandom(50000)
+        right.sendall(payload)
+        right.close()
+        got = Collector(conn)
+
+        def on_data(data):
+            conn.pause(True)
+            self.loop.schedule(0, conn.pause, False)
+
+        conn.on("data", on_data)
+        self.run_until(lambda: got.closes)
+        extra = []
+        self.loop.schedule(0.02, extra.append, 1)
+        self.run_until(lambda: extra)
+        self.assertEqual((bytes(got.data), got.closes), (payload, 1))
         self.assertEqual(self.loop.fd_count(), 0)
         self.assertEqual(left.fileno(), -1)
 

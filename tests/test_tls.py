@@ -194,6 +194,20 @@ class TestTls(TlsTestCase):
         self.run_until(check)
         self.assertEqual(len(self.accepted), 1)
 
+    def test_connection_that_cannot_be_made_after_handshake_is_dropped(self):
+        server = self.server()
+
+        def broken(*args):
+            raise OSError(errno.EBADF, "gone")
+
+        server.connection_class = broken
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        got = Collector(conn)
+        self.run_until(lambda: got.closes)
+        self.assertEqual(server._connections, set())
+        self.assertEqual(self.accepted, [])
+        self.assertEqual(self.loop.fd_count(), 1)  # the listening socket
+
     def test_handshake_timeout_on_server(self):
         server = self.server()
         server.handshake_timeout = 0.1

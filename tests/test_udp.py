@@ -2,7 +2,9 @@
 
 import socket
 import unittest
+from unittest import mock
 
+import thor.udp
 from thor.udp import UdpEndpoint
 
 from tests.support import LoopTestCase, open_fds
@@ -109,6 +111,24 @@ class TestUdp(UdpTestCase):
         self.assertEqual(self.loop.fd_count(), 1)
         endpoint.shutdown()
         endpoint.shutdown()
+        self.assertEqual(self.loop.fd_count(), 0)
+        self.assertEqual(open_fds(), baseline)
+
+
+    def test_send_after_shutdown_opens_nothing(self):
+        baseline = open_fds()
+        left = self.endpoint()
+        sender = self.endpoint(bind=False)
+        callbacks = []
+        with mock.patch.object(thor.udp.dns, "lookup",
+                               lambda host, port, callback, *a: callbacks.append(callback)):
+            sender.send(b"to a name", "name.test", left.port)
+        sender.shutdown()
+        # The name resolves after the endpoint was shut down: dropped.
+        callbacks[0]([(socket.AF_INET, socket.SOCK_DGRAM, 17, "", (self.host, left.port))])
+        sender.send(b"direct", self.host, left.port)
+        self.assertIsNone(sender.sock)
+        left.shutdown()
         self.assertEqual(self.loop.fd_count(), 0)
         self.assertEqual(open_fds(), baseline)
 

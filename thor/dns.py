@@ -76,6 +76,9 @@ def lookup(host, port, callback, loop=None, family=0, type=socket.SOCK_STREAM):
     try:
         host = parse_host(host)
         port = int(port)
+        if not 0 <= port <= 65535:
+            # connect() and sendto() would raise OverflowError much later.
+            raise ValueError("port %d is out of range (0-65535)" % port)
     except (TypeError, ValueError, UnicodeError) as why:
         loop.schedule(0, callback, why)
         return

@@ -39,6 +39,7 @@ import sys
 import time as _time
 import traceback
 import types
+import weakref
 from collections import deque
 
 from thor.events import EventEmitter
@@ -56,6 +57,15 @@ HUP = 0x010
 INVALID = 0x020
 
 _EVENT_BITS = {"fd_readable": READ, "fd_writable": WRITE}
+
+# The longest the poller is asked to sleep. epoll and poll take the timeout
+# in milliseconds as a C int (24.8 days at most) and raise OverflowError
+# beyond it; a loop whose only timer is further away than this just wakes
+# up once an hour and goes back to sleep.
+_MAX_SLEEP = 3600.0
+
+# Every loop made, so that a forked child can give each its own poller.
+_loops = weakref.WeakSet()
 
 
 def default_exception_handler(loop, exc, callback):
@@ -144,6 +154,8 @@ class LoopBase(EventEmitter):
         self._waker_fd = self._wake_r.fileno()
         self._poller.register(self._waker_fd, READ)
         self._fd_sources[self._waker_fd] = _Waker(self._wake_r)
+        self._closed = False
+        _loops.add(self)
 
     def __repr__(self):
         return "<thor loop (%s) %s>" % (
@@ -193,7 +205,8 @@ class LoopBase(EventEmitter):
     def scheduled_events(self):
         """The pending ``ScheduledEvent``s, soonest first (for introspection)."""
         pending = sorted(e for e in self._timers if e[2]._state == _PENDING)
-        ready = [h for h in self._ready if h._state == _READY]
+        # list() copies in one C call, safe while other threads append.
+        ready = [h for h in list(self._ready) if h._state == _READY]
         return ready + [e[2] for e in pending]
 
     def run_in_loop(self, callback, *args):
@@ -268,18 +281,59 @@ class LoopBase(EventEmitter):
                 self._unregister_fd(fd)
         for _, _, handle in self._timers:
             handle._state = _DONE
-        for handle in self._ready:
-            handle._state = _DONE
         self._timers = []
         self._cancelled = 0
-        self._ready.clear()
+        # Other threads may append (run_in_loop) while this runs: popleft
+        # until empty, never iterate (a deque raises if it changes under
+        # an iterator).
+        ready = self._ready
+        while ready:
+            try:
+                ready.popleft()._state = _DONE
+            except IndexError:
+                break
 
     def close(self):
         """Release the loop's own resources (poller, wake-up sockets)."""
         self._clear()
+        self._closed = True
+        _loops.discard(self)
         self._poller.close()
         self._wake_r.close()
         self._wake_w.close()
+
+    def _after_fork(self):
+        # Theory of operation: a forked child inherits the parent's epoll
+        # instance (kqueue is not inherited at all), and an epoll instance
+        # is shared by every process holding it: a registration changed in
+        # one changes it in the other, and an event is reported to whichever
+        # waits first. The wake-up socketpair is shared the same way. So the
+        # child gets a poller and a socketpair of its own, and registers on
+        # them every fd the loop was watching, with the same interest, so
+        # that what was set up before the fork (a listening socket shared
+        # by worker processes) keeps working in the child.
+        for resource in (self._poller, self._wake_r, self._wake_w):
+            try:
+                resource.close()
+            except OSError:
+                pass
+        self._poller = poller = type(self._poller)()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        sources = self._fd_sources
+        self._fd_sources = {}
+        self._waker_fd = self._wake_r.fileno()
+        poller.register(self._waker_fd, READ)
+        self._fd_sources[self._waker_fd] = _Waker(self._wake_r)
+        for fd, source in sources.items():
+            if source.__class__ is _Waker or fd == self._waker_fd:
+                continue
+            try:
+                poller.register(fd, getattr(source, "_interest", 0))
+            except (OSError, ValueError):
+                continue  # closed meanwhile: nothing to watch
+            self._fd_sources[fd] = source
 
     def _run_once(self):
         if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
@@ -300,8 +354,11 @@ class LoopBase(EventEmitter):
                 timeout = self.precision
         else:
             timeout = self.precision
-        if timeout is not None and self.precision is not None:
-            timeout = min(timeout, self.precision)
+        if timeout is not None:
+            if self.precision is not None and timeout > self.precision:
+                timeout = self.precision
+            if timeout > _MAX_SLEEP:
+                timeout = _MAX_SLEEP
         events = self._poller.poll(timeout)
         self._now = _time.time()
 
@@ -563,22 +620,11 @@ on = _loop.on
 
 
 def _reinit_after_fork():
-    # A forked child shares the parent's epoll/kqueue object; give the
-    # default loop its own so the two processes don't steal each other's events.
-    loop = _loop
-    for resource in (loop._poller, loop._wake_r, loop._wake_w):
-        try:
-            resource.close()
-        except OSError:
-            pass
-    loop._poller = type(loop._poller)()
-    loop._wake_r, loop._wake_w = socket.socketpair()
-    loop._wake_r.setblocking(False)
-    loop._wake_w.setblocking(False)
-    loop._fd_sources = {}
-    loop._waker_fd = loop._wake_r.fileno()
-    loop._poller.register(loop._waker_fd, READ)
-    loop._fd_sources[loop._waker_fd] = _Waker(loop._wake_r)
+    # Every open loop (the default one included) gets its own poller and
+    # wake-up sockets in the child; see LoopBase._after_fork.
+    for loop in list(_loops):
+        if not loop._closed:
+            loop._after_fork()
 
 
 if hasattr(os, "register_at_fork"):

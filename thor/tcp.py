@@ -17,7 +17,11 @@ Theory of operation
   connection closes. thor never half-closes its own side.
 - Epoll reports HUP once both directions are shut, which for TCP (thor never
   shuts its own side) means a reset, and for a socketpair a peer that is
-  gone; data still in the kernel is read first, while reading is enabled.
+  gone; data still in the kernel is read first. HUP cannot be masked, so
+  while the application has reading paused, the connection stops watching
+  its fd (instead of spinning on the HUP) and watches it again on
+  ``pause(False)``, when reading finds the rest and then the end. HUP with
+  an error is a reset: the connection closes at once.
 """
 
 import errno
@@ -72,7 +76,7 @@ class TcpConnection(EventSource):
     __slots__ = (
         "socket", "host", "port", "tcp_connected", "_loop", "_fd", "_interest",
         "_buffer", "_recv", "_send", "_closing", "_read_eof",
-        "_write_paused", "_server",
+        "_write_paused", "_server", "_hup",
     )
 
     # Output backpressure: pause(True) once more than write_high bytes are
@@ -98,6 +102,7 @@ class TcpConnection(EventSource):
         self._read_eof = False
         self._write_paused = False
         self._server = None
+        self._hup = False  # HUP seen while paused: fd not watched for now
         sock.setblocking(False)
         _set_nodelay(sock)
         self._recv = sock.recv
@@ -149,9 +154,24 @@ class TcpConnection(EventSource):
         if mask & WRITE and self._interest & WRITE:
             self._flush()
         if mask & (ERROR | HUP | INVALID) and self.tcp_connected:
-            if mask & HUP and not mask & (ERROR | INVALID) and got_data:
-                return  # read the rest (and the EOF) on the next pass
-            self._close_now(True)
+            if mask & (ERROR | INVALID):
+                self._close_now(True)
+            elif not self._interest & READ:
+                self._hup_while_paused()
+            elif not got_data:
+                self._close_now(True)
+            # else: read the rest (and the EOF) on the next pass
+
+    def _hup_while_paused(self):
+        # The peer is gone, but may have left data that the application,
+        # having paused, is not reading yet. Anything queued cannot be sent
+        # (the send fails and closes); otherwise stop watching the fd, as
+        # the HUP would be reported on every pass, until pause(False).
+        if self._buffer:
+            self._flush()
+        if self.tcp_connected and not self._hup:
+            self._hup = True
+            self._loop._unregister_fd(self._fd, self)
 
     def _flush(self):
         buffer = self._buffer
@@ -246,7 +266,13 @@ class TcpConnection(EventSource):
         if paused:
             self.event_del("fd_readable")
         elif not self._closing and not self._read_eof:
-            self.event_add("fd_readable")
+            if self._hup:
+                # Watch the fd again; the HUP comes back with READ.
+                self._hup = False
+                self._interest |= READ
+                self._loop._register_fd(self._fd, self._interest, self)
+            else:
+                self.event_add("fd_readable")
 
     def close(self):
         """Close once everything queued has been sent. No more ``data``
@@ -499,6 +525,8 @@ class _Connector(EventSource):
                 code = sock.connect_ex(sockaddr)
             except OSError as why:
                 code = why.errno or errno.EINVAL
+            except (OverflowError, TypeError, ValueError):
+                code = errno.EINVAL  # an address the socket cannot take
             if code == 0:
                 self.client._established(self, sock)
                 return

@@ -293,8 +293,14 @@ class TlsServer(TcpServer):
 
         def done(tls_sock, error):
             if error is None:
+                try:
+                    conn = self.connection_class(tls_sock, host, port, self._loop)
+                except OSError:  # e.g. the client already went away
+                    tls_sock.close()
+                    self._forget(handshake)
+                    return
                 self._connections.discard(handshake)
-                self._serve(self.connection_class(tls_sock, host, port, self._loop))
+                self._serve(conn)
             else:
                 self._forget(handshake)
 

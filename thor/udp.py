@@ -40,7 +40,7 @@ class UdpEndpoint(EventSource):
     ``host`` and ``port`` are the bound local address, once there is one.
     """
 
-    __slots__ = ("sock", "host", "port", "_paused", "_recvfrom")
+    __slots__ = ("sock", "host", "port", "_paused", "_recvfrom", "_shut")
 
     # The largest UDP payload over IPv4: 65,535 - 8 (UDP) - 20 (IP).
     max_dgram = 65507
@@ -54,6 +54,7 @@ class UdpEndpoint(EventSource):
         self.port = None
         self._paused = True
         self._recvfrom = None
+        self._shut = False
 
     def __repr__(self):
         return "<%s %s:%s%s>" % (
@@ -97,13 +98,16 @@ class UdpEndpoint(EventSource):
             sock.close()
             self.sock = None
             raise
+        self._shut = False
         self._registered()
 
     def send(self, datagram, host, port):
         """Send ``datagram`` (bytes, or ``str`` sent as UTF-8) to ``port`` on
         ``host``. Without ``bind()``, the first send opens a socket on a
         port the system chooses, of the family of ``host``. A name is
-        resolved off the loop, and the datagram sent once it has been."""
+        resolved off the loop, and the datagram sent once it has been.
+        After ``shutdown()``, datagrams are dropped (no socket is opened
+        again), as are those whose name resolves after it."""
         if datagram.__class__ is not bytes and isinstance(datagram, str):
             datagram = datagram.encode("utf-8")
         if len(datagram) > self.max_dgram:
@@ -128,6 +132,8 @@ class UdpEndpoint(EventSource):
         return send
 
     def _sendto(self, datagram, family, host, port):
+        if self._shut:
+            return
         sock = self.sock
         if sock is None:
             sock = self._open(family)
@@ -159,6 +165,7 @@ class UdpEndpoint(EventSource):
 
     def shutdown(self):
         """Stop the endpoint and close its socket."""
+        self._shut = True
         if self.sock is not None:
             self.unregister_fd()
             self.sock.close()
