@@ -248,6 +248,12 @@ class TestRequestBasics(ParserCase):
         self.assertEqual(head(events)[3], [
             (b"Host", b" a"), (b"X-F", b" one two three"), (b"X-G", b" g"),
         ])
+        data = (b"GET / HTTP/1.1\r\nHost: a\r\nX-E:\r\n \r\n\t\r\n x \r\n \r\n y\r\n"
+                b"X-F: f \r\n \r\nX-G: g\r\n\r\n")
+        events = self.parse(data)
+        self.assertEqual(head(events)[3], [
+            (b"Host", b" a"), (b"X-E", b" x y"), (b"X-F", b" f"), (b"X-G", b" g"),
+        ])
 
     def test_obs_fold_host_counts_once(self):
         events = self.parse(b"GET / HTTP/1.1\r\nHost:\r\n example.com\r\n\r\n")
@@ -305,6 +311,45 @@ class TestRequestLineErrors(ParserCase):
             b"OPTIONS ** HTTP/1.1",
         ):
             self.check(line)
+
+    def test_absolute_form_authority(self):
+        # RFC 9112 3.2.2: the target's authority says where the request
+        # goes, so it must read one way only. RFC 9110 4.2.1: empty host in
+        # an http(s) URI is invalid; 4.2.4: userinfo in one is an error
+        # (http://good.example@evil.example/ goes to evil.example).
+        for line in (
+            b"GET http://user@evil/ HTTP/1.1", b"GET http://a:b@evil/ HTTP/1.1",
+            b"GET https://good.example@evil.example HTTP/1.1", b"GET http://@a/ HTTP/1.1",
+            b"GET http://?x HTTP/1.1", b"GET http://:80/ HTTP/1.1", b"GET http://#f HTTP/1.1",
+            b"GET http://a\\b/ HTTP/1.1", b"GET http://a\\@b/ HTTP/1.1",
+            b"GET http://a:8o/ HTTP/1.1", b"GET http://a:1:2/ HTTP/1.1",
+            b"GET http://[::1/ HTTP/1.1", b"GET http://[::1]x/ HTTP/1.1",
+            b"GET http://a]/ HTTP/1.1", b"GET http://%zz/ HTTP/1.1",
+            b"GET http://a{b}/ HTTP/1.1", b"GET ftp://us\"er@a/ HTTP/1.1",
+        ):
+            self.check(line)
+
+    def test_absolute_form_authority_ok(self):
+        for target in (
+            b"http://a.example:8080/x?y#z", b"HTTP://A.EXAMPLE", b"http://[::1]:80/",
+            b"https://a.example?q", b"http://a.example:/", b"http://xn--caf-dma.example/",
+            b"http://%41.example/", b"ftp://user:pw@a.example/f", b"foo://a/b",
+        ):
+            with self.subTest(target=target):
+                events = self.parse(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertEqual(head(events)[2], target)
+
+    def test_connect_port(self):
+        # RFC 9110 9.3.6: a CONNECT with an empty or invalid port is rejected.
+        for line in (b"CONNECT a:0 HTTP/1.1", b"CONNECT a:65536 HTTP/1.1",
+                     b"CONNECT a:99999999999 HTTP/1.1", b"CONNECT a:000443 HTTP/1.1",
+                     b"CONNECT a:b:443 HTTP/1.1", b"CONNECT [::1]443 HTTP/1.1",
+                     b"CONNECT [::1:443 HTTP/1.1", b"CONNECT a]:443 HTTP/1.1"):
+            self.check(line)
+        for target in (b"a:65535", b"a:1", b"[::1]:443", b"a:0443"):
+            with self.subTest(target=target):
+                events = self.parse(b"CONNECT " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertEqual(head(events)[2], target)
 
     def test_version(self):
         self.check(b"GET / HTTP/2.0", error.HttpVersionError)
@@ -407,6 +452,20 @@ class TestHost(ParserCase):
             with self.subTest(host=host):
                 self.request_fails(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
                                    error.HostRequiredError)
+
+
+    def test_host_syntax(self):
+        # RFC 9112 3.2: a Host field with an invalid value gets a 400; the
+        # value is uri-host [":" port] (RFC 3986 3.2.2, 3.2.3).
+        for host in (b"a:b:c", b"a:8o", b"[::1", b"[::1]x", b"[::1]:8o", b"a]", b"a[b]",
+                     b"[]", b"%4", b"%zz.example", b"a:1:2", b":::"):
+            with self.subTest(host=host):
+                self.request_fails(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n",
+                                   error.HostRequiredError)
+        for host in (b"a:", b"[::1]", b"[v1.x]:80", b"192.0.2.1:65535", b"a_b~c!$&'()*+,;=",
+                     b"%41%42.example"):
+            with self.subTest(host=host):
+                self.assertOk(self.parse(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"))
 
 
 class TestFraming(ParserCase):
@@ -836,6 +895,24 @@ class TestProtocolSwitch(ParserCase):
         events = self.parse(data)
         self.assertEqual(events[1:], [("done", []), ("end", True, b"\x16\x03\x01tls")])
 
+    def test_connect_request_has_no_content(self):
+        # RFC 9110 9.3.6: a CONNECT request has no content; the bytes after
+        # its head are for the tunnel. Framing fields saying otherwise would
+        # let a front end and thor read those bytes two ways.
+        rest = b"\r\n\r\nhello" + SMUGGLED
+        for fields, cls in (
+            (b"Content-Length: 5", error.MalformedCLError),
+            (b"Transfer-Encoding: chunked", error.BadTransferCodeError),
+            (b"Content-Length: 0\r\nContent-Length: 5", error.DuplicateCLError),
+        ):
+            with self.subTest(fields=fields):
+                events = self.parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n" + fields + rest)
+                self.assertFails(events, cls)
+                self.assertEqual(len(events), 1)
+        events = self.parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 0\r\n"
+                            b"\r\n\x16\x03")
+        self.assertEqual(events[1:], [("done", []), ("end", True, b"\x16\x03")])
+
     def test_upgrade_request(self):
         data = (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
                 b"\x81\x05hello")
@@ -1083,6 +1160,51 @@ class TestBoundedMemory(unittest.TestCase):
             parser.feed(data[i:i + 1])
         self.assertLess(time.monotonic() - started, 5)
         self.assertEqual([e[0] for e in rec.events], ["head", "done"])
+
+    def test_lenient_pipelining_is_linear(self):
+        # With lenient_bare_lf, finding the end of each head must not scan
+        # the rest of the buffer (CRLF input has no LF LF at all).
+        for data in (
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 20000,
+            (TestChunked.HEAD + b"1\r\nx\r\n0\r\nX: y\r\n\r\n") * 20000,
+        ):
+            rec = Recorder()
+            parser = HttpParser(rec, True, lenient_bare_lf=True)
+            rec.parser = parser
+            started = time.monotonic()
+            parser.feed(data)
+            self.assertLess(time.monotonic() - started, 2)
+            self.assertEqual(rec.events[-1][0], "done")
+
+    def test_obs_fold_is_linear(self):
+        # Many continuation lines of one field are joined once, not copied
+        # again for each line.
+        data = b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n" + b" b\r\n" * 250000 + b"\r\n"
+        rec = Recorder()
+        parser = HttpParser(rec, True, max_field_section=len(data))
+        rec.parser = parser
+        started = time.monotonic()
+        parser.feed(data)
+        self.assertLess(time.monotonic() - started, 2.5)
+        self.assertEqual(head(rec.events)[3][1], (b"X", b" a" + b" b" * 250000))
+
+    def test_resume_per_message_is_linear(self):
+        # A server resumes once per pipelined request: the parser must not
+        # copy the rest of a large read each time.
+        class Server(Recorder):
+            def on_message_done(self, trailers):
+                self.events.append(("done", trailers))
+                self.parser.pause()
+        rec = Server()
+        parser = HttpParser(rec, True)
+        rec.parser = parser
+        count = 100000
+        started = time.monotonic()
+        parser.feed(GET * count)
+        while parser.paused:
+            parser.resume()
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(len(rec.events), 2 * count)
 
     def test_body_not_buffered(self):
         rec = Recorder()

@@ -20,7 +20,10 @@ Final names and server_status:
   Peer errors (parser)
     StartLineError             400  malformed request or status line, bare
                                     CR / LF (strict) or CTL in it, bad
-                                    request-target form
+                                    request-target form, an absolute-form
+                                    authority that is invalid (userinfo or
+                                    empty host in http/https), a CONNECT
+                                    port that is not 1-65535
     HttpVersionError           505  HTTP-version well formed but not 1.0 or 1.1
     UriTooLongError            414  request line longer than the limit
     StartLineTooLongError      None status line longer than the limit (client)
@@ -31,15 +34,18 @@ Final names and server_status:
     FieldSectionTooLargeError  431  header section longer than the limit
     TooManyFieldsError         431  more header (or trailer) fields than the limit
     HostRequiredError          400  HTTP/1.1 request without Host, several
-                                    Host fields, or an invalid Host value
-    MalformedCLError           400  Content-Length not 1*DIGIT (max 18 digits)
+                                    Host fields, or a Host value that is not
+                                    uri-host [":" port]
+    MalformedCLError           400  Content-Length not 1*DIGIT (max 18 digits),
+                                    or not 0 on a CONNECT request
     DuplicateCLError           400  differing Content-Length values
     CLTEError                  400  request with Transfer-Encoding and
                                     Content-Length
     BadTransferCodeError       400  Transfer-Encoding that makes framing
                                     unreliable: chunked not last, twice, with
                                     parameters, empty or bad coding names,
-                                    or any Transfer-Encoding in HTTP/1.0
+                                    or any Transfer-Encoding in HTTP/1.0 or
+                                    on a CONNECT request
     TransferCodeError          501  codings before chunked (we decode none)
     ChunkError                 400  bad chunk-size line or chunk-data end
     ChunkExtTooLargeError      400  chunk extensions longer than the limit

@@ -26,9 +26,15 @@ one reported, whether the input arrives at once or a byte at a time.
 Memory is bounded whatever arrives: a head may not exceed
 ``max_start_line + max_field_section`` (plus line ends), a chunk-size line
 ``16 + max_chunk_ext``, a trailer section ``max_trailer_section``; body
-bytes are handed on as they arrive, never gathered. Bytes fed while the
-parser is paused are kept (``buffered`` tells how many): an owner that
-pauses should also stop reading.
+bytes are handed on as they arrive, never gathered; parsed input is
+dropped once it outweighs the unparsed rest. Bytes fed while the parser is
+paused are kept (``buffered`` tells how many): an owner that pauses should
+also stop reading.
+
+Where a request goes must read one way only: the Host value must be
+``uri-host [":" port]``, an http(s) absolute-form target needs a host and
+no userinfo (RFC 9110 4.2.1, 4.2.4), a CONNECT target a port of 1-65535
+and no content (RFC 9110 9.3.6).
 
 Leniency: ``lenient_bare_lf`` accepts a bare LF as the end of a start line
 or field line (RFC 9112 2.2 lets a recipient do so); it does not apply to
@@ -70,11 +76,16 @@ _METHODS = frozenset((
     b"TRACE", b"PATCH",
 ))
 _SCHEME_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
-# RFC 3986 reg-name / IP-literal / port characters, and pct-encoding.
-_HOST_CHARS = (
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    b"-._~!$&'()*+,;=:[]%"
-)
+# RFC 3986 3.2.2: reg-name is unreserved / pct-encoded / sub-delims; an
+# IP-literal between brackets takes those and ":" (IPv6, IPvFuture);
+# userinfo (3.2.1) takes those and ":".
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_HOST_COMMON = _ALNUM + b"-."  # what nearly every host name is made of
+_REG_NAME_CHARS = _ALNUM + b"-._~!$&'()*+,;=%"
+_LITERAL_CHARS = _REG_NAME_CHARS + b":"
+_PCT_OK = re.compile(rb"(?:[^%]|%[0-9A-Fa-f]{2})*")
+# Where the authority of an absolute URI ends (RFC 3986 3.2).
+_AUTHORITY_END = re.compile(rb"[/?#]")
 
 # Fields whose values decide framing or connection handling, by kind.
 _HOST, _CONNECTION, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE = range(6)
@@ -90,6 +101,9 @@ _QUOTED_RE = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xf
 _CHUNK_EXT = re.compile(
     rb"(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*" % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
+
+# The end of a head (or trailer section) when a bare LF ends lines.
+_LENIENT_END = re.compile(rb"\n\r?\n")
 
 # Up to this many empty lines before a request line are ignored
 # (RFC 9112 2.2 asks for at least one); more is not a client being careless.
@@ -162,6 +176,38 @@ def _content_length(values):
             elif item != first:
                 raise DuplicateCLError("%r and %r" % (first, item))
     return int(first)
+
+
+def _host_port(value):
+    """(host, port) from ``uri-host [":" port]`` (RFC 3986 3.2.2, 3.2.3);
+    port is None without a colon, and may be b"" (port = *DIGIT). None if
+    ``value`` is not one: a stray colon or bracket, a bad character, a
+    broken %-escape."""
+    if value[:1] == b"[":
+        close = value.find(b"]")
+        if close < 2:
+            return None
+        host = value[:close + 1]
+        rest = value[close + 1:]
+        if host[1:-1].translate(None, _LITERAL_CHARS):
+            return None
+        if rest:
+            if rest[0] != 58:
+                return None
+            port = rest[1:]
+        else:
+            port = None
+    else:
+        host, colon, port = value.partition(b":")
+        if host.translate(None, _REG_NAME_CHARS):
+            return None
+        if not colon:
+            port = None
+    if port and not port.isdigit():
+        return None
+    if b"%" in host and not _PCT_OK.fullmatch(host):
+        return None
+    return host, port
 
 
 def _transfer_codings(values):
@@ -345,8 +391,9 @@ class HttpParser:
             self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
             return
-        if pos or type(buf) is not bytearray:
+        if type(buf) is not bytearray:
             # One copy of the unparsed rest; later appends are amortised.
+            # A bytearray keeps its parsed prefix until _run drops it.
             buf = bytearray(memoryview(buf)[pos:])
             self._buf = buf
             self._pos = 0
@@ -372,13 +419,19 @@ class HttpParser:
                 self._end_of_input()
         finally:
             self._busy = False
-            # Drop what was parsed, so the parser does not hold on to the
-            # caller's last (perhaps large) read between feeds.
+            # Drop what was parsed once it outweighs the rest, so the parser
+            # holds at most twice what is unparsed, and an owner that
+            # resumes once per pipelined message does not copy the rest of
+            # a large read each time (that would be quadratic).
             pos = self._pos
             if pos:
-                buf = self._buf
-                self._buf = buf[pos:] if pos < len(buf) else b""
-                self._pos = 0
+                rest = len(self._buf) - pos
+                if rest <= 0:
+                    self._buf = b""
+                    self._pos = 0
+                elif pos >= rest:
+                    self._buf = self._buf[pos:]
+                    self._pos = 0
             if self._queued and not self._failed:
                 self._take_queued()
 
@@ -607,13 +660,9 @@ class HttpParser:
         elif trailer and buf[start] == 10:
             return [], start + 1
         else:
-            # A bare-LF block ends at LF [CR] LF.
-            search = start + scanned - 2 if scanned > 2 else start
-            idx = buf.find(b"\n\n", search)
-            other = buf.find(b"\n\r\n", search)
-            if idx < 0 or 0 <= other < idx:
-                idx = other
-            if idx >= 0:
+            # A bare-LF block ends at LF [CR] LF: one search that stops at
+            # the first, not two that might scan the whole buffer.
+            if _LENIENT_END.search(buf, start + scanned - 2 if scanned > 2 else start):
                 return self._read_block_slowly(buf, start, end, trailer)
 
         # Incomplete: check the new bytes only.
@@ -744,16 +793,24 @@ class HttpParser:
         special = _SPECIAL
         max_fields = self.max_fields
         counting = len(lines) - first > max_fields
+        folds = None  # {index in headers: [value, continuation, ...]}
         for line in lines[first:] if first else lines:
             name, colon, value = line.partition(b":")
             low = names.get(name)
             if low is None or not colon:
                 if line[0] == 32 or line[0] == 9:
-                    # RFC 9112 5.2: obs-fold; replace it with one SP.
+                    # RFC 9112 5.2: obs-fold; replace it with one SP. The
+                    # pieces are joined once at the end, not re-copied per line.
                     if not headers:
                         raise fold_error(repr(line))
-                    name, value = headers[-1]
-                    headers[-1] = (name, (value + b" " + line.strip(_OWS)).rstrip(_OWS))
+                    line = line.strip(_OWS)
+                    if line:
+                        if folds is None:
+                            folds = {}
+                        parts = folds.get(len(headers) - 1)
+                        if parts is None:
+                            parts = folds[len(headers) - 1] = [headers[-1][1]]
+                        parts.append(line)
                     continue
                 if not colon:
                     raise BadFieldError("no colon in %r" % line)
@@ -764,6 +821,9 @@ class HttpParser:
             if kind is not None:
                 specials.append((kind, len(headers)))
             append((name, value.rstrip(_OWS)))
+        if folds:
+            for index, parts in folds.items():
+                headers[index] = (headers[index][0], b" ".join(parts))
         return headers, specials
 
     def _request_line(self, line):
@@ -786,11 +846,11 @@ class HttpParser:
             if method != b"OPTIONS":
                 raise StartLineError("asterisk-form is for OPTIONS only")
         elif method == b"CONNECT":
-            host, colon, port = target.rpartition(b":")
+            # RFC 9110 9.3.6: host and a valid, non-empty port.
+            found = _host_port(target)
             if (
-                not colon or not host or not port.isdigit()
-                or host.translate(None, _HOST_CHARS)
-                or (host[0] == 91) != (host[-1] == 93)
+                found is None or not found[0] or not found[1]
+                or len(found[1]) > 5 or not 0 < int(found[1]) <= 65535
             ):
                 raise StartLineError("bad authority-form %r" % target)
         else:
@@ -800,6 +860,22 @@ class HttpParser:
                 or scheme.translate(None, _SCHEME_CHARS) or not rest or rest[0] == 47
             ):
                 raise StartLineError("bad request-target %r" % target)
+            # The authority is where the request goes (RFC 9112 3.2.2), so
+            # it must read one way only. RFC 9110 4.2.1: an http(s) URI
+            # with an empty host is invalid; 4.2.4: userinfo in one is an
+            # error (it hides the real host: http://good.example@evil/).
+            found = _AUTHORITY_END.search(rest)
+            authority = rest[:found.start()] if found else rest
+            userinfo, at, authority = authority.rpartition(b"@")
+            web = scheme.lower() in (b"http", b"https")
+            found = _host_port(authority)
+            if (
+                found is None or (web and (at or not found[0])) or (
+                    at and (userinfo.translate(None, _LITERAL_CHARS)
+                            or not _PCT_OK.fullmatch(userinfo))
+                )
+            ):
+                raise StartLineError("bad authority in %r" % target)
         return method, target, version
 
     def _status_line(self, line):
@@ -836,7 +912,7 @@ class HttpParser:
             raise HostRequiredError("%d Host fields" % len(hosts))
         else:
             host = hosts[0].strip(_OWS)
-            if host.translate(None, _HOST_CHARS):
+            if host.translate(None, _HOST_COMMON) and _host_port(host) is None:
                 raise HostRequiredError("invalid Host %r" % host)
         connection = _tokens(values[_CONNECTION])
         codings = values[_TRANSFER_ENCODING]
@@ -846,6 +922,11 @@ class HttpParser:
         if codings is not None:
             if version == b"1.0":
                 raise BadTransferCodeError("Transfer-Encoding in HTTP/1.0")
+            if method == b"CONNECT":
+                # RFC 9110 9.3.6: a CONNECT request has no content; what
+                # follows its head is for the tunnel. Framing that says
+                # otherwise would be read two ways.
+                raise BadTransferCodeError("Transfer-Encoding on CONNECT")
             if lengths is not None:
                 raise CLTEError()
             names = _transfer_codings(codings)
@@ -860,6 +941,8 @@ class HttpParser:
             self._state = _CHUNK_SIZE
         elif lengths is not None:
             self.content_length = self._remaining = _content_length(lengths)
+            if self.content_length and method == b"CONNECT":
+                raise MalformedCLError("CONNECT has no content")
             self.body = LENGTH
             self._state = _LENGTH
         else:
