@@ -8,6 +8,7 @@ leftover bytes.
 
 import time
 import unittest
+from unittest import mock
 
 from thor.http import error
 from thor.http.parser import (
@@ -116,6 +117,16 @@ def head(events):
 
 def body(events):
     return b"".join(e[1] for e in events if e[0] == "body")
+
+
+def clear_caches():
+    """Forget the lines the parser's fast path has checked."""
+    from thor.http import parser as module
+    for cache in (
+        module._plain_lines, module._special_lines, module._request_lines,
+        module._status_lines,
+    ):
+        cache.clear()
 
 
 GET = b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\n\r\n"
@@ -1049,6 +1060,39 @@ class TestPauseResume(unittest.TestCase):
         parser.resume()
         self.assertEqual(rec.events[-1], ("done", []))
 
+    def test_pause_in_head_or_body_holds_done(self):
+        # A message that is whole in one read: pausing in its head or body
+        # call holds back on_message_done until resume().
+        class Pauser(Recorder):
+            def on_request_head(self, *args):
+                Recorder.on_request_head(self, *args)
+                self.parser.pause()
+
+            def on_response_head(self, *args):
+                Recorder.on_response_head(self, *args)
+                self.parser.pause()
+
+            def on_body(self, chunk):
+                Recorder.on_body(self, chunk)
+                self.parser.pause()
+        messages = [
+            (True, GET, ["head"]),
+            (True, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab",
+             ["head"]),
+            (False, b"HTTP/1.1 204 No Content\r\n\r\n", ["response"]),
+            (False, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab", ["response"]),
+        ]
+        for is_request, data, first in messages:
+            rec, parser = self.make(Pauser, is_request)
+            parser.expect_response(b"GET")
+            parser.feed(data)
+            self.assertEqual([e[0] for e in rec.events], first)
+            while parser.paused:
+                self.assertNotEqual(rec.events[-1][0], "done")
+                parser.resume()
+            self.assertEqual(rec.events[-1], ("done", []))
+            self.assertEqual(len(rec.events), 3 if b"ab" in data else 2)
+
     def test_resume_and_feed_from_inside_callback(self):
         class Busy(Recorder):
             def on_request_head(self, *args):
@@ -1116,6 +1160,15 @@ class TestPauseResume(unittest.TestCase):
         parser.feed(memoryview(GET[10:]))
         self.assertEqual([e[0] for e in rec.events], ["head", "done"])
         self.assertIs(type(rec.events[0][3][0][1]), bytes)
+        # The parser keeps a copy: the owner may reuse its buffer at once.
+        rec, parser = self.make()
+        for whole in GET, GET[:30]:
+            data = bytearray(whole)
+            parser.feed(data)
+            data[:] = b"X" * len(data)
+        parser.feed(GET[30:])
+        self.assertEqual([e[0] for e in rec.events], ["head", "done"] * 2)
+        self.assertEqual(rec.events[0], rec.events[2])
 
 
 class TestBoundedMemory(unittest.TestCase):
@@ -1215,6 +1268,272 @@ class TestBoundedMemory(unittest.TestCase):
             parser.feed(b"x" * 10000)
             self.assertEqual(parser.buffered, 0)
         self.assertEqual(len(body(rec.events)), 10 ** 6)
+
+
+class TestFastPath(ParserCase):
+    """The fast path for a common head that arrives whole (_quick_head),
+    beside the general one it must agree with. ``parse()`` already feeds
+    each case whole (fast path) and a byte at a time (general path) and
+    demands the same; these tests make sure the fast path really is taken
+    where it should be, and try its own branches: its caches of checked
+    lines, cold and warm, and everything it hands back."""
+
+    COMMON = [
+        (True, b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t/1\r\n"
+               b"Accept: */*\r\nConnection: keep-alive\r\n\r\n"),
+        (True, b"GET / HTTP/1.0\r\n\r\n"),
+        (True, b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+        (True, b"HEAD /x HTTP/1.1\r\nhost: a:80\r\nConnection: close\r\n\r\n"),
+        (True, b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"),
+        (True, b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello"),
+        (True, b"PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 2\r\n\r\nok"),
+        (True, b"POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"2\r\nok\r\n0\r\n\r\n"),
+        (True, b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\n\r\nrest"),
+        (True, b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\nX-Empty:\r\nX-Tab:\tv\t\r\n"
+               b"X-Obs: caf\xe9\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: t\r\n\r\nabc"),
+        (False, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Length: 9\r\n\r\n0\r\n\r\n"),
+        (False, b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n"),
+        (False, b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"),
+        (False, b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close"),
+        (False, b"HTTP/1.1 200\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n"),
+        (False, b"HTTP/1.2 404 Not\tFound\r\nUpgrade: x\r\nConnection: upgrade\r\n"
+                b"Content-Length: 0\r\n\r\n"),
+    ]
+
+    # Whole heads the fast path leaves to the general one.
+    UNUSUAL = [
+        (True, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"),       # obs-fold
+        (True, b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),            # two Host
+        (True, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a\r\nConnection: close\r\n\r\n"),
+        (True, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+               b"Content-Length: 1\r\n\r\nx"),
+        (True, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+        (True, b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"PURGE / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\n\r\n"),                                  # no Host
+        (True, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),                     # bad Host
+        (True, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n"),
+        (True, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        (True, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Length: 1\r\n\r\n"),
+        (True, b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\nHost: a\r\nNo colon\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\nHost: a\x00\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n"),
+        (True, b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n"),
+        (True, b"GET /\t HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+        (False, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        (False, b"HTTP/1.1 101 Switching\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nzz"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxyz"),
+        (False, b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz"),
+        (False, b"HTTP/1.1 20 OK\r\n\r\n"),
+        (False, b"HTTP/1.1 200 O\x01K\r\n\r\n"),
+    ]
+
+    def setUp(self):
+        clear_caches()
+
+    def general_heads(self, data, is_request, expect=(b"GET", b"GET"), **limits):
+        """How often the general path read a head, ``data`` fed whole."""
+        calls = []
+        original = HttpParser._read_block
+
+        def read_block(parser, buf, start, end, trailer):
+            if not trailer:
+                calls.append(start)
+            return original(parser, buf, start, end, trailer)
+
+        with mock.patch.object(HttpParser, "_read_block", read_block):
+            run(data, is_request, () if is_request else expect, True, [data], **limits)
+        return len(calls)
+
+    def test_common_heads_take_it(self):
+        for is_request, data in self.COMMON:
+            for _ in "cold", "warm":
+                self.assertEqual(self.general_heads(data, is_request), 0, data)
+            self.assertOk(self.parse(data, is_request, finish=True))
+
+    def test_unusual_heads_leave_it(self):
+        for is_request, data in self.UNUSUAL:
+            self.assertGreater(self.general_heads(data, is_request), 0, data)
+            self.parse(data, is_request, finish=True)  # the same however split
+        # Lenient mode and a head that came in pieces are the general path's.
+        data = self.COMMON[0][1]
+        self.assertEqual(self.general_heads(data, True, lenient_bare_lf=True), 1)
+        calls = []
+        original = HttpParser._read_block
+        with mock.patch.object(
+            HttpParser, "_read_block",
+            lambda *args: calls.append(1) or original(*args),
+        ):
+            run(data, True, pieces=[data[:10], data[10:]])
+        self.assertEqual(len(calls), 2)
+
+    def test_cold_and_warm_agree(self):
+        for is_request, data in self.COMMON + self.UNUSUAL:
+            clear_caches()
+            cold = run(data, is_request, (b"GET", b"GET"), True, [data])
+            warm = run(data, is_request, (b"GET", b"GET"), True, [data])
+            bytewise = run(data, is_request, (b"GET", b"GET"), True, list(map(bytes, zip(data))))
+            self.assertEqual(cold, warm, data)
+            self.assertEqual(cold, bytewise, data)
+
+    def test_known_line_with_one_bad_byte(self):
+        # Every line below is known (cached) once the first request has been
+        # read; each copy of it with one byte changed, inserted or removed is
+        # a different line, and must meet every check again.
+        lines = [
+            b"Host: example.com", b"User-Agent: t/1", b"Connection: keep-alive",
+            b"Content-Length: 12", b"Accept: */*",
+        ]
+        good = b"POST /a HTTP/1.1\r\n" + b"\r\n".join(lines) + b"\r\n\r\nhello world!"
+        self.assertOk(self.parse(good))
+        for line in lines:
+            for at in range(len(line) + 1):
+                for bad in b"\x00", b"\r", b"\n", b"\x7f", b" ", b"\t", b",", b"\xff":
+                    for changed in line[:at] + bad + line[at:], line[:at] + bad + line[at + 1:]:
+                        data = good.replace(line, changed)
+                        whole = run(data, True, pieces=[data])
+                        self.assertEqual(
+                            whole, run(data, True, pieces=list(map(bytes, zip(data)))),
+                            data,
+                        )
+                        if bad in b"\x00\r\n\x7f" and at < len(line):
+                            self.assertEqual(whole[-2][0], "error", data)
+                removed = line[:at] + line[at + 1:]
+                data = good.replace(line, removed)
+                self.assertEqual(
+                    run(data, True, pieces=[data]),
+                    run(data, True, pieces=list(map(bytes, zip(data)))), data,
+                )
+        # The known request line and status line, likewise.
+        self.assertFails(self.parse(good.replace(b"/a", b"/\x7fa")), error.StartLineError)
+        self.assertFails(self.parse(good.replace(b"/a", b"/ a")), error.StartLineError)
+        self.assertOk(self.response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+        self.assertFails(
+            self.response(b"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n"),
+            error.StartLineError,
+        )
+
+    def test_known_lines_still_meet_head_rules(self):
+        # Lines known on their own, put together in ways the fast path
+        # leaves to the general one: limits, repeats, folds.
+        known = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\nX-B: c\r\n\r\n"
+        self.assertOk(self.parse(known))
+        self.assertFails(self.parse(known, max_fields=1), error.TooManyFieldsError)
+        self.assertFails(self.parse(known, max_field_section=10),
+                         error.FieldSectionTooLargeError)
+        self.assertFails(self.parse(known, max_start_line=10), error.UriTooLongError)
+        self.assertFails(
+            self.parse(known.replace(b"X-A: b\r\n", b"Host: a\r\n")), error.HostRequiredError
+        )
+        self.assertFails(
+            self.parse(known.replace(b"Host: a\r\n", b" Host: a\r\n")), error.TopLineSpaceError
+        )
+        folded = self.parse(known.replace(b"X-B: c\r\n", b"X-B: c\r\n X-A: b\r\n"))
+        self.assertEqual(head(folded)[3][-1], (b"X-B", b" c X-A: b"))
+        self.assertEqual(self.parse(known.replace(b"1.1", b"1.0"))[0][4]["version"], b"1.0")
+
+    def test_empty_lines_count_per_request(self):
+        # Up to 10 empty lines before each request, not in all.
+        data = (b"\r\n" * 6 + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") * 3
+        events = self.parse(data)
+        self.assertEqual([e[0] for e in events], ["head", "done"] * 3)
+
+    def test_caches_are_bounded(self):
+        from thor.http import parser as module
+        caches = [
+            (module._plain_lines, b"X-N: %d", module._LINES_MAX),
+            (module._special_lines, b"Host: h%d", module._LINES_MAX),
+            (module._request_lines, b"GET /%d HTTP/1.1", module._LINES_MAX),
+        ]
+        for cache, pattern, most in caches:
+            for n in range(most + 10):
+                line = pattern % n
+                if cache is module._request_lines:
+                    data = line + b"\r\nHost: a\r\n\r\n"
+                elif cache is module._plain_lines:
+                    data = b"GET / HTTP/1.1\r\nHost: a\r\n" + line + b"\r\n\r\n"
+                else:
+                    data = b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n"
+                events = run(data, True, pieces=[data])
+                self.assertEqual(events[0][0], "head")
+                self.assertLessEqual(len(cache), most)
+            self.assertIn(line, cache)  # cleared when full, then filled again
+        for n in range(module._STATUS_LINES_MAX + 10):
+            data = b"HTTP/1.1 200 R%d\r\nContent-Length: 0\r\n\r\n" % n
+            events = run(data, False, (b"GET",), pieces=[data])
+            self.assertEqual(events[0][:3], ("response", b"200", b"R%d" % n))
+            self.assertLessEqual(len(module._status_lines), module._STATUS_LINES_MAX)
+        # Long lines are checked every time, never kept.
+        line = b"Cookie: " + b"c" * module._LINE_CACHE_LEN
+        data = b"GET / HTTP/1.1\r\nHost: a\r\n" + line + b"\r\n\r\n"
+        for _ in range(2):
+            events = run(data, True, pieces=[data])
+            self.assertEqual(head(events)[3][-1], (b"Cookie", line[7:]))
+        self.assertNotIn(line, module._plain_lines)
+
+    def test_fuzz_against_general_path(self):
+        # Heads made of lines the fast path knows, lines it does not, and
+        # bad ones; fed whole (fast path, caches warm from earlier rounds)
+        # and a byte at a time (general path), the results must match.
+        import random
+        rnd = random.Random(20250101)
+        starts = [
+            b"GET / HTTP/1.1", b"POST /p?q HTTP/1.1", b"HEAD /h HTTP/1.0",
+            b"GET /x HTTP/1.2", b"get / HTTP/1.1", b"GET /\x01 HTTP/1.1",
+        ]
+        statuses = [
+            b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content",
+            b"HTTP/1.1 304 Not Modified", b"HTTP/1.1 404", b"HTTP/1.1 200  OK",
+            b"HTTP/1.1 099 X", b"HTTP/1.1 100 Continue",
+        ]
+        fields = [
+            b"Host: a", b"Host: b.example:8080", b"Host:", b"Host: a@b", b"host: [::1]",
+            b"Connection: close", b"Connection: keep-alive", b"Connection: upgrade, x",
+            b"Content-Length: 3", b"Content-Length: 0", b"Content-Length: 3, 3",
+            b"Content-Length: 3, 4", b"Content-Length: +3", b"Content-Length: 9999999999999999999",
+            b"Transfer-Encoding: chunked", b"Transfer-Encoding: Chunked ", b"Transfer-Encoding: x",
+            b"Transfer-Encoding: chunked;a=b", b"Transfer-Encoding: ,",
+            b"Expect: 100-continue", b"Expect: x", b"Upgrade: websocket",
+            b"Accept: */*", b"X-Empty:", b"X-Space:   ", b"X\tBad: 1", b"X Bad: 1",
+            b" folded", b"\tfolded", b"NoColon", b": empty name", b"X-Ctl: a\x00b",
+            b"X-Cr: a\rb", b"X-Lf: a\nb", b"X-Obs: \x80\xff", b"X-Tab:\t1\t",
+        ]
+        bodies = [b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]
+        for _ in range(600):
+            is_request = rnd.random() < 0.5
+            start = rnd.choice(starts if is_request else statuses)
+            lines = [rnd.choice(fields) for _ in range(rnd.randint(0, 6))]
+            if is_request and rnd.random() < 0.7:
+                lines.insert(rnd.randint(0, len(lines)), b"Host: a")
+            data = b"\r\n".join([start] + lines) + b"\r\n\r\n" + rnd.choice(bodies)
+            limits = {}
+            if rnd.random() < 0.2:
+                limits = {"max_fields": rnd.randint(0, 6),
+                          "max_field_section": rnd.randint(0, 80)}
+            expect = (rnd.choice([b"GET", b"HEAD", b"CONNECT"]), b"GET")
+            finish = rnd.random() < 0.5
+            whole = run(data, is_request, () if is_request else expect, finish,
+                        [data], **limits)
+            bytewise = run(data, is_request, () if is_request else expect, finish,
+                           list(map(bytes, zip(data))), **limits)
+            self.assertEqual(whole, bytewise, (data, limits, expect))
 
 
 class TestSplitFuzz(unittest.TestCase):

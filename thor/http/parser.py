@@ -36,6 +36,13 @@ Where a request goes must read one way only: the Host value must be
 no userinfo (RFC 9110 4.2.1, 4.2.4), a CONNECT target a port of 1-65535
 and no content (RFC 9110 9.3.6).
 
+Speed: a common head that arrives whole (strict mode, origin-form or a
+final status, at most one field of each kind that steers framing) takes a
+fast path, ``_quick_head``, that remembers the lines it has checked; it
+must reach exactly the results of the general path, which it leaves
+anything else to, errors included. The tests feed every case whole (fast)
+and a byte at a time (general) and demand the same.
+
 Leniency: ``lenient_bare_lf`` accepts a bare LF as the end of a start line
 or field line (RFC 9112 2.2 lets a recipient do so); it does not apply to
 chunk-size lines or chunk-data ends. A bare CR is always an error.
@@ -126,6 +133,88 @@ for _name in (
     _names[_name] = _name.lower()
     _names[_name.lower()] = _name.lower()
 del _name
+
+
+# The fast path's memory (see HttpParser._quick_head) of lines it checked:
+# a line is a key only once it passed every check the general path makes
+# of such a line, and keys compare byte for byte, so a hit needs no check.
+# Lines repeat across requests on a connection and across connections
+# (Host, User-Agent, Accept, the start line of a client polling one URL).
+# Each cache is cleared when full, so that changing lines (Date) and
+# hostile ones cannot lock the common ones out for good; lines longer than
+# _LINE_CACHE_LEN (User-Agent strings run to about 200 bytes) are checked
+# each time. Bounds: 3 * 1024 + 256 lines of at most 256 bytes, with what
+# they map to, about 2 MB at worst.
+#   _plain_lines:   field line -> (name, value), for fields of no special kind
+#   _special_lines: field line -> ((name, value), kind, what it says)
+#   _request_lines: request line -> (method, target, version)
+#   _status_lines:  status line -> (version, status, phrase)
+_plain_lines = {}
+_special_lines = {}
+_request_lines = {}
+_status_lines = {}
+_LINES_MAX = 1024
+_STATUS_LINES_MAX = 256
+_LINE_CACHE_LEN = 256
+# What a special field says, for a Content-Length the fast path leaves to
+# the general one.
+_BAD_LENGTH = -1
+# What an origin-form target may hold (RFC 9112 3.2 with RFC 3986; HTAB
+# and obs-text are left to the general path): visible ASCII.
+_VCHAR = bytes(range(0x21, 0x7F))
+
+
+def _remember(cache, line, value, most):
+    if len(line) <= _LINE_CACHE_LEN:
+        if len(cache) >= most:
+            cache.clear()
+        cache[line] = value
+
+
+def _field_entry(line):
+    """((name, value), special kind or None, what it says) for a field
+    line, remembered; None if the general path must look at it (anything
+    it might reject, or an obs-fold)."""
+    name, colon, value = line.partition(b":")
+    low = _names.get(name)
+    if low is None:
+        if not colon or not name or name.translate(None, TCHAR):
+            return None  # no colon, a bad name, or an obs-fold
+        low = _field_name(name)
+    elif not colon:
+        return None
+    if len(value.translate(None, CTL_EXCEPT_HTAB)) != len(value):
+        return None  # a bare CR or LF, or another control character
+    pair = (name, value.rstrip(_OWS))
+    kind = _SPECIAL.get(low)
+    if kind is None:
+        _remember(_plain_lines, line, pair, _LINES_MAX)
+        return pair, None, None
+    # What the field says, read as _request_head / _response_head read it
+    # when it is the only one of its kind.
+    value = pair[1]
+    if kind == _HOST:
+        host = value.strip(_OWS)
+        meaning = not host.translate(None, _HOST_COMMON) or _host_port(host) is not None
+    elif kind == _CONNECTION:
+        meaning = frozenset(_tokens([value]))
+    elif kind == _CONTENT_LENGTH:
+        try:
+            meaning = _content_length([value])
+        except HttpError:
+            meaning = _BAD_LENGTH
+    elif kind == _TRANSFER_ENCODING:
+        try:
+            meaning = _transfer_codings([value]) == [b"chunked"]
+        except HttpError:
+            meaning = False
+    elif kind == _EXPECT:
+        meaning = b"100-continue" in _tokens([value])
+    else:  # _UPGRADE: only its presence counts
+        meaning = True
+    entry = (pair, kind, meaning)
+    _remember(_special_lines, line, entry, _LINES_MAX)
+    return entry
 
 
 def _field_name(name):
@@ -313,12 +402,17 @@ class HttpParser:
         """Parse ``data`` (bytes-like) as far as possible."""
         if self._failed or self._eof:
             return
-        if data:
-            if self._busy:
+        if self._busy:
+            if data:
                 self._queued.append(bytes(data))
-                return
-            self._append(data)
-        if not self._paused and not self._busy:
+            return
+        if data:
+            if self._pos == len(self._buf):  # _append's common case, inline
+                self._buf = data if type(data) is bytes else bytes(data)
+                self._pos = 0
+            else:
+                self._append(data)
+        if not self._paused:
             self._run()
 
     def finish(self):
@@ -412,9 +506,173 @@ class HttpParser:
     # -- the loop --------------------------------------------------------------
 
     def _run(self):
+        """Handle buffered input until it runs out, the parser pauses, or
+        fails, then the end of input if it came. Pipelined messages are
+        handled here, in turn; the position is saved before each delegate
+        call, which may pause the parser. (One function, not a loop in a
+        wrapper: this runs once per read.)"""
         self._busy = True
+        delegate = self._delegate
         try:
-            self._process()
+            while not self._paused and not self._failed:
+                buf = self._buf
+                pos = self._pos
+                end = len(buf)
+                state = self._state
+
+                if state == _LENGTH or state == _CHUNK_DATA:
+                    remaining = self._remaining
+                    if not remaining:  # _LENGTH only: chunk data moves on below
+                        self._message_done([])
+                        continue
+                    if pos == end:
+                        if self._queued and self._take_queued():
+                            continue
+                        break
+                    stop = pos + remaining
+                    if stop > end:
+                        stop = end
+                    chunk = buf[pos:stop]
+                    if type(chunk) is not bytes:
+                        chunk = bytes(chunk)
+                    self._pos = stop
+                    remaining -= stop - pos
+                    self._remaining = remaining
+                    if not remaining and state == _CHUNK_DATA:
+                        self._state = _CHUNK_END
+                    delegate.on_body(chunk)
+                    if not remaining and state == _LENGTH and not self._paused:
+                        # What the next pass would do, without the pass.
+                        self._message_done([])
+                    continue
+
+                if pos == end:
+                    if self._queued and self._take_queued():
+                        continue
+                    break
+
+                if state == _HEAD:
+                    if self.is_request:
+                        if buf[pos] == 13 or buf[pos] == 10:
+                            try:
+                                pos = self._skip_empty_lines(buf, pos, end)
+                            except HttpError as err:
+                                self._fail(err)
+                                break
+                            if pos is None or pos == end:
+                                if self._take_queued():
+                                    continue
+                                break
+                    elif not self._expected:
+                        self._fail(ExtraDataError("no response expected"))
+                        break
+                    if not self._scanned and not self.lenient_bare_lf:
+                        found = self._quick_head(buf, pos)
+                        if found is not None:
+                            if self.is_request:
+                                delegate.on_request_head(*found)
+                            else:
+                                delegate.on_response_head(*found)
+                            if (
+                                self._state == _LENGTH and not self._remaining
+                                and not self._paused
+                            ):
+                                # No body: what the next pass would do.
+                                self._message_done([])
+                            continue
+                    try:
+                        block = self._read_block(buf, pos, end, False)
+                        if block is None:
+                            if self._take_queued():
+                                continue
+                            break
+                        lines, next_pos = block
+                        start, (headers, specials) = self._parse_lines(lines, False)
+                        if self.is_request:
+                            self._request_head(start, headers, specials)
+                        else:
+                            nonfinal = self._response_head(start, headers, specials)
+                    except HttpError as err:
+                        self._fail(err)
+                        break
+                    self._pos = next_pos
+                    self._scanned = 0
+                    self._line_end = -1
+                    self._empty_lines = 0
+                    if self.is_request:
+                        delegate.on_request_head(start[0], start[1], headers)
+                    elif nonfinal:
+                        delegate.on_response_nonfinal(start[1], start[2], headers)
+                    else:
+                        delegate.on_response_head(start[1], start[2], headers)
+
+                elif state == _UNTIL_CLOSE:
+                    chunk = buf[pos:end]
+                    if type(chunk) is not bytes:
+                        chunk = bytes(chunk)
+                    self._pos = end
+                    delegate.on_body(chunk)
+
+                elif state == _CHUNK_END or state == _CHUNK_SIZE:
+                    if state == _CHUNK_END:
+                        if end - pos < 2 and buf[pos] == 13:
+                            if self._take_queued():
+                                continue
+                            break
+                        if buf[pos:pos + 2] != b"\r\n":
+                            self._fail(ChunkError("chunk data not followed by CRLF"))
+                            break
+                        pos += 2
+                        self._pos = pos
+                        self._state = _CHUNK_SIZE
+                        if pos == end:
+                            continue
+                    # A chunk-size line of hex digits only, whole: what
+                    # _chunk_size makes of it, without the call.
+                    lf = buf.find(b"\n", pos, pos + 18) if not self._scanned else -1
+                    if lf > pos + 1 and buf[lf - 1] == 13 and not (
+                        buf[pos:lf - 1].translate(None, _HEX)
+                    ):
+                        size = int(buf[pos:lf - 1], 16)
+                        self._pos = lf + 1
+                    else:
+                        try:
+                            size = self._chunk_size(buf, pos, end)
+                        except HttpError as err:
+                            self._fail(err)
+                            break
+                        if size is None:
+                            if self._take_queued():
+                                continue
+                            break
+                    if size:
+                        self._remaining = size
+                        self._state = _CHUNK_DATA
+                    else:
+                        self._state = _TRAILERS
+
+                else:  # _TRAILERS
+                    if buf[pos] == 13 and end - pos > 1 and buf[pos + 1] == 10:
+                        # No trailers: what _read_block would find.
+                        self._pos = pos + 2
+                        self._scanned = 0
+                        self._message_done([])
+                        continue
+                    try:
+                        block = self._read_block(buf, pos, end, True)
+                        if block is None:
+                            if self._take_queued():
+                                continue
+                            break
+                        lines, next_pos = block
+                        trailers = lines and self._trailers(lines)
+                    except HttpError as err:
+                        self._fail(err)
+                        break
+                    self._pos = next_pos
+                    self._scanned = 0
+                    self._message_done(trailers)
+
             if self._eof and not self._paused and not self._failed and not self._eof_done:
                 self._end_of_input()
         finally:
@@ -441,138 +699,6 @@ class HttpParser:
         self._pos = 0
         self._queued = []
         self._delegate.on_error(err)
-
-    def _process(self):
-        """Handle buffered input until it runs out, the parser pauses, or
-        fails. Pipelined messages are handled here, in turn; the position is
-        saved before each delegate call, which may pause the parser."""
-        delegate = self._delegate
-        while not self._paused and not self._failed:
-            buf = self._buf
-            pos = self._pos
-            end = len(buf)
-            state = self._state
-
-            if state == _LENGTH or state == _CHUNK_DATA:
-                remaining = self._remaining
-                if not remaining:  # _LENGTH only: chunk data moves on below
-                    self._message_done([])
-                    continue
-                if pos == end:
-                    if self._take_queued():
-                        continue
-                    return
-                stop = pos + remaining
-                if stop > end:
-                    stop = end
-                chunk = buf[pos:stop]
-                if type(chunk) is not bytes:
-                    chunk = bytes(chunk)
-                self._pos = stop
-                remaining -= stop - pos
-                self._remaining = remaining
-                if not remaining and state == _CHUNK_DATA:
-                    self._state = _CHUNK_END
-                delegate.on_body(chunk)
-                continue
-
-            if pos == end:
-                if self._take_queued():
-                    continue
-                return
-
-            if state == _HEAD:
-                if self.is_request:
-                    if buf[pos] == 13 or buf[pos] == 10:
-                        try:
-                            pos = self._skip_empty_lines(buf, pos, end)
-                        except HttpError as err:
-                            self._fail(err)
-                            return
-                        if pos is None or pos == end:
-                            if self._take_queued():
-                                continue
-                            return
-                elif not self._expected:
-                    self._fail(ExtraDataError("no response expected"))
-                    return
-                try:
-                    block = self._read_block(buf, pos, end, False)
-                    if block is None:
-                        if self._take_queued():
-                            continue
-                        return
-                    lines, next_pos = block
-                    start, (headers, specials) = self._parse_lines(lines, False)
-                    if self.is_request:
-                        self._request_head(start, headers, specials)
-                    else:
-                        nonfinal = self._response_head(start, headers, specials)
-                except HttpError as err:
-                    self._fail(err)
-                    return
-                self._pos = next_pos
-                self._scanned = 0
-                self._line_end = -1
-                self._empty_lines = 0
-                if self.is_request:
-                    delegate.on_request_head(start[0], start[1], headers)
-                elif nonfinal:
-                    delegate.on_response_nonfinal(start[1], start[2], headers)
-                else:
-                    delegate.on_response_head(start[1], start[2], headers)
-
-            elif state == _UNTIL_CLOSE:
-                chunk = buf[pos:end]
-                if type(chunk) is not bytes:
-                    chunk = bytes(chunk)
-                self._pos = end
-                delegate.on_body(chunk)
-
-            elif state == _CHUNK_END or state == _CHUNK_SIZE:
-                if state == _CHUNK_END:
-                    if end - pos < 2 and buf[pos] == 13:
-                        if self._take_queued():
-                            continue
-                        return
-                    if buf[pos:pos + 2] != b"\r\n":
-                        self._fail(ChunkError("chunk data not followed by CRLF"))
-                        return
-                    pos += 2
-                    self._pos = pos
-                    self._state = _CHUNK_SIZE
-                    if pos == end:
-                        continue
-                try:
-                    size = self._chunk_size(buf, pos, end)
-                except HttpError as err:
-                    self._fail(err)
-                    return
-                if size is None:
-                    if self._take_queued():
-                        continue
-                    return
-                if size:
-                    self._remaining = size
-                    self._state = _CHUNK_DATA
-                else:
-                    self._state = _TRAILERS
-
-            else:  # _TRAILERS
-                try:
-                    block = self._read_block(buf, pos, end, True)
-                    if block is None:
-                        if self._take_queued():
-                            continue
-                        return
-                    lines, next_pos = block
-                    trailers = lines and self._trailers(lines)
-                except HttpError as err:
-                    self._fail(err)
-                    return
-                self._pos = next_pos
-                self._scanned = 0
-                self._message_done(trailers)
 
     def _message_done(self, trailers):
         self._state = _HEAD
@@ -624,8 +750,8 @@ class HttpParser:
         """The lines of the head (or trailer section) at ``start`` and the
         offset after its empty line; None if more input is needed.
 
-        Fast path: one find for the empty line, one split, one translate to
-        check every byte, two length checks; anything odd goes to the
+        Quick case (after _quick_head declined): one find for the empty
+        line, one split, one translate to check every byte, two length checks; anything odd goes to the
         line-at-a-time reader, which finds the first problem in byte order.
         While the block is incomplete, only the new bytes are checked, for
         the problems that must be caught before the block ends (bare CR or
@@ -747,6 +873,184 @@ class HttpParser:
             if lines:
                 self._parse_lines(lines, trailer)
             raise
+
+    def _quick_head(self, buf, pos):
+        """The fast path for a common head that is whole in ``buf`` at
+        ``pos``: the arguments of the delegate's head call, with the parser
+        set up exactly as the general path would; None to leave the head to
+        the general path, having changed nothing.
+
+        It takes strict mode, a final response but 101, or a request whose
+        target is origin-form; lines each known to pass the general checks
+        (or passing them now: _field_entry); at most one field of each
+        special kind; and framing that needs no further check. Anything
+        else, errors included, goes the general way, so that what is
+        reported, and in which order, is the general path's."""
+        idx = buf.find(b"\r\n\r\n", pos)
+        if idx < 0:
+            return None
+        block = buf[pos:idx]
+        if type(block) is not bytes:
+            block = bytes(block)
+        lines = block.split(b"\r\n")
+        start = lines[0]
+        first = len(start)
+        if (
+            first > self.max_start_line or idx - pos - first > self.max_field_section
+            or len(lines) > self.max_fields + 1
+        ):
+            return None
+        request = self.is_request
+        if request:
+            parsed = _request_lines.get(start)
+            if parsed is None:
+                parsed = start.split(b" ")
+                if len(parsed) != 3:
+                    return None
+                method, target, version = parsed
+                # A method that needs no check, not CONNECT, and an
+                # origin-form target of visible ASCII: what _request_line
+                # accepts without further ado. The translate also rules
+                # out CR, LF and the other CTLs.
+                version = _VERSIONS.get(version)
+                if (
+                    version is None or method not in _METHODS or method == b"CONNECT"
+                    or not target or target[0] != 47 or target.translate(None, _VCHAR)
+                ):
+                    return None
+                parsed = (method, target, version)
+                _remember(_request_lines, start, parsed, _LINES_MAX)
+            method, target, version = parsed
+        else:
+            parsed = _status_lines.get(start)
+            if parsed is None:
+                if len(start.translate(None, CTL_EXCEPT_HTAB)) != first:
+                    return None
+                try:
+                    parsed = self._status_line(start)
+                except HttpError:
+                    return None
+                _remember(_status_lines, start, parsed, _STATUS_LINES_MAX)
+            version, status, phrase = parsed
+            if status[0] == 49:
+                return None  # 1xx, 101 included
+        headers = []
+        append = headers.append
+        plain = _plain_lines
+        special = _special_lines
+        host = connection = length = chunked = expect = upgrade = None
+        for line in lines[1:]:
+            pair = plain.get(line)
+            if pair is None:
+                entry = special.get(line) or _field_entry(line)
+                if entry is None:
+                    return None
+                pair, kind, meaning = entry
+                # A second field of a kind: left to the general path, which
+                # reads them together (but a response's Host is no matter).
+                if kind is None:
+                    pass
+                elif kind == _HOST:
+                    if host is not None and request:
+                        return None
+                    host = meaning
+                elif kind == _CONNECTION:
+                    if connection is not None:
+                        return None
+                    connection = meaning
+                elif kind == _CONTENT_LENGTH:
+                    if length is not None:
+                        return None
+                    length = meaning
+                elif kind == _TRANSFER_ENCODING:
+                    if chunked is not None:
+                        return None
+                    chunked = meaning
+                elif kind == _EXPECT:
+                    if expect is not None:
+                        return None
+                    expect = meaning
+                else:  # _UPGRADE, whose presence is all that counts
+                    upgrade = meaning
+            append(pair)
+        if connection is None:
+            connection = ()
+        if request:
+            # _request_head, for at most one field of each kind, no CONNECT.
+            if host is None:
+                if version == b"1.1":
+                    return None
+            elif not host:
+                return None
+            if chunked is not None:
+                if not chunked or length is not None or version == b"1.0":
+                    return None
+                body = CHUNKED
+                content_length = None
+                self._state = _CHUNK_SIZE
+            elif length is not None:
+                if length == _BAD_LENGTH:
+                    return None
+                body = LENGTH
+                content_length = self._remaining = length
+                self._state = _LENGTH
+            else:
+                body = NO_BODY
+                content_length = None
+                self._remaining = 0
+                self._state = _LENGTH
+            if version == b"1.1":
+                close = b"close" in connection
+                self.expect_continue = expect is not None and expect
+                self.upgrade = upgrade = upgrade is not None and b"upgrade" in connection
+            else:
+                close = b"keep-alive" not in connection or b"close" in connection
+                self.expect_continue = False
+                self.upgrade = upgrade = False
+            self._switch = upgrade
+        else:
+            # _response_head, for at most one field of each kind, no CONNECT.
+            expected = self._expected
+            method = expected[0]
+            if method == b"CONNECT":
+                return None
+            if version == b"1.1":
+                close = b"close" in connection
+            else:
+                close = b"keep-alive" not in connection or b"close" in connection
+            content_length = None
+            if method == b"HEAD" or status == b"204" or status == b"304":
+                body = NO_BODY
+                self._remaining = 0
+                self._state = _LENGTH
+            elif chunked is not None:
+                if not chunked or version == b"1.0":
+                    return None
+                body = CHUNKED
+                close = length is not None or close
+                self._state = _CHUNK_SIZE
+            elif length is not None:
+                if length == _BAD_LENGTH:
+                    return None
+                body = LENGTH
+                content_length = self._remaining = length
+                self._state = _LENGTH
+            else:
+                body = UNTIL_CLOSE
+                close = True
+                self._state = _UNTIL_CLOSE
+            expected.popleft()
+            self.upgrade = upgrade is not None and b"upgrade" in connection
+            self.expect_continue = False
+        self.version = version
+        self.close = close
+        self.body = body
+        self.content_length = content_length
+        self._pos = idx + 4
+        self._empty_lines = 0
+        if request:
+            return method, target, headers
+        return status, phrase, headers
 
     def _next_line(self, buf, pos, end, limit, line_error, size_error):
         """(line, next offset) for the line at ``pos``, which must end before
