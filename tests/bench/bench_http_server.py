@@ -21,6 +21,12 @@ requests pipelined on one connection (N at a time, default 100000 at once)
 to each server and checks that every response arrived, in order, reporting
 the server's peak RSS growth. ``--profile`` runs thor's server under
 cProfile for the keep-alive load and prints the top functions.
+``--layers`` prints, instead, in-process CPU microseconds per keep-alive
+request for each layer (no load generator, no second process): the parser
+alone, the HTTP server over a stand-in transport (parser, server and the
+hello-world handler), the whole server over a socketpair, and a bare
+TcpConnection answering with a canned response; the socketpair figures
+include the test's own send and recv.
 """
 
 import argparse
@@ -353,6 +359,82 @@ def pipeline_in_order(port, total=2000):
     return True
 
 
+def layers(requests=30000, rounds=5):
+    """In-process CPU us per request for each layer (see the docstring)."""
+    import thor.loop
+    from thor.http.parser import HttpParser
+    from thor.http.server import HttpServer, HttpServerConnection
+    from thor.tcp import TcpConnection
+
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+    canned = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+              b"Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\nHello, world!")
+
+    def on_exchange(exch):
+        def request_start(method, uri, headers):
+            exch.response_start(200, "OK", [("Content-Type", "text/plain"),
+                                             ("Content-Length", "13")])
+            exch.response_body(b"Hello, world!")
+            exch.response_done([])
+        exch.on("request_start", request_start)
+
+    class NullDelegate:
+        def on_request_head(self, method, uri, headers): pass
+        def on_body(self, chunk): pass
+        def on_message_done(self, trailers): pass
+        def on_error(self, err): raise err
+
+    class StandInTransport:
+        def on(self, event, listener): pass
+        def pause(self, paused): pass
+        def write(self, data): pass
+        def close(self): pass
+
+    loop = thor.loop.make()
+    server = HttpServer("127.0.0.1", 0, loop)
+    server.on("exchange", on_exchange)
+    loop._running = True  # passes are run by hand below
+
+    def parser_only():
+        feed = HttpParser(NullDelegate(), True).feed
+        for _ in range(requests):
+            feed(request)
+
+    def http_layer():
+        on_data = HttpServerConnection(server, StandInTransport())._on_data
+        for _ in range(requests):
+            on_data(request)
+
+    def over_socketpair(tcp_side):
+        def run():
+            ours, theirs = socket.socketpair()
+            tcp_side(TcpConnection(ours, "socketpair", 0, loop))
+            send, recv, one_pass = theirs.send, theirs.recv, loop._run_once
+            for _ in range(requests):
+                send(request)
+                one_pass()
+                recv(65536)
+        return run
+
+    def bare(tcp):
+        tcp.on("data", lambda data: tcp.write(canned))
+        tcp.pause(False)
+
+    for label, run in (
+        ("parser alone", parser_only),
+        ("HTTP server, stand-in transport", http_layer),
+        ("HttpServer over a socketpair", over_socketpair(server._on_connect)),
+        ("bare TcpConnection, canned answer", over_socketpair(bare)),
+    ):
+        best = None
+        for _ in range(rounds):
+            began = time.process_time()
+            run()
+            took = time.process_time() - began
+            best = took if best is None else min(best, took)
+        print("  %-34s %6.2f us CPU/request (best of %d)" % (label, best / requests * 1e6, rounds))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -361,7 +443,12 @@ def main():
     parser.add_argument("--loadgen", choices=("wrk", "stdlib"), default=None)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--pipeline", type=int, nargs="?", const=100_000, default=None)
+    parser.add_argument("--layers", action="store_true")
     args = parser.parse_args()
+    if args.layers:
+        print("thor, in-process, per keep-alive request (python %s):" % sys.version.split()[0])
+        layers()
+        return 0
     seconds = args.seconds or (2.0 if args.quick else 5.0)
     loadgen = args.loadgen or ("wrk" if shutil.which("wrk") else "stdlib")
     load = load_wrk if loadgen == "wrk" else load_stdlib

@@ -66,20 +66,33 @@ _SPECIAL_OUT = HOP_BY_HOP | {b"content-length", b"date"}
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
 # Checked field lines: (name, value) as the application passed them ->
-# (b"Name: value\r\n", lower-cased name, value bytes). Applications send the
-# same few fields again and again; a proxy relays arbitrary ones, so the
-# cache is emptied when it fills up, and long values are not kept.
+# (b"Name: value\r\n", lower-cased name, value bytes, Content-Length or
+# None). Applications send the same few fields again and again; a proxy
+# relays arbitrary ones, so the cache is emptied when it fills up, and long
+# values are not kept.
 _field_lines = {}
 _FIELD_CACHE_MAX = 4096
 _FIELD_CACHE_VALUE = 256
 
-# Checked status lines: (status, phrase) as passed -> b"HTTP/1.1 ... \r\n".
-_status_lines = {}
-_STATUS_CACHE_MAX = 256
+# Checked response heads: (status, phrase, tuple(headers)) as passed ->
+# (status line and plain field lines, status code, Content-Length or None,
+# the special field entries or None, the end of the head for a plain
+# request, the framing it means). An application answering with the same
+# few heads then pays one dictionary look-up per response instead of one
+# per field, and for an ordinary request (see HttpServerExchange._plain)
+# the head is that entry, the Date and that end. A head is kept only once all of its field lines were
+# already cached (seen before), so a proxy relaying ever-different heads
+# does not churn it; keys are exact ints, strs and bytes (200.0 == 200, but
+# 200.0 is not a status).
+_heads = {}
+_HEAD_CACHE_MAX = 256
+_HEAD_CACHE_SIZE = 4096
 
 
 def _field_line(field):
     """Check one (name, value) field; raises BadHeaderError / TypeError."""
+    if isinstance(field, (str, bytes)):  # would unpack as two characters
+        raise error.BadHeaderError("a field is a (name, value) tuple: %r" % (field,))
     try:
         name, value = field
     except (TypeError, ValueError):
@@ -103,21 +116,68 @@ def _field_line(field):
 
 
 def _status_line(status, phrase):
-    try:
-        line = _status_lines.get((status, phrase))
-    except TypeError:  # unhashable: checked below, not cached
-        line = None
-        key = None
-    else:
-        key = (status, phrase)
-    if line is None:
-        raw_status = encode_status(status)
-        line = b"HTTP/1.1 " + raw_status + b" " + encode_phrase(phrase) + b"\r\n"
-        if key is not None:
-            if len(_status_lines) >= _STATUS_CACHE_MAX:
-                _status_lines.clear()
-            _status_lines[key] = line
-    return line
+    """b"HTTP/1.1 <status> <phrase>\r\n"; raises BadStatusError."""
+    return b"HTTP/1.1 " + encode_status(status) + b" " + encode_phrase(phrase) + b"\r\n"
+
+
+_EXACT = (int, str, bytes)
+
+
+def _checked_head(status, phrase, headers):
+    """The checked entry for a response head (see ``_heads``); raises,
+    having cached nothing, for anything that is not valid on the wire."""
+    key = None
+    if type(status) in _EXACT and type(phrase) in _EXACT:
+        try:
+            key = (status, phrase, tuple(headers))
+            entry = _heads.get(key)
+        except TypeError:  # an unhashable field (a list): checked, not cached
+            key = entry = None
+        if entry is not None:
+            return entry
+    lines = [_status_line(status, phrase)]
+    content_length = None
+    fields = None  # special fields other than Content-Length, when any
+    cacheable = key is not None
+    for field in headers:
+        try:
+            entry = _field_lines.get(field)
+        except TypeError:  # unhashable (a list): checked, not cached
+            entry = None
+        if entry is None:
+            entry = _field_line(field)
+            cacheable = False
+        elif type(field) is not tuple:
+            cacheable = False  # equal to a cached field, but not one
+        if entry[1] in _SPECIAL_OUT:
+            length = entry[3]
+            if length is None:
+                if fields is None:
+                    fields = []
+                fields.append(entry)
+            elif content_length is None:
+                content_length = length
+            elif length != content_length:
+                raise error.BadHeaderError("conflicting Content-Length values")
+        else:
+            lines.append(entry[0])
+    prefix = b"".join(lines)
+    code = prefix[9:12]
+    tail = framing = None
+    if fields is None and code[0] != 49 and code != b"204" and code != b"304":
+        # What _framed adds for a plain request (after the Date).
+        if content_length is not None:
+            tail = b"Content-Length: %d\r\n\r\n" % content_length
+            framing = _LENGTH
+        else:
+            tail = b"Transfer-Encoding: chunked\r\n\r\n"
+            framing = _CHUNKED
+    entry = (prefix, code, content_length, fields and tuple(fields), tail, framing)
+    if cacheable and len(prefix) <= _HEAD_CACHE_SIZE:
+        if len(_heads) >= _HEAD_CACHE_MAX:
+            _heads.clear()
+        _heads[key] = entry
+    return entry
 
 
 class _DateCache:
@@ -251,7 +311,7 @@ class HttpServerConnection:
         "server", "tcp", "loop", "parser", "exchange", "_out", "_out_size",
         "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
         "_write_paused", "_await_drain", "_deadline", "_timer", "_timer_at",
-        "_draining", "_request_count",
+        "_draining", "_request_count", "_between_requests",
     )
 
     def __init__(self, server, tcp_conn):
@@ -270,6 +330,8 @@ class HttpServerConnection:
         self._await_drain = False
         self._draining = False
         self._request_count = 0
+        # Idle between requests, no byte of the next one read yet.
+        self._between_requests = True
         self._deadline = None
         self._timer = None
         self._timer_at = 0.0
@@ -336,14 +398,21 @@ class HttpServerConnection:
     # -- input ---------------------------------------------------------------
 
     def _on_data(self, data):
-        if self.exchange is None and self.parser.idle:
-            # The first bytes of a request head.
-            self._set_deadline(self.server.request_timeout)
+        head_started = self._between_requests
+        self._between_requests = False
+        count = self._request_count
         self._in_input = True
         try:
             self.parser.feed(data)
         finally:
             self._in_input = False
+        if head_started and self._request_count == count and not self._closed:
+            # This read began a request head but did not complete it: the
+            # client has request_timeout from now for the rest. (A head
+            # that arrives in one read, the usual case, never needs the
+            # request deadline; when a request was read, finishing it set
+            # the deadline for what follows.)
+            self._set_deadline(self.server.request_timeout)
         if self._out:
             self._flush()
         parser = self.parser
@@ -364,12 +433,16 @@ class HttpServerConnection:
         exchange = HttpServerExchange(self, method, uri, headers, parser.version)
         if parser.close:
             exchange._request_close = True
+            exchange._plain = False
         if parser.upgrade:
             exchange._upgrade = True
         if parser.body == NO_BODY or parser.content_length == 0:
             exchange._no_request_body = True
         if parser.expect_continue:
             exchange._expect_continue = True
+            exchange._plain = False
+        if exchange.req_version != b"1.1" or method == b"HEAD" or method == b"CONNECT":
+            exchange._plain = False
         self.exchange = exchange
         self._request_count += 1
         self._deadline = None  # the exchange is the application's now
@@ -516,6 +589,7 @@ class HttpServerConnection:
         self.exchange = None
         if self._write_paused:
             self._await_drain = True
+            self._between_requests = False
             self.parser.pause()
             self._pause_reading(True)
             self._set_deadline(self.server.idle_timeout)
@@ -525,8 +599,10 @@ class HttpServerConnection:
     def _resume_input(self):
         parser = self.parser
         if parser.idle:
+            self._between_requests = True
             self._set_deadline(self.server.idle_timeout)
         else:
+            self._between_requests = False
             self._set_deadline(self.server.request_timeout)
         if self._reading_paused:
             self._pause_reading(False)
@@ -621,6 +697,9 @@ class HttpServerExchange(EventEmitter):
     _upgrade = False
     _no_request_body = False
     _expect_continue = False
+    # Nothing about the request changes how a response is framed: HTTP/1.1,
+    # not HEAD or CONNECT, no Connection: close, no Expect: 100-continue.
+    _plain = True
 
     def __init__(self, connection, method, uri, headers, version):
         EventEmitter.__init__(self)
@@ -672,7 +751,11 @@ class HttpServerExchange(EventEmitter):
             raise error.BadStatusError("response_nonfinal takes a 1xx status other than 101")
         if self._started:
             raise error.StateError("the final response has already started")
-        head = self._head(_status_line(status, phrase), headers or (), True)
+        prefix, _, _, fields, _, _ = _checked_head(status, phrase, headers or ())
+        if fields is not None:
+            head = self._head_special(prefix, headers, fields, True, None)
+        else:
+            head = prefix + b"\r\n"
         if self.req_version == b"1.1" and not self.connection._closed:
             if status == b"100":
                 if self._continue_sent:
@@ -684,56 +767,36 @@ class HttpServerExchange(EventEmitter):
         """Start the response; thor chooses and writes the framing."""
         if self._started:
             raise error.StateError("response_start called twice")
-        line = _status_line(status, phrase)
-        code = line[9:12]
-        if code[0] == 49:  # 1xx
-            if code != b"101":
-                raise error.BadStatusError("use response_nonfinal for 1xx responses")
-            if not self._upgrade:
-                raise error.StateError("101 answers only a request that asked to Upgrade")
-        head = self._head(line, headers or (), False)
-        self._started = True
+        prefix, code, content_length, fields, tail, framing = _checked_head(
+            status, phrase, headers or ()
+        )
         conn = self.connection
+        if tail is not None and self._plain and not conn._draining:
+            # The common case: a plain request, a final status with a body,
+            # no connection field and no Date: the framing is known.
+            self._framing = framing
+            if content_length is not None:
+                self._length_left = content_length
+            head = b"".join((prefix, _date.get(), tail))
+        else:
+            if code[0] == 49:  # 1xx
+                if code != b"101":
+                    raise error.BadStatusError("use response_nonfinal for 1xx responses")
+                if not self._upgrade:
+                    raise error.StateError("101 answers only a request that asked to Upgrade")
+            if fields is None:
+                head = self._framed(prefix, code, content_length, False, False)
+            else:
+                head = self._head_special(prefix, headers, fields, False, content_length)
+        self._started = True
         if not conn._closed:
             conn._write(head)
 
-    def _head(self, line, headers, nonfinal):
-        """The response head; sets the framing. Raises, having changed
-        nothing, for anything that is not valid on the wire."""
-        lines = [line]
-        append = lines.append
-        special = _SPECIAL_OUT
-        cache = _field_lines
-        content_length = None
-        fields = None  # special fields other than Content-Length, when any
-        for field in headers:
-            try:
-                entry = cache.get(field)
-            except TypeError:  # unhashable (a list): checked, not cached
-                entry = None
-            if entry is None:
-                entry = _field_line(field)
-            if entry[1] in special:
-                length = entry[3]
-                if length is None:
-                    if fields is None:
-                        fields = []
-                    fields.append(entry)
-                elif content_length is None:
-                    content_length = length
-                elif length != content_length:
-                    raise error.BadHeaderError("conflicting Content-Length values")
-            else:
-                append(entry[0])
-        if fields is None and not nonfinal:
-            # The common case: no connection field, no Date; thor's own
-            # fields say all there is to say.
-            return self._framed(lines, content_length, False, False)
-        return self._head_special(lines, headers, fields or (), nonfinal, content_length)
-
-    def _head_special(self, lines, headers, fields, nonfinal, content_length):
-        """_head for a response with connection, Upgrade or Date fields."""
-        status = lines[0][9:12]
+    def _head_special(self, prefix, headers, fields, nonfinal, content_length):
+        """The head of a response with connection, Upgrade or Date fields;
+        sets the framing. Raises, having changed nothing, for anything that
+        is not valid on the wire."""
+        status = prefix[9:12]
         tokens = set()
         extra = []  # Date, and Upgrade in a 101
         has_upgrade = False
@@ -751,10 +814,11 @@ class HttpServerExchange(EventEmitter):
                 extra.append(entry[0])
         if status == b"101" and not has_upgrade:
             raise error.BadHeaderError("a 101 response needs an Upgrade field")
+        lines = [prefix]
         if tokens - _CONNECTION_OPTIONS:
             # Fields the application named in Connection are hop-by-hop too
             # (RFC 9110 7.6.1): build the field lines again without them.
-            lines = lines[:1]
+            lines = [prefix[:prefix.index(b"\r\n") + 2]]
             for field in headers:
                 try:
                     entry = _field_lines.get(field)
@@ -770,28 +834,26 @@ class HttpServerExchange(EventEmitter):
         for line in extra:
             lines.append(line)
             has_date = has_date or line[:5].lower() == b"date:"
-        return self._framed(lines, content_length, b"close" in tokens, has_date)
+        return self._framed(
+            b"".join(lines), status, content_length, b"close" in tokens, has_date
+        )
 
-    def _framed(self, lines, content_length, app_close, has_date):
-        """Add Date, the framing and the connection fields; end the head."""
-        status = lines[0][9:12]
+    def _framed(self, head, status, content_length, app_close, has_date):
+        """Add Date, the framing and the connection fields to ``head`` (the
+        status line and the application's fields); sets the framing."""
         method = self.method
-        conn = self.connection
-        append = lines.append
         if not has_date:
-            append(_date.get())
-        close = self._request_close or conn._draining or app_close
+            head += _date.get()
+        close = self._request_close or app_close or self.connection._draining
         if status == b"101":
             self._framing = _NO_BODY
             self._tunnel_ok = True
-            append(b"Connection: upgrade\r\n\r\n")
-            return b"".join(lines)
+            return head + b"Connection: upgrade\r\n\r\n"
         if method == b"CONNECT":
             if status[0] == 50:  # 2xx: a tunnel, no framing fields (RFC 9110 9.3.6)
                 self._framing = _NO_BODY
                 self._tunnel_ok = True
-                append(b"\r\n")
-                return b"".join(lines)
+                return head + b"\r\n"
             # A refused tunnel: what the client sent after its request may be
             # tunnel data, not HTTP, so read no further.
             close = True
@@ -807,25 +869,23 @@ class HttpServerExchange(EventEmitter):
             if content_length is not None and status != b"204":
                 # HEAD: the length a GET would have; 304: of the selected
                 # representation (RFC 9110 8.6). 204 never has one.
-                append(b"Content-Length: %d\r\n" % content_length)
+                head += b"Content-Length: %d\r\n" % content_length
         elif content_length is not None:
             self._framing = _LENGTH
             self._length_left = content_length
-            append(b"Content-Length: %d\r\n" % content_length)
+            head += b"Content-Length: %d\r\n" % content_length
         elif self.req_version == b"1.1":
             self._framing = _CHUNKED
-            append(b"Transfer-Encoding: chunked\r\n")
+            head += b"Transfer-Encoding: chunked\r\n"
         else:
             self._framing = _UNTIL_CLOSE
             close = True
         if close:
             self._close_after = True
-            append(b"Connection: close\r\n\r\n")
-        elif self.req_version == b"1.0":
-            append(b"Connection: keep-alive\r\n\r\n")
-        else:
-            append(b"\r\n")
-        return b"".join(lines)
+            return head + b"Connection: close\r\n\r\n"
+        if self.req_version == b"1.0":
+            return head + b"Connection: keep-alive\r\n\r\n"
+        return head + b"\r\n"
 
     def response_body(self, chunk):
         """Send a chunk of the response body (bytes, or str as UTF-8)."""
