@@ -553,6 +553,61 @@ class PoolTests(ClientTestCase):
         self.assertEqual(len(server.conns), 1)
         self.assertEqual(server.conns[0].heads, 3)
 
+    def test_request_from_response_done_reuses_the_connection(self):
+        # The connection is released before response_done, so the next
+        # request, made by its listener, gets it (no second connection).
+        server = self.raw(answer_each(OK))
+        recs = []
+
+        def next_request(trailers):
+            if len(recs) < 4:
+                start()
+
+        def start():
+            rec = self.request(server.url())
+            rec.exchange.on("response_done", next_request)
+            recs.append(rec)
+
+        start()
+        self.run_until(lambda: len(recs) == 4 and recs[-1].finished)
+        for rec in recs:
+            self.assertDone(rec)
+        self.assertEqual(len(server.conns), 1)
+        self.assertEqual(server.conns[0].heads, 4)
+
+    def test_repeated_request_heads_are_checked_and_independent(self):
+        server = self.raw(answer_each(OK))
+        headers = [("X-A", "1"), (b"X-B", b"2"), ("Connection", "x-c"), ("X-C", "3")]
+        first = self.fetch(server.url("/p"), headers=headers)
+        second = self.fetch(server.url("/p"), headers=headers)
+        self.assertDone(first)
+        self.assertDone(second)
+        self.assertEqual(first.exchange.req_hdrs, [(b"X-A", b"1"), (b"X-B", b"2")])
+        self.assertEqual(first.exchange.req_hdrs, second.exchange.req_hdrs)
+        self.assertIsNot(first.exchange.req_hdrs, second.exchange.req_hdrs)
+        sent = server.conns[0].data.split(b"\r\n\r\n")
+        self.assertEqual(sent[0], sent[1])
+        self.assertNotIn(b"X-C", sent[0])
+        # A bad value still raises, every time.
+        for _ in range(2):
+            exchange = self.client.exchange()
+            with self.assertRaises(error.BadHeaderError):
+                exchange.request_start("GET", server.url("/p"), [("X-A", "1\x00")])
+
+    def test_header_subclass_is_not_taken_from_the_cache(self):
+        class Sly(str):
+            def __eq__(self, other):
+                return True
+
+            def __hash__(self):
+                return hash("1")  # so that it finds the cached ("X-A", "1")
+
+        server = self.raw(answer_each(OK))
+        self.assertDone(self.fetch(server.url(), headers=[("X-A", "1")]))
+        exchange = self.client.exchange()
+        with self.assertRaises(error.BadHeaderError):
+            exchange.request_start("GET", server.url(), [("X-A", Sly("1\x00"))])
+
     def test_limit_and_queue(self):
         self.client.max_server_conn = 2
         server = self.raw()  # answers when told

@@ -197,6 +197,11 @@ class HttpClient:
         if conn.closed or not conn.parser.idle:
             conn.close()  # bytes beyond the response: not to be trusted
             return
+        self._reuse(conn)
+
+    def _reuse(self, conn):
+        """``conn`` is open, idle, with nothing unread: give it to the next
+        exchange waiting, or put it in the pool."""
         origin = conn.origin
         queue = origin.queue
         while queue:
@@ -485,7 +490,7 @@ class _ClientConnection:
                 listeners[0](status, phrase, headers)
             except Exception as exc:
                 exchange._listener_failed(exc)
-        else:
+        elif listeners or exchange._sink is not None:
             exchange._emit("response_start", status, phrase, headers)
 
     def on_body(self, chunk):
@@ -497,7 +502,7 @@ class _ClientConnection:
                     listeners[0](chunk)
                 except Exception as exc:
                     exchange._listener_failed(exc)
-            else:
+            elif listeners or exchange._sink is not None:
                 exchange._emit("response_body", chunk)
 
     def on_message_done(self, trailers):
@@ -517,13 +522,29 @@ class _ClientConnection:
                 self.abort()
             return
         exchange._conn = None
-        if self.parser.close or exchange._request_close or not exchange._request_sent:
+        parser = self.parser
+        if parser.close or exchange._request_close or not exchange._request_sent:
             # The server said so, or framing forced it; or it answered
             # before the request was all sent, which then cannot be.
             self.close()
+        elif parser.idle:
+            # Nothing follows the response in what was read: the connection
+            # is free before response_done, so that a request made by its
+            # listener (the usual place) reuses it rather than queueing or
+            # opening another.
+            self.client._reuse(self)
         else:
-            self._release_pending = True  # once the rest of the input is seen
-        exchange._emit("response_done", trailers)
+            # More input: once the parser has seen it (ExtraDataError, as
+            # no response is expected), the release closes the connection.
+            self._release_pending = True
+        listeners = exchange._events.get("response_done")
+        if listeners and len(listeners) == 1:
+            try:
+                listeners[0](trailers)
+            except Exception as exc:
+                exchange._listener_failed(exc)
+        else:
+            exchange._emit("response_done", trailers)
 
     def on_request_head(self, *args):  # pragma: no cover
         raise AssertionError("a response parser never reports requests")
@@ -618,6 +639,47 @@ _URL_CACHE_MAX = 1024
 _URL_BAD = bytes(range(0x00, 0x21)) + bytes(range(0x7F, 0x100))
 
 
+_EXACT = (bytes, str)
+# (method, URL, tuple(headers)) -> _KnownRequest, for requests whose every
+# part is exactly str or bytes and passed request_start's checks: an
+# intermediary sends the same few heads over and over. Emptied when full.
+_request_heads = {}
+_REQUEST_HEADS_MAX = 256
+
+
+class _KnownRequest:
+    """What request_start made of one (method, URL, headers), and the
+    request heads built from it, by framing."""
+
+    __slots__ = (
+        "method", "uri", "req_hdrs", "request_close", "upgrade", "expect",
+        "origin_key", "head_fields", "heads",
+    )
+
+    def __init__(self, exchange, expect):
+        self.method = exchange.method
+        self.uri = exchange.uri
+        self.req_hdrs = tuple(exchange.req_hdrs)
+        self.request_close = exchange._request_close
+        self.upgrade = exchange._upgrade
+        self.expect = expect
+        self.origin_key = exchange._origin_key
+        self.head_fields = exchange._head_fields
+        self.heads = {}
+
+    @staticmethod
+    def matches(headers):
+        """The headers that compared equal to the key's are exactly its
+        types too (a subclass may define equality as it likes)."""
+        for item in headers:
+            if item.__class__ is not tuple:
+                return False
+            name, value = item
+            if name.__class__ not in _EXACT or value.__class__ not in _EXACT:
+                return False
+        return True
+
+
 class HttpClientExchange(EventEmitter):
     """One request and its response.
 
@@ -631,50 +693,45 @@ class HttpClientExchange(EventEmitter):
     writes), res_status, res_version.
     """
 
-    __slots__ = (
-        "client", "method", "uri", "req_hdrs", "res_status", "res_version",
-        "_state", "_origin_key", "_conn", "_pending_connect", "_head_fields",
-        "_framing", "_length_left", "_body", "_body_size", "_kept",
-        "_kept_size", "_replay_ok", "_req_done", "_trailers", "_request_sent",
-        "_request_close", "_head_written", "_response_seen", "_switching",
-        "_tunnelled", "_retries", "_paused_out", "_input_paused", "_failed",
-        "_upgrade", "_fresh",
-    )
+    # The state every exchange starts in is kept on the class: __init__
+    # stores only what differs, and each attribute is set on the instance
+    # when it first changes (HttpServerExchange does the same).
+    method = None
+    uri = None
+    req_hdrs = None
+    res_status = None
+    res_version = None
+    _state = _NEW
+    _origin_key = None
+    _conn = None
+    _pending_connect = None
+    _head_fields = None
+    _head_entry = None  # the _request_heads entry this request matched
+    _framing = None
+    _length_left = None
+    _body = None  # request body not yet written (list)
+    _body_size = 0
+    _kept = None  # request body kept for a replay (list)
+    _kept_size = 0
+    _replay_ok = True
+    _req_done = False
+    _trailers = None
+    _request_sent = False
+    _request_close = False
+    _head_written = False
+    _response_seen = False
+    _switching = False
+    _tunnelled = False
+    _retries = 0
+    _paused_out = False
+    _input_paused = False
+    _failed = False
+    _upgrade = False
+    _fresh = False
 
     def __init__(self, client):
         EventEmitter.__init__(self)
         self.client = client
-        self.method = None
-        self.uri = None
-        self.req_hdrs = None
-        self.res_status = None
-        self.res_version = None
-        self._state = _NEW
-        self._origin_key = None
-        self._conn = None
-        self._pending_connect = None
-        self._head_fields = None
-        self._framing = None
-        self._length_left = None
-        self._body = None  # request body not yet written (list)
-        self._body_size = 0
-        self._kept = None  # request body kept for a replay (list)
-        self._kept_size = 0
-        self._replay_ok = True
-        self._req_done = False
-        self._trailers = None
-        self._request_sent = False
-        self._request_close = False
-        self._head_written = False
-        self._response_seen = False
-        self._switching = False
-        self._tunnelled = False
-        self._retries = 0
-        self._paused_out = False
-        self._input_paused = False
-        self._failed = False
-        self._upgrade = False
-        self._fresh = False
 
     def __repr__(self):
         return "<HttpClientExchange %r %r>" % (self.method, self.uri)
@@ -689,8 +746,19 @@ class HttpClientExchange(EventEmitter):
         bad fields raise here, before anything is sent."""
         if self._state != _NEW:
             raise error.StateError("request_start called twice")
+        key = None
+        if method.__class__ in _EXACT and uri.__class__ in _EXACT:
+            try:
+                key = (method, uri, tuple(headers))
+                known = _request_heads.get(key)
+            except TypeError:  # unhashable parts: not cached
+                key = known = None
+            if known is not None and known.matches(headers):
+                self._start_known(known)
+                return
         method = _encode_method(method)
         fields = []
+        exact = key is not None and _KnownRequest.matches(headers)
         content_length = None
         tokens = None
         expect = False
@@ -754,11 +822,39 @@ class HttpClientExchange(EventEmitter):
                 return
             if len(_url_cache) < _URL_CACHE_MAX:
                 _url_cache[uri] = parsed
-        key, target, authority = parsed
+        origin_key, target, authority = parsed
         if method == b"CONNECT":
             target = authority
-        self._origin_key = key
+        self._origin_key = origin_key
         self._head_fields = (target, authority, content_length)
+        if exact:
+            # Validated, and every part exactly str or bytes (a subclass
+            # might not compare, hash or encode as the value it shows).
+            if len(_request_heads) >= _REQUEST_HEADS_MAX:
+                _request_heads.clear()  # one-off requests must not pin it
+            known = _request_heads[key] = _KnownRequest(self, expect)
+            self._head_entry = known
+        self.client._acquire(self)
+
+    def _start_known(self, known):
+        """request_start for a request validated before (_request_heads)."""
+        self.method = known.method
+        self._state = _STARTED
+        self.req_hdrs = list(known.req_hdrs)
+        self._head_entry = known
+        if known.request_close:
+            self._request_close = True
+        if known.upgrade:
+            self._upgrade = True
+        content_length = known.head_fields[2]
+        if content_length is not None:
+            self._framing = _LENGTH
+            self._length_left = content_length
+        elif known.expect:
+            self._framing = _CHUNKED
+        self.uri = known.uri
+        self._origin_key = known.origin_key
+        self._head_fields = known.head_fields
         self.client._acquire(self)
 
     def request_body(self, chunk):
@@ -837,9 +933,19 @@ class HttpClientExchange(EventEmitter):
                 self._kept.append(chunk)
 
     def _build_head(self):
+        known = self._head_entry
+        if known is not None:
+            # Built from the fields request_start checked, once per framing.
+            head = known.heads.get(self._framing)
+            if head is None:
+                head = known.heads[self._framing] = self._make_head(known.req_hdrs)
+            return head
+        return self._make_head(self.req_hdrs)
+
+    def _make_head(self, req_hdrs):
         target, authority, content_length = self._head_fields
         lines = [self.method, b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
-        for raw, value in self.req_hdrs:
+        for raw, value in req_hdrs:
             lines.append(raw + b": " + value + b"\r\n")
         framing = self._framing
         if framing == _LENGTH:
