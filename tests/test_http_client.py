@@ -17,7 +17,6 @@ import threading
 import time
 import unittest
 
-import thor.loop
 from thor.http import error
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer

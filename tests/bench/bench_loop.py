@@ -19,7 +19,6 @@ import asyncio
 import gc
 import os
 import random
-import statistics
 import sys
 import time
 import timeit

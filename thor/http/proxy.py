@@ -41,6 +41,7 @@ Run ``python -m thor.http.proxy --help`` for the command line.
 import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time as _time
@@ -852,8 +853,6 @@ def main(argv=None):
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1 and args.worker_of is None:
-        if port == 0:
-            parser.error("--workers needs a fixed port to share")
         return _run_workers(args)
 
     loop = thor.loop._loop
@@ -903,9 +902,22 @@ def _run_workers(args):
     this process dies in any other way. (A pipe rather than passing the
     signal on: a worker still starting up has no signal handler yet, but it
     finds the end-of-file as soon as it watches the pipe.)"""
+    host, port = _split_listen(args.listen)
+    placeholder = None
+    if port == 0:
+        # Port 0 would give each worker a port of its own: pick one here, and
+        # hold it (bound, not listening, so it gets no connections) while the
+        # workers bind it too.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        placeholder = socket.socket(family, socket.SOCK_STREAM)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        placeholder.bind((host, 0))
+        port = placeholder.getsockname()[1]
+    listen = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "thor.http.proxy", "--worker-of", str(read_end),
-               "--listen", args.listen]
+               "--listen", listen]
     for url in args.upstream:
         command += ["--upstream", url]
     for port in args.connect_port or ():
@@ -927,6 +939,8 @@ def _run_workers(args):
         code = child.wait()
         status = status or (code if code > 0 else 128 - code if code < 0 else 0)
     stop_workers(None, None)
+    if placeholder is not None:
+        placeholder.close()
     return status
 
 
