@@ -124,7 +124,7 @@ def clear_caches():
     from thor.http import parser as module
     for cache in (
         module._plain_lines, module._special_lines, module._request_lines,
-        module._status_lines,
+        module._status_lines, module._request_heads,
     ):
         cache.clear()
 
@@ -1454,6 +1454,37 @@ class TestFastPath(ParserCase):
         data = (b"\r\n" * 6 + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") * 3
         events = self.parse(data)
         self.assertEqual([e[0] for e in events], ["head", "done"] * 3)
+
+    def test_remembered_head_answers_like_a_new_one(self):
+        # A whole request head is remembered once accepted; a repeat must
+        # give the same results, each time with a list of its own, and
+        # must still meet a stricter parser's limits.
+        from thor.http import parser as module
+        clear_caches()
+        data = (b"POST /f HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n"
+                b"hello")
+        first = run(data, True, pieces=[data])
+        self.assertIn(data[:data.index(b"\r\n\r\n")], module._request_heads)
+        second = run(data, True, pieces=[data])
+        self.assertEqual(second, first)
+        self.assertIsNot(head(second)[3], head(first)[3])
+        self.assertFails(run(data, True, pieces=[data], max_fields=2)[:-1],
+                         error.TooManyFieldsError)
+        self.assertFails(run(data, True, pieces=[data], max_start_line=10)[:-1],
+                         error.UriTooLongError)
+        self.assertFails(run(data, True, pieces=[data], max_field_section=20)[:-1],
+                         error.FieldSectionTooLargeError)
+        for data in (
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: w\r\n\r\nrest",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        ):
+            clear_caches()
+            cold = run(data, True, pieces=[data])
+            self.assertEqual(run(data, True, pieces=[data]), cold)
+            clear_caches()
+            self.assertEqual(run(data, True, pieces=[bytes([b]) for b in data]), cold)
 
     def test_caches_are_bounded(self):
         from thor.http import parser as module

@@ -55,6 +55,8 @@ WRITE = 0x004
 ERROR = 0x008
 HUP = 0x010
 INVALID = 0x020
+# The conditions that may call for unregistering an fd (see _run_once).
+_TROUBLE = ERROR | HUP | INVALID
 
 _EVENT_BITS = {"fd_readable": READ, "fd_writable": WRITE}
 
@@ -140,6 +142,8 @@ class LoopBase(EventEmitter):
         self.exception_handler = default_exception_handler
         self._clock = clock or _time.monotonic
         self._poller = (poller or _default_poller)()
+        self._poll = None  # bound by the first pass (see _bind_poller)
+        self._forever = None
         self._running = False
         self._stopping = False
         self._fd_sources = {}
@@ -156,6 +160,22 @@ class LoopBase(EventEmitter):
         self._fd_sources[self._waker_fd] = _Waker(self._wake_r)
         self._closed = False
         _loops.add(self)
+
+    def _bind_poller(self):
+        # The adapter's poll, or the system call itself when the adapter
+        # needs no translation (epoll's raw_poll): one Python call less per
+        # pass. A poll replaced on the adapter instance (tests wrap it to
+        # watch the timeouts) is honoured: the first pass binds, and so
+        # does each run().
+        poller = self._poller
+        poll = poller.poll
+        raw = getattr(poller, "raw_poll", None)
+        if raw is not None and getattr(poll, "__func__", None) is type(poller).poll:
+            self._poll = raw
+            self._forever = poller.forever
+        else:
+            self._poll = poll
+            self._forever = None
 
     def __repr__(self):
         return "<thor loop (%s) %s>" % (
@@ -257,6 +277,7 @@ class LoopBase(EventEmitter):
         self._running = True
         self._stopping = False
         self._now = _time.time()
+        self._bind_poller()
         try:
             self.emit("start")
             while not self._stopping:
@@ -318,6 +339,7 @@ class LoopBase(EventEmitter):
             except OSError:
                 pass
         self._poller = poller = type(self._poller)()
+        self._poll = self._forever = None  # bound again by the next pass
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -354,12 +376,20 @@ class LoopBase(EventEmitter):
                 timeout = self.precision
         else:
             timeout = self.precision
-        if timeout is not None:
+        if timeout is None:
+            timeout = self._forever
+        else:
             if self.precision is not None and timeout > self.precision:
                 timeout = self.precision
             if timeout > _MAX_SLEEP:
                 timeout = _MAX_SLEEP
-        events = self._poller.poll(timeout)
+        poll = self._poll
+        if poll is None:
+            self._bind_poller()
+            poll = self._poll
+            if timeout is None:
+                timeout = self._forever
+        events = poll(timeout)
         self._now = _time.time()
 
         sources = self._fd_sources
@@ -375,7 +405,7 @@ class LoopBase(EventEmitter):
                     source._fd_ready(mask)
             except Exception as exc:
                 self.exception_handler(self, exc, source)
-            if mask & (ERROR | HUP | INVALID) and sources.get(fd) is source:
+            if mask & _TROUBLE and sources.get(fd) is source:
                 if mask & INVALID or not getattr(source, "_interest", 1):
                     # Nothing will ever clear this condition; stop watching
                     # rather than spin on it.
@@ -392,6 +422,8 @@ class LoopBase(EventEmitter):
                 else:
                     self._cancelled -= 1
 
+        if not ready:
+            return
         for _ in range(len(ready)):
             if self._stopping:
                 break  # stop() from an fd event or an earlier callback
@@ -483,7 +515,8 @@ class EventSource(EventEmitter):
 
 # -- poller adapters ---------------------------------------------------------
 # Each has: name, register(fd, mask), modify(fd, mask), unregister(fd),
-# poll(timeout or None) -> [(fd, mask)], close().
+# poll(timeout or None) -> [(fd, mask)], close(); optionally raw_poll and
+# forever: a poll taking ``forever`` for None, that the loop calls instead.
 
 
 class _EpollPoller:
@@ -491,6 +524,9 @@ class _EpollPoller:
     are passed through untouched. EPOLLERR and EPOLLHUP are always reported."""
 
     name = "epoll"
+    # What the loop may pass raw_poll for "forever": raw_poll is epoll's own
+    # poll, called by the loop directly (it takes seconds, as the loop does).
+    forever = -1
 
     def __init__(self):
         self._epoll = select.epoll()
@@ -498,6 +534,7 @@ class _EpollPoller:
         self.modify = self._epoll.modify
         self.unregister = self._epoll.unregister
         self.close = self._epoll.close
+        self.raw_poll = self._epoll.poll
 
     def poll(self, timeout):
         # epoll takes -1 for "forever"; it rounds sub-millisecond timeouts

@@ -141,13 +141,15 @@ class TcpConnection(EventSource):
                 self._close_now(True)
                 return
             if data:
-                got_data = True
                 listeners = self._events.get("data")
                 if listeners:
                     for listener in listeners:
                         listener(data)
                 elif self._sink is not None:
                     self.emit("data", data)
+                if mask == READ:
+                    return  # the usual event: nothing more to look at
+                got_data = True
             elif data is not None:
                 self._peer_eof()
                 return

@@ -156,6 +156,17 @@ _status_lines = {}
 _LINES_MAX = 1024
 _STATUS_LINES_MAX = 256
 _LINE_CACHE_LEN = 256
+# And of whole request heads (the bytes before the empty line) it accepted:
+# a client sends the same head again and again on a connection (a poller, a
+# load tester, a browser fetching assets), so a repeat is one look-up.
+#   _request_heads: head -> (start line length, line count, method, target,
+#                            headers (copied out), version, close,
+#                            expect_continue, upgrade, body, content_length)
+# The first two are checked against this parser's limits on a hit. Bounds:
+# 256 heads of at most 1024 bytes with what they map to, about 1 MB at worst.
+_request_heads = {}
+_HEADS_MAX = 256
+_HEAD_CACHE_LEN = 1024
 # What a special field says, for a Content-Length the fast path leaves to
 # the general one.
 _BAD_LENGTH = -1
@@ -344,13 +355,17 @@ class HttpParser:
     Per message, before the head is reported: ``version`` (b"1.0" / b"1.1"),
     ``close``, ``expect_continue``, ``upgrade``, ``body`` (NO_BODY, LENGTH,
     CHUNKED, UNTIL_CLOSE), ``content_length`` (int or None).
+
+    ``paused`` (read it, change it with pause() / resume()) is True while
+    the parser holds its input; ``idle`` and ``buffered`` describe the
+    buffered input.
     """
 
     __slots__ = (
         "_delegate", "is_request", "max_start_line", "max_field_section",
         "max_fields", "max_chunk_ext", "max_trailer_section", "lenient_bare_lf",
         "version", "close", "expect_continue", "upgrade", "body", "content_length",
-        "_state", "_buf", "_pos", "_queued", "_paused", "_busy", "_failed",
+        "_state", "_buf", "_pos", "_queued", "paused", "_busy", "_failed",
         "_eof", "_eof_done", "_remaining", "_scanned", "_line_end",
         "_empty_lines", "_expected", "_switch",
     )
@@ -384,7 +399,7 @@ class HttpParser:
         self._buf = b""
         self._pos = 0
         self._queued = []      # input fed from inside a delegate call
-        self._paused = False
+        self.paused = False
         self._busy = False     # inside _run: feed/resume only note what to do
         self._failed = False
         self._eof = False
@@ -412,7 +427,7 @@ class HttpParser:
                 self._pos = 0
             else:
                 self._append(data)
-        if not self._paused:
+        if not self.paused:
             self._run()
 
     def finish(self):
@@ -421,20 +436,20 @@ class HttpParser:
         if self._failed or self._eof:
             return
         self._eof = True
-        if not self._paused and not self._busy:
+        if not self.paused and not self._busy:
             self._run()
 
     def pause(self):
         """Stop delivering; from inside a delegate call, feed() / resume()
         return right after it, keeping the rest of the input."""
-        self._paused = True
+        self.paused = True
 
     def resume(self):
         """Carry on with buffered input (at once, or after the current
         delegate call when called from inside one)."""
-        if not self._paused:
+        if not self.paused:
             return
-        self._paused = False
+        self.paused = False
         if not self._busy and not self._failed:
             self._run()
 
@@ -459,10 +474,6 @@ class HttpParser:
         if isinstance(method, str):
             method = method.encode("latin-1")
         self._expected.append(method)
-
-    @property
-    def paused(self):
-        return self._paused
 
     @property
     def idle(self):
@@ -514,7 +525,7 @@ class HttpParser:
         self._busy = True
         delegate = self._delegate
         try:
-            while not self._paused and not self._failed:
+            while not self.paused and not self._failed:
                 buf = self._buf
                 pos = self._pos
                 end = len(buf)
@@ -541,7 +552,7 @@ class HttpParser:
                     if not remaining and state == _CHUNK_DATA:
                         self._state = _CHUNK_END
                     delegate.on_body(chunk)
-                    if not remaining and state == _LENGTH and not self._paused:
+                    if not remaining and state == _LENGTH and not self.paused:
                         # What the next pass would do, without the pass.
                         self._message_done([])
                     continue
@@ -575,10 +586,17 @@ class HttpParser:
                                 delegate.on_response_head(*found)
                             if (
                                 self._state == _LENGTH and not self._remaining
-                                and not self._paused
+                                and not self.paused
                             ):
-                                # No body: what the next pass would do.
-                                self._message_done([])
+                                # No body: what the next pass would do
+                                # (_message_done, inline).
+                                self._state = _HEAD
+                                if self._switch:
+                                    self._switch = False
+                                    self.paused = True
+                                delegate.on_message_done([])
+                                if self._pos == end and not self._queued:
+                                    break  # all of the input (the usual case)
                             continue
                     try:
                         block = self._read_block(buf, pos, end, False)
@@ -673,7 +691,7 @@ class HttpParser:
                     self._scanned = 0
                     self._message_done(trailers)
 
-            if self._eof and not self._paused and not self._failed and not self._eof_done:
+            if self._eof and not self.paused and not self._failed and not self._eof_done:
                 self._end_of_input()
         finally:
             self._busy = False
@@ -684,7 +702,7 @@ class HttpParser:
             pos = self._pos
             if pos:
                 rest = len(self._buf) - pos
-                if rest <= 0:
+                if not rest:  # the usual case: all of it was parsed
                     self._buf = b""
                     self._pos = 0
                 elif pos >= rest:
@@ -706,7 +724,7 @@ class HttpParser:
             # CONNECT, Upgrade or 101: what follows may not be HTTP. The
             # owner resumes (no switch) or takes leftover() (switched).
             self._switch = False
-            self._paused = True
+            self.paused = True
         self._delegate.on_message_done(trailers)
 
     def _end_of_input(self):
@@ -892,6 +910,32 @@ class HttpParser:
         block = buf[pos:idx]
         if type(block) is not bytes:
             block = bytes(block)
+        request = self.is_request
+        if request:
+            known = _request_heads.get(block)
+            if known is not None:
+                (first, count, method, target, headers, version, close,
+                 expect, upgrade, body, content_length) = known
+                if (
+                    first <= self.max_start_line
+                    and idx - pos - first <= self.max_field_section
+                    and count <= self.max_fields + 1
+                ):
+                    # What the code below sets, for this head.
+                    if body == CHUNKED:
+                        self._state = _CHUNK_SIZE
+                    else:
+                        self._remaining = content_length or 0
+                        self._state = _LENGTH
+                    self.expect_continue = expect
+                    self.upgrade = self._switch = upgrade
+                    self.version = version
+                    self.close = close
+                    self.body = body
+                    self.content_length = content_length
+                    self._pos = idx + 4
+                    self._empty_lines = 0
+                    return method, target, list(headers)
         lines = block.split(b"\r\n")
         start = lines[0]
         first = len(start)
@@ -900,7 +944,6 @@ class HttpParser:
             or len(lines) > self.max_fields + 1
         ):
             return None
-        request = self.is_request
         if request:
             parsed = _request_lines.get(start)
             if parsed is None:
@@ -1049,6 +1092,13 @@ class HttpParser:
         self._pos = idx + 4
         self._empty_lines = 0
         if request:
+            if len(block) <= _HEAD_CACHE_LEN:
+                if len(_request_heads) >= _HEADS_MAX:
+                    _request_heads.clear()
+                _request_heads[block] = (
+                    first, len(lines), method, target, tuple(headers), version, close,
+                    self.expect_continue, upgrade, body, content_length,
+                )
             return method, target, headers
         return status, phrase, headers
 

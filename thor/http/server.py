@@ -46,6 +46,7 @@ from thor.http.parser import HttpParser, NO_BODY
 __all__ = ["HttpServer", "HttpServerConnection", "HttpServerExchange"]
 
 _monotonic = _time.monotonic
+_now = _time.time
 
 # Response framing (HttpServerExchange._framing).
 _UNDECIDED, _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3, 4
@@ -181,20 +182,24 @@ def _checked_head(status, phrase, headers):
 
 
 class _DateCache:
-    """The Date field, formatted once a second (RFC 9110 6.6.1)."""
+    """The Date field, formatted once a second (RFC 9110 6.6.1).
 
-    __slots__ = ("second", "field")
+    Hot paths read ``field`` directly while ``_time()`` is below ``expires``
+    (the start of the next second), and call ``get()`` otherwise."""
+
+    __slots__ = ("expires", "field")
 
     def __init__(self):
-        self.second = -1
+        self.expires = 0.0
         self.field = b""
 
     def get(self):
-        now = int(_time.time())
-        if now != self.second:
-            self.second = now
+        now = _time.time()
+        if now >= self.expires:
+            second = int(now)
+            self.expires = second + 1
             self.field = b"Date: " + _time.strftime(
-                "%a, %d %b %Y %H:%M:%S GMT", _time.gmtime(now)
+                "%a, %d %b %Y %H:%M:%S GMT", _time.gmtime(second)
             ).encode("ascii") + b"\r\n"
         return self.field
 
@@ -413,8 +418,13 @@ class HttpServerConnection:
             # request deadline; when a request was read, finishing it set
             # the deadline for what follows.)
             self._set_deadline(self.server.request_timeout)
-        if self._out:
-            self._flush()
+        out = self._out
+        if out:  # _flush, inline: once per read
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._out_size = 0
+            if not self._closed:
+                self.tcp.write(data)
         parser = self.parser
         if (
             parser.paused
@@ -430,27 +440,45 @@ class HttpServerConnection:
 
     def on_request_head(self, method, uri, headers):
         parser = self.parser
-        exchange = HttpServerExchange(self, method, uri, headers, parser.version)
-        if parser.close:
-            exchange._request_close = True
-            exchange._plain = False
-        if parser.upgrade:
-            exchange._upgrade = True
+        version = parser.version
+        exchange = HttpServerExchange(self, method, uri, headers, version)
         if parser.body == NO_BODY or parser.content_length == 0:
             exchange._no_request_body = True
-        if parser.expect_continue:
-            exchange._expect_continue = True
-            exchange._plain = False
-        if exchange.req_version != b"1.1" or method == b"HEAD" or method == b"CONNECT":
-            exchange._plain = False
+        if (
+            parser.close or parser.upgrade or parser.expect_continue
+            or version != b"1.1" or method == b"HEAD" or method == b"CONNECT"
+        ):  # not a plain request (the class defaults describe one)
+            if parser.close:
+                exchange._request_close = True
+                exchange._plain = False
+            if parser.upgrade:
+                exchange._upgrade = True
+            if parser.expect_continue:
+                exchange._expect_continue = True
+                exchange._plain = False
+            if version != b"1.1" or method == b"HEAD" or method == b"CONNECT":
+                exchange._plain = False
         self.exchange = exchange
         self._request_count += 1
         self._deadline = None  # the exchange is the application's now
+        # The two emits, inline (EventEmitter.emit's rule: the listeners, or
+        # the sink's method when there are none): once per request each.
+        server = self.server
         try:
-            self.server.emit("exchange", exchange)
+            listeners = server._events.get("exchange")
+            if listeners:
+                for listener in listeners:
+                    listener(exchange)
+            elif server._sink is not None:
+                server.emit("exchange", exchange)
             if self._closed:
                 return
-            exchange.emit("request_start", method, uri, headers)
+            listeners = exchange._events.get("request_start")
+            if listeners:
+                for listener in listeners:
+                    listener(method, uri, headers)
+            elif exchange._sink is not None:
+                exchange.emit("request_start", method, uri, headers)
         except Exception as exc:
             self._app_failed(exc, exchange)
             return
@@ -477,16 +505,23 @@ class HttpServerConnection:
             return  # closed meanwhile
         exchange._request_done = True
         if exchange._request_live:
-            try:
-                exchange.emit("request_done", trailers)
-            except Exception as exc:
-                self._app_failed(exc, exchange)
-                return
+            # emit(), skipped when nobody listens and there is no sink.
+            if "request_done" in exchange._events or exchange._sink is not None:
+                try:
+                    exchange.emit("request_done", trailers)
+                except Exception as exc:
+                    self._app_failed(exc, exchange)
+                    return
             if self._closed:
                 return
         if exchange._finished:
             if not exchange._tunnel_ok:
-                self._exchange_complete()
+                # _exchange_complete, inline: the usual way a request ends.
+                self.exchange = None
+                if self._write_paused:
+                    self._await_drain_output()
+                else:
+                    self._resume_input()
         else:
             # Read no further until this response is done (pipelining).
             self.parser.pause()
@@ -588,22 +623,34 @@ class HttpServerConnection:
         done: go on to the next request, unless output is backed up."""
         self.exchange = None
         if self._write_paused:
-            self._await_drain = True
-            self._between_requests = False
-            self.parser.pause()
-            self._pause_reading(True)
-            self._set_deadline(self.server.idle_timeout)
+            self._await_drain_output()
             return
         self._resume_input()
+
+    def _await_drain_output(self):
+        """Read nothing more until the output drains (pause(False))."""
+        self._await_drain = True
+        self._between_requests = False
+        self.parser.pause()
+        self._pause_reading(True)
+        self._set_deadline(self.server.idle_timeout)
 
     def _resume_input(self):
         parser = self.parser
         if parser.idle:
             self._between_requests = True
-            self._set_deadline(self.server.idle_timeout)
+            timeout = self.server.idle_timeout
         else:
             self._between_requests = False
-            self._set_deadline(self.server.request_timeout)
+            timeout = self.server.request_timeout
+        # _set_deadline, inline: once per request.
+        if timeout is None:
+            self._deadline = None
+        else:
+            now = _monotonic()
+            deadline = self._deadline = now + timeout
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(now, timeout)
         if self._reading_paused:
             self._pause_reading(False)
         if parser.paused:
@@ -702,7 +749,8 @@ class HttpServerExchange(EventEmitter):
     _plain = True
 
     def __init__(self, connection, method, uri, headers, version):
-        EventEmitter.__init__(self)
+        self._events = {}  # EventEmitter.__init__, inline: once per request
+        self._sink = None
         self.connection = connection
         self.method = method
         self.uri = uri
@@ -767,8 +815,15 @@ class HttpServerExchange(EventEmitter):
         """Start the response; thor chooses and writes the framing."""
         if self._started:
             raise error.StateError("response_start called twice")
-        prefix, code, content_length, fields, tail, framing = _checked_head(
-            status, phrase, headers or ()
+        entry = None
+        if type(headers) is list and type(status) in _EXACT and type(phrase) in _EXACT:
+            # _checked_head's look-up, inline: a head seen before.
+            try:
+                entry = _heads.get((status, phrase, tuple(headers)))
+            except TypeError:
+                pass
+        prefix, code, content_length, fields, tail, framing = (
+            entry or _checked_head(status, phrase, headers or ())
         )
         conn = self.connection
         if tail is not None and self._plain and not conn._draining:
@@ -777,7 +832,8 @@ class HttpServerExchange(EventEmitter):
             self._framing = framing
             if content_length is not None:
                 self._length_left = content_length
-            head = b"".join((prefix, _date.get(), tail))
+            date = _date.field if _now() < _date.expires else _date.get()
+            head = b"".join((prefix, date, tail))
         else:
             if code[0] == 49:  # 1xx
                 if code != b"101":
@@ -790,7 +846,13 @@ class HttpServerExchange(EventEmitter):
                 head = self._head_special(prefix, headers, fields, False, content_length)
         self._started = True
         if not conn._closed:
-            conn._write(head)
+            # _write, inline for what is gathered during input (the usual).
+            size = conn._out_size + len(head)
+            if conn._in_input and size < _FLUSH_SIZE:
+                conn._out.append(head)
+                conn._out_size = size
+            else:
+                conn._write(head)
 
     def _head_special(self, prefix, headers, fields, nonfinal, content_length):
         """The head of a response with connection, Upgrade or Date fields;
@@ -914,7 +976,12 @@ class HttpServerExchange(EventEmitter):
             return  # HEAD, 204, 304, tunnels: a body here is not sent
         conn = self.connection
         if not conn._closed:
-            conn._write(data)
+            size = conn._out_size + len(data)
+            if conn._in_input and size < _FLUSH_SIZE:
+                conn._out.append(data)
+                conn._out_size = size
+            else:
+                conn._write(data)
 
     def response_done(self, trailers=None, close=False):
         """Finish the response; ``close=True`` closes the connection after it.
@@ -953,9 +1020,14 @@ class HttpServerExchange(EventEmitter):
             conn._write(end or b"0\r\n\r\n")
         if self._tunnel_ok:
             return  # the application takes the connection with tunnel()
-        conn._response_done(
-            self, close or self._close_after or framing == _UNTIL_CLOSE
-        )
+        close = close or self._close_after or framing == _UNTIL_CLOSE
+        if (
+            close or conn._draining or self._request_done or self._input_paused
+            or not self._no_request_body
+        ):
+            conn._response_done(self, close)
+        # else: answered before its (bodiless) request was done, the usual
+        # case; on_message_done goes on from here.
 
     def tunnel(self):
         """After a 2xx answer to CONNECT or a 101 answer to an Upgrade
