@@ -67,7 +67,8 @@ class TestOnAndEmit(unittest.TestCase):
         self.assertEqual((a.count, b.count), (1, 0))
 
     def test_emit_without_listeners_is_silent(self):
-        self.emitter.emit("nobody", 1, 2, 3)
+        self.assertIsNone(self.emitter.emit("nobody", 1, 2, 3))
+        self.assertEqual(self.emitter.listeners("nobody"), [])
 
     def test_on_returns_emitter(self):
         self.assertIs(self.emitter.on("x", Recorder()), self.emitter)

@@ -122,8 +122,8 @@ class _Waker:
         try:
             while self.sock.recv(4096):
                 pass
-        except (BlockingIOError, InterruptedError):
-            pass
+        except OSError:
+            pass  # drained (EAGAIN), or closed with the loop: nothing to do
 
 
 class LoopBase(EventEmitter):
