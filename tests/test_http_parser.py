@@ -124,7 +124,7 @@ def clear_caches():
     from thor.http import parser as module
     for cache in (
         module._plain_lines, module._special_lines, module._request_lines,
-        module._status_lines, module._request_heads,
+        module._status_lines, module._request_heads, module._response_heads,
     ):
         cache.clear()
 
@@ -1485,6 +1485,38 @@ class TestFastPath(ParserCase):
             self.assertEqual(run(data, True, pieces=[data]), cold)
             clear_caches()
             self.assertEqual(run(data, True, pieces=[bytes([b]) for b in data]), cold)
+
+    def test_remembered_response_head_answers_like_a_new_one(self):
+        # A response head is remembered for methods that do not change its
+        # framing; a HEAD request's response to the same head has no body.
+        from thor.http import parser as module
+        for data in (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello",
+            b"HTTP/1.0 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ):
+            with self.subTest(data=data):
+                clear_caches()
+                cold = run(data, False, (b"GET",), True, pieces=[data])
+                self.assertIn(data[:data.index(b"\r\n\r\n")], module._response_heads)
+                warm = run(data, False, (b"GET",), True, pieces=[data])
+                self.assertEqual(warm, cold)
+                self.assertIsNot(head(warm)[3], head(cold)[3])
+                self.assertEqual(
+                    run(data, False, (b"GET",), True, pieces=[bytes([b]) for b in data]), cold
+                )
+                # The same head answering HEAD: no body, as a cold parse says.
+                clear_caches()
+                cold_head = run(data, False, (b"HEAD",), True, pieces=[data])
+                run(data, False, (b"GET",), True, pieces=[data])
+                self.assertEqual(run(data, False, (b"HEAD",), True, pieces=[data]), cold_head)
+        data = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 0\r\n\r\n"
+        clear_caches()
+        run(data, False, (b"GET",), pieces=[data])
+        self.assertFails(run(data, False, (b"GET",), pieces=[data], max_fields=2)[:-1],
+                         error.TooManyFieldsError)
 
     def test_caches_are_bounded(self):
         from thor.http import parser as module

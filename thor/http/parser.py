@@ -165,6 +165,13 @@ _LINE_CACHE_LEN = 256
 # The first two are checked against this parser's limits on a hit. Bounds:
 # 256 heads of at most 1024 bytes with what they map to, about 1 MB at worst.
 _request_heads = {}
+# The same for response heads, for a client fetching from one origin: only
+# for requests whose method does not change the framing (not HEAD or
+# CONNECT), so that the head alone decides what it means.
+#   _response_heads: head -> (start line length, line count, status, phrase,
+#                             headers (copied out), version, close, upgrade,
+#                             body, content_length)
+_response_heads = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LEN = 1024
 # What a special field says, for a Content-Length the fast path leaves to
@@ -936,6 +943,38 @@ class HttpParser:
                     self._pos = idx + 4
                     self._empty_lines = 0
                     return method, target, list(headers)
+        else:
+            method = self._expected[0]
+            known = (
+                _response_heads.get(block)
+                if method != b"HEAD" and method != b"CONNECT" else None
+            )
+            if known is not None:
+                (first, count, status, phrase, headers, version, close,
+                 upgrade, body, content_length) = known
+                if (
+                    first <= self.max_start_line
+                    and idx - pos - first <= self.max_field_section
+                    and count <= self.max_fields + 1
+                ):
+                    # What the code below sets, for this head.
+                    if body == CHUNKED:
+                        self._state = _CHUNK_SIZE
+                    elif body == UNTIL_CLOSE:
+                        self._state = _UNTIL_CLOSE
+                    else:
+                        self._remaining = content_length or 0
+                        self._state = _LENGTH
+                    self._expected.popleft()
+                    self.upgrade = upgrade
+                    self.expect_continue = False
+                    self.version = version
+                    self.close = close
+                    self.body = body
+                    self.content_length = content_length
+                    self._pos = idx + 4
+                    self._empty_lines = 0
+                    return status, phrase, list(headers)
         lines = block.split(b"\r\n")
         start = lines[0]
         first = len(start)
@@ -1100,6 +1139,13 @@ class HttpParser:
                     self.expect_continue, upgrade, body, content_length,
                 )
             return method, target, headers
+        if len(block) <= _HEAD_CACHE_LEN and method != b"HEAD":
+            if len(_response_heads) >= _HEADS_MAX:
+                _response_heads.clear()
+            _response_heads[block] = (
+                first, len(lines), status, phrase, tuple(headers), version, close,
+                self.upgrade, body, content_length,
+            )
         return status, phrase, headers
 
     def _next_line(self, buf, pos, end, limit, line_error, size_error):
