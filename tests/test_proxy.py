@@ -20,7 +20,7 @@ import tracemalloc
 import unittest
 
 from thor.http.client import HttpClient
-from thor.http.proxy import HttpProxy, splice  # noqa: F401 (splice: public API)
+from thor.http.proxy import HttpProxy
 from thor.http.server import HttpServer
 
 from tests.support import LoopTestCase, make_cert

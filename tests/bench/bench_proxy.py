@@ -102,7 +102,7 @@ class _Origin(asyncio.Protocol):
 
 def run_origin(port):
     loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(
+    loop.run_until_complete(
         loop.create_server(_Origin, "127.0.0.1", port, reuse_address=True)
     )
     sys.stdout.write("ready\n")
