@@ -1108,6 +1108,34 @@ def rss():
 # -- against thor's own server ---------------------------------------------------------
 
 
+class CycleTests(ClientTestCase):
+    def test_a_finished_exchange_is_freed_without_the_collector(self):
+        # Listeners that close over their exchange (the usual way) make a
+        # reference cycle; thor drops them once response_done is emitted,
+        # so reference counting frees the exchange.
+        import gc
+        import weakref
+
+        server = self.raw(answer_each(OK))
+        refs = []
+        bodies = []
+
+        def fetch():
+            exchange = self.client.exchange()
+            refs.append(weakref.ref(exchange))
+            exchange.on("response_body", lambda chunk: bodies.append((exchange.uri, chunk)))
+            exchange.on("response_done", lambda trailers: exchange.res_status)
+            exchange.request_start("GET", server.url(), [])
+            exchange.request_done([])
+
+        gc.disable()
+        self.addCleanup(gc.enable)
+        fetch()
+        fetch()
+        self.run_until(lambda: len(bodies) == 2 and all(ref() is None for ref in refs))
+        self.assertEqual([chunk for _, chunk in bodies], [b"hello", b"hello"])
+
+
 class ThorServerTests(ClientTestCase):
     def make_server(self, **kw):
         server = HttpServer("127.0.0.1", 0, self.loop, **kw)

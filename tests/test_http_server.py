@@ -7,6 +7,7 @@ loop runs in the test thread. No sleeps: the loop runs until a condition
 holds, under a deadline.
 """
 
+import gc
 import http.client
 import io
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 import tracemalloc
 import unittest
+import weakref
 
 import thor.loop
 from thor.http import error
@@ -90,6 +92,15 @@ class RawClient(thor.loop.EventSource):
             else:
                 self.eof = True
                 self.unregister_fd()
+
+    def half_close(self):
+        """Shut the sending side (what send() queued goes first)."""
+        self.run_until_sent()
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def run_until_sent(self):
+        if self._out:
+            raise AssertionError("half_close() with bytes still queued")
 
     @property
     def unsent(self):
@@ -1196,6 +1207,106 @@ class TlsTest(ServerTestCase):
 
 
 @unittest.skipUnless(socket.has_ipv6, "no IPv6")
+class HalfCloseTest(ServerTestCase):
+    """A client that shuts its sending side after its requests still gets
+    every answer (RFC 9112 9.6), however late the application answers."""
+
+    def setUp(self):
+        ServerTestCase.setUp(self)
+        self.delay = None  # seconds before answering; None: at request_done
+        self.errors = []
+        self.handler = self.answer_when_done
+
+    def answer_when_done(self, exchange):
+        exchange.on("error", self.errors.append)
+
+        def answer():
+            exchange.response_start(200, "OK", [("Content-Length", "5")])
+            exchange.response_body(b"hello")
+            exchange.response_done()
+
+        def done(trailers):
+            if self.delay is None:
+                answer()
+            else:
+                self.loop.schedule(self.delay, answer)
+
+        exchange.on("request_done", done)
+
+    def send_and_end(self, data):
+        client = self.client()
+        client.send(data)
+        client.half_close()
+        self.run_until(lambda: client.eof)
+        return client
+
+    def test_late_answer_reaches_a_half_closed_client(self):
+        self.delay = 0.05
+        client = self.send_and_end(GET % b"")
+        responses = parse_responses(client.data, ["GET"])
+        self.assertEqual([(status, body) for status, _, body in responses], [(200, b"hello")])
+        self.assertEqual(self.errors, [])
+
+    def test_pipelined_requests_all_answered_then_closed(self):
+        for delay in (None, 0.02):
+            self.delay = delay
+            client = self.send_and_end(b"".join(GET % n for n in (b"a", b"b", b"c")))
+            responses = parse_responses(client.data, ["GET"] * 3)
+            self.assertEqual([r[0] for r in responses], [200, 200, 200], delay)
+
+    def test_end_between_requests_closes_quietly(self):
+        client = self.send_and_end(b"")
+        self.assertEqual(bytes(client.data), b"")
+        self.assertEqual(self.exchanges, [])
+
+    def test_end_inside_a_head_is_answered_400(self):
+        client = self.send_and_end(b"GET / HTTP/1.1\r\nHost")
+        self.assertTrue(client.data.startswith(b"HTTP/1.1 400 "), client.data)
+
+    def test_end_inside_a_body_is_answered_400_and_reported(self):
+        client = self.send_and_end(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+        )
+        self.assertTrue(client.data.startswith(b"HTTP/1.1 400 "), client.data)
+        self.assertEqual(len(self.errors), 1)
+        self.assertIsInstance(self.errors[0], error.IncompleteBodyError)
+
+    def test_answer_then_unfinished_request(self):
+        self.delay = 0.02
+        client = self.send_and_end(GET % b"" + b"GET / HT")
+        self.assertEqual(client.data.count(b"HTTP/1.1 200 OK"), 1, client.data)
+        self.assertEqual(client.data.count(b"HTTP/1.1 400 "), 1, client.data)
+        self.assertLess(client.data.index(b"HTTP/1.1 200"), client.data.index(b"HTTP/1.1 400"))
+
+
+class CycleTest(ServerTestCase):
+    def test_a_finished_exchange_is_freed_without_the_collector(self):
+        # A handler that closes over its exchange (the usual way) makes a
+        # reference cycle through the exchange's listeners; thor drops them
+        # once the exchange is complete, so reference counting frees it.
+        refs = []
+
+        def handler(exchange):
+            refs.append(weakref.ref(exchange))
+
+            def request_start(method, uri, headers):
+                exchange.response_start(200, "OK", [("Content-Length", "2")])
+                exchange.response_body(b"ok")
+                exchange.response_done()
+
+            exchange.on("request_start", request_start)
+
+        self.handler = handler
+        gc.disable()
+        self.addCleanup(gc.enable)
+        client = self.client()
+        client.send(GET % b"1" + GET % b"2")
+        self.run_until(lambda: _complete(client.data, ["GET", "GET"]))
+        self.exchanges.clear()
+        self.assertEqual(len(refs), 2)
+        self.assertEqual([ref() for ref in refs], [None, None])
+
+
 class Ipv6Test(ServerTestCase):
     host = "::1"
 

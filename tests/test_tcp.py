@@ -10,6 +10,7 @@ from unittest import mock
 import thor.dns
 from thor.tcp import TcpClient, TcpConnection, TcpServer
 
+from thor.loop import EventSource
 from tests.support import LoopTestCase, open_fds
 
 
@@ -449,6 +450,322 @@ class TestClose(TcpTestCase):
         server.graceful_shutdown()
         self.run_until(lambda: stops)
         self.assertEqual(self.loop.fd_count(), 0)
+
+
+class Recorder:
+    """Listens to a connection and keeps what it emits, in order, with the
+    data of consecutive 'data' events joined."""
+
+    def __init__(self, conn, unpause=True):
+        self.conn = conn
+        self.events = []
+        conn.on("data", self._data)
+        conn.on("end", lambda: self.events.append(("end",)))
+        conn.on("close", lambda: self.events.append(("close",)))
+        if unpause:
+            conn.pause(False)
+
+    def _data(self, data):
+        if self.events and self.events[-1][0] == "data":
+            self.events[-1] = ("data", self.events[-1][1] + data)
+        else:
+            self.events.append(("data", data))
+
+    def count(self, name):
+        return sum(1 for event in self.events if event[0] == name)
+
+
+class RawPeer(EventSource):
+    """The other end as a plain socket, so that the test decides when it
+    half-closes. The loop watches it and it reads whatever arrives: a
+    writer that has filled the socket waits on it, and the loop must not
+    sleep meanwhile. ``error`` is what ended reading, if not end of file."""
+
+    # What a non-blocking read raises when nothing has arrived yet.
+    nothing_yet = (BlockingIOError,)
+
+    def __init__(self, sock, loop):
+        EventSource.__init__(self, loop)
+        self.sock = sock
+        sock.setblocking(False)
+        self.data = bytearray()
+        self.eof = False
+        self.error = None
+        self.register_fd(sock.fileno(), "fd_readable")
+
+    def _fd_ready(self, mask):
+        self.read()
+
+    def recv(self):
+        return self.sock.recv(262144)
+
+    def read(self):
+        while not self.eof:
+            try:
+                chunk = self.recv()
+            except self.nothing_yet:
+                return
+            except OSError as exc:
+                self.error = exc
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                self.unregister_fd()
+            self.data += chunk
+
+    def close(self):
+        self.unregister_fd()
+        self.sock.close()
+
+
+class TestHalfClose(TcpTestCase):
+    def served(self, half_close=True):
+        """A raw client connected to a thor server; the server's end, with
+        ``half_close`` set before it reads anything."""
+        server = self.server()
+        sock = socket.create_connection((self.host, server.port))
+        peer = RawPeer(sock, self.loop)
+        self.addCleanup(peer.close)
+        self.run_until(lambda: self.accepted)
+        conn = self.accepted[0]
+        if half_close:
+            conn.half_close = True
+        return peer, conn
+
+    def count_passes(self):
+        passes = [0]
+        original = self.loop._poller.poll
+
+        def poll(timeout):
+            passes[0] += 1
+            return original(timeout)
+
+        self.loop._poller.poll = poll
+        return passes
+
+    def idle(self, seconds=0.05):
+        """Let the loop run for a while; how many passes it made."""
+        passes = self.count_passes()
+        marker = []
+        self.loop.schedule(seconds, marker.append, 1)
+        self.run_until(lambda: marker)
+        return passes[0]
+
+    def test_default_is_off(self):
+        self.assertIs(TcpConnection.half_close, False)
+
+    def test_answer_after_end(self):
+        # The client sends a request and shuts its side; the application
+        # answers later (from a timer, as a proxy would once its upstream
+        # replied), with more than the socket buffers hold.
+        peer, conn = self.served()
+        got = Recorder(conn)
+        peer.sock.sendall(b"request")
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        self.assertEqual(got.events, [("data", b"request"), ("end",)])
+        self.assertTrue(conn.tcp_connected)
+        # Nothing to read, nothing to write: the loop sleeps, and neither a
+        # HUP nor an unpause brings another event.
+        conn.pause(False)
+        self.assertLess(self.idle(), 10, "spinning after end")
+        self.assertEqual(got.events, [("data", b"request"), ("end",)])
+        answer = os.urandom(8 * 1024 * 1024)
+        queued = []
+
+        def respond():
+            conn.write(answer)
+            queued.append(conn.write_buffered)
+
+        self.loop.schedule(0, respond)
+        self.run_until(lambda: len(peer.data) == len(answer) or peer.eof)
+        self.assertGreater(queued[0], 0, "the answer must outgrow the socket")
+        self.assertEqual(bytes(peer.data), answer)
+        self.assertFalse(peer.eof)
+        self.assertEqual(got.count("close"), 0)
+        conn.close()
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(bytes(peer.data), answer)
+        self.assertIsNone(peer.error)
+        self.run_until(lambda: got.count("close"))
+        self.idle()
+        self.assertEqual(
+            got.events, [("data", b"request"), ("end",), ("close",)]
+        )
+        self.assertEqual(self.loop.fd_count(), 1)  # the listener
+
+    def test_close_flushes_after_end(self):
+        # close() straight after a large write, both after 'end': all of
+        # it arrives, then the end of file.
+        peer, conn = self.served()
+        got = Recorder(conn)
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        answer = os.urandom(4 * 1024 * 1024)
+        conn.write(answer)
+        self.assertGreater(conn.write_buffered, 0)
+        conn.close()
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(bytes(peer.data), answer)
+        self.assertIsNone(peer.error)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("end",), ("close",)])
+
+    def test_without_half_close_end_of_file_closes(self):
+        peer, conn = self.served(half_close=False)
+        got = Recorder(conn)
+        peer.sock.sendall(b"request")
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"request"), ("close",)])
+        self.assertFalse(conn.tcp_connected)
+        conn.write(b"too late")  # dropped, quietly
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(peer.data, b"")
+        self.idle()
+        self.assertEqual(got.count("close"), 1)
+
+    def test_write_after_end_to_a_peer_that_has_gone(self):
+        # After 'end' the peer closes entirely; TCP only says so when the
+        # write draws a reset, which must end in 'close', not an exception.
+        peer, conn = self.served()
+        got = Recorder(conn)
+        peer.sock.sendall(b"request")
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        peer.close()
+        self.loop.schedule(0, conn.write, b"x" * (1024 * 1024))
+        self.run_until(lambda: got.count("close"))
+        self.assertFalse(conn.tcp_connected)
+        conn.write(b"after close")
+        self.idle()
+        self.assertEqual(got.events, [("data", b"request"), ("end",), ("close",)])
+        self.assertEqual(self.loop.fd_count(), 1)
+
+    def test_peer_gone_after_end_closes(self):
+        # A socketpair reports HUP once the other end is closed: with both
+        # directions over, the connection closes rather than wait forever
+        # for a write.
+        left, right = socket.socketpair()
+        conn = TcpConnection(left, "pair", 0, self.loop)
+        conn.half_close = True
+        got = Recorder(conn)
+        right.sendall(b"request")
+        right.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        self.assertLess(self.idle(), 10, "spinning after end")
+        self.assertTrue(conn.tcp_connected)
+        right.close()
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"request"), ("end",), ("close",)])
+        self.assertEqual(self.loop.fd_count(), 0)
+        self.assertEqual(left.fileno(), -1)
+
+    def test_end_noticed_once_unpaused(self):
+        # The peer writes and goes entirely while the application has
+        # reading paused: the data, then 'end', then (HUP) 'close'.
+        left, right = socket.socketpair()
+        conn = TcpConnection(left, "pair", 0, self.loop)
+        conn.half_close = True
+        got = Recorder(conn, unpause=False)
+        right.sendall(b"sent before going")
+        right.close()
+        self.assertLess(self.idle(), 10, "spinning on HUP while paused")
+        self.assertEqual(got.events, [])
+        conn.pause(False)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(
+            got.events, [("data", b"sent before going"), ("end",), ("close",)]
+        )
+        self.assertEqual(self.loop.fd_count(), 0)
+
+    def test_close_before_end_of_file_is_unchanged(self):
+        # close() with output queued stops reading: the peer's end of file
+        # is never read, 'end' never emitted, and 'close' follows the flush.
+        peer, conn = self.served()
+        got = Recorder(conn)
+        answer = os.urandom(4 * 1024 * 1024)
+        conn.write(answer)
+        conn.close()
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(bytes(peer.data), answer)
+        self.run_until(lambda: got.count("close"))
+        self.idle()
+        self.assertEqual(got.events, [("close",)])
+
+    def test_abort_after_end(self):
+        peer, conn = self.served()
+        got = Recorder(conn)
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        conn.write(b"x" * (4 * 1024 * 1024))
+        conn.abort()
+        self.assertEqual(got.events, [("end",)], "close follows from the loop")
+        self.run_until(lambda: got.count("close"))
+        self.run_until(lambda: peer.eof)
+        self.assertLess(len(peer.data), 4 * 1024 * 1024)
+        self.assertEqual(got.events, [("end",), ("close",)])
+
+    def test_class_attribute(self):
+        # A subclass can turn it on for every connection a server makes.
+        class Lingering(TcpConnection):
+            half_close = True
+
+        server = self.server()
+        server.connection_class = Lingering
+        sock = socket.create_connection((self.host, server.port))
+        self.addCleanup(sock.close)
+        self.run_until(lambda: self.accepted)
+        got = Recorder(self.accepted[0])
+        sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        self.assertEqual(got.events, [("end",)])
+
+    def test_no_descriptor_leak(self):
+        # Every way a half-closed connection can end releases its socket.
+        gc.collect()
+        baseline = open_fds()
+        server = TcpServer(self.host, 0, self.loop)
+        conns = []
+
+        def on_connect(conn):
+            conn.half_close = True
+            conns.append(conn)
+            Recorder(conn)
+
+        server.on("connect", on_connect)
+        peers = []
+        for index in range(60):
+            sock = socket.create_connection((self.host, server.port))
+            peers.append(RawPeer(sock, self.loop))
+        self.run_until(lambda: len(conns) == 60)
+        for peer in peers:
+            peer.sock.sendall(b"request")
+            peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: all(conn._ended for conn in conns))
+        for index, (peer, conn) in enumerate(zip(peers, conns)):
+            how = index % 3
+            if how == 0:
+                conn.write(b"answer")
+                conn.close()
+            elif how == 1:
+                conn.abort()
+            else:
+                peer.close()
+                conn.write(b"x" * 65536)
+        self.run_until(lambda: not any(conn.tcp_connected for conn in conns))
+        for index, peer in enumerate(peers):
+            if index % 3 != 2:
+                self.run_until(lambda: peer.eof)
+                peer.close()
+        self.assertEqual(peers[0].data, b"answer")
+        server.close()
+        self.assertEqual(self.loop.fd_count(), 0)
+        del conns[:], peers[:]
+        if baseline is not None:
+            gc.collect()
+            self.assertEqual(open_fds(), baseline)
 
 
 class TestBackpressure(TcpTestCase):

@@ -12,7 +12,7 @@ from thor.tcp import TcpServer
 from thor.tls import TlsClient, TlsConnection, TlsServer
 
 from tests.support import LoopTestCase, make_cert
-from tests.test_tcp import Collector, has_ipv6
+from tests.test_tcp import Collector, RawPeer, Recorder, has_ipv6
 
 
 def server_context(name="localhost"):
@@ -226,6 +226,188 @@ class TestTls(TlsTestCase):
         context = thor.tls.default_context()
         self.assertEqual(context.verify_mode, ssl.CERT_REQUIRED)
         self.assertTrue(context.check_hostname)
+
+
+def send_close_notify(tls):
+    """Half-close ``tls`` (non-blocking) the TLS way. unwrap() sends
+    close_notify, then waits for the other side's, which a non-blocking
+    socket reports as SSLWantReadError; reading still works after it."""
+    try:
+        tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+
+
+class RawTlsPeer(RawPeer):
+    """The other end as a plain ``ssl`` socket, which the test half-closes
+    the TLS way: close_notify sent, reading goes on."""
+
+    nothing_yet = (ssl.SSLWantReadError,)
+
+    def end(self):
+        send_close_notify(self.sock)
+
+    def recv(self):
+        try:
+            return self.sock.recv(65536)
+        except ssl.SSLZeroReturnError:  # close_notify, after our own
+            return b""
+
+
+def handshake_pair(client_context, server_ctx):
+    """A TLS connection over a socketpair, handshaken in this thread:
+    (client ssl socket, server ssl socket), both non-blocking."""
+    left, right = socket.socketpair()
+    for sock in (left, right):
+        sock.setblocking(False)
+    client = client_context.wrap_socket(
+        left, server_hostname="localhost", do_handshake_on_connect=False
+    )
+    server = server_ctx.wrap_socket(
+        right, server_side=True, do_handshake_on_connect=False
+    )
+    pending = [client, server]
+    for _ in range(100):  # each round moves the handshake on a step
+        for tls in list(pending):
+            try:
+                tls.do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
+            pending.remove(tls)
+        if not pending:
+            return client, server
+    raise AssertionError("the handshake did not finish")
+
+
+class TestTlsHalfClose(TlsTestCase):
+    def served(self, half_close=True, maximum_version=None):
+        """A raw TLS client connected to a thor TLS server; the server's
+        end, with ``half_close`` set before it reads anything."""
+        server = self.server()
+        context = trusting_context()
+        if maximum_version is not None:
+            context.maximum_version = maximum_version
+        sock = socket.create_connection((self.host, server.port))
+        # close_notify must not wait for an acknowledgement (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        tls = context.wrap_socket(
+            sock, server_hostname="localhost", do_handshake_on_connect=False
+        )
+        self.addCleanup(tls.close)
+
+        def handshake():
+            try:
+                tls.do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            return True
+
+        self.run_until(handshake)
+        self.run_until(lambda: self.accepted)
+        conn = self.accepted[0]
+        conn.half_close = half_close
+        peer = RawTlsPeer(tls, self.loop)
+        self.addCleanup(peer.unregister_fd)
+        return peer, conn
+
+    def test_answer_after_end_under_tls13(self):
+        peer, conn = self.served()
+        self.assertEqual(conn.socket.version(), "TLSv1.3")
+        got = Recorder(conn)
+        peer.sock.sendall(b"request")
+        peer.end()
+        self.run_until(lambda: got.count("end"))
+        self.assertEqual(got.events, [("data", b"request"), ("end",)])
+        answer = os.urandom(2 * 1024 * 1024)
+        self.loop.schedule(0, conn.write, answer)
+        self.run_until(lambda: len(peer.data) == len(answer) or peer.eof)
+        self.assertEqual(bytes(peer.data), answer)
+        self.assertFalse(peer.eof)
+        self.assertEqual(got.count("close"), 0)
+        conn.close()
+        self.run_until(lambda: peer.eof)  # this side's close_notify
+        self.assertEqual(bytes(peer.data), answer)
+        self.assertIsNone(peer.error)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"request"), ("end",), ("close",)])
+        self.assertEqual(self.loop.fd_count(), 1)  # the listener
+
+    def test_tls12_end_closes(self):
+        # RFC 5246 7.2.1: close_notify is answered at once, with one's own.
+        peer, conn = self.served(maximum_version=ssl.TLSVersion.TLSv1_2)
+        self.assertEqual(conn.socket.version(), "TLSv1.2")
+        got = Recorder(conn)
+        peer.sock.sendall(b"request")
+        peer.end()
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"request"), ("close",)])
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(peer.data, b"")
+        self.assertIsNone(peer.error)
+
+    @unittest.skipUnless(
+        ssl.OPENSSL_VERSION_INFO >= (3,), "OpenSSL 3 stops writing after a truncation"
+    )
+    def test_truncation_closes(self):
+        # The TCP end without close_notify: OpenSSL 3 will not write any
+        # more, so 'end' would promise an answer that cannot be sent.
+        peer, conn = self.served()
+        got = Recorder(conn)
+        peer.sock.sendall(b"request")
+        socket.socket.shutdown(peer.sock, socket.SHUT_WR)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"request"), ("close",)])
+
+    def test_end_read_along_with_data(self):
+        # Two records and close_notify, all in the socket before thor reads:
+        # one readable event takes them all, and the socket is never
+        # readable again (the peer keeps its side of the socket open), yet
+        # the end must still be noticed.
+        payload = os.urandom(20000)
+        for half_close, last in ((True, "end"), (False, "close")):
+            with self.subTest(half_close=half_close):
+                client, server_side = handshake_pair(
+                    trusting_context(), server_context()
+                )
+                self.addCleanup(client.close)
+                conn = TlsConnection(server_side, "pair", 0, self.loop)
+                self.addCleanup(conn.abort)
+                conn.half_close = half_close
+                client.sendall(payload)
+                send_close_notify(client)
+                got = Recorder(conn)
+                self.run_until(lambda: got.count(last))
+                self.assertEqual(got.events, [("data", payload), (last,)])
+
+    def test_end_while_paused_is_seen_on_unpause(self):
+        # As above, with the application pausing on the data: the end that
+        # OpenSSL already holds is found once reading resumes.
+        payload = os.urandom(20000)
+        client, server_side = handshake_pair(trusting_context(), server_context())
+        self.addCleanup(client.close)
+        conn = TlsConnection(server_side, "pair", 0, self.loop)
+        self.addCleanup(conn.abort)
+        conn.half_close = True
+        client.sendall(payload)
+        send_close_notify(client)
+        got = Recorder(conn)
+        conn.on("data", lambda data: conn.pause(True))
+        self.run_until(lambda: got.events)
+        marker = []
+        self.loop.schedule(0.05, marker.append, 1)
+        self.run_until(lambda: marker)
+        self.assertEqual(got.events, [("data", payload)])
+        conn.pause(False)
+        self.run_until(lambda: got.count("end"))
+        self.assertEqual(got.events, [("data", payload), ("end",)])
+        conn.write(b"answer")
+        conn.close()
+        peer = RawTlsPeer(client, self.loop)
+        self.addCleanup(peer.unregister_fd)
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(peer.data, b"answer")
+        self.assertIsNone(peer.error)
 
 
 @unittest.skipUnless(has_ipv6(), "no IPv6 loopback")

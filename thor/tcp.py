@@ -14,14 +14,20 @@ Theory of operation
   (``write``, ``close``, ``abort``) ends the connection, it is emitted on the
   next pass of the loop, never inside that call.
 - Peer EOF stops reading; what is queued still goes out; then the
-  connection closes. thor never half-closes its own side.
+  connection closes. thor never half-closes its own side. With
+  ``half_close`` set, peer EOF instead emits ``end`` and the connection
+  stays open for writing until the application closes it (a server still
+  owes a client that shut its side the answers to what it sent, RFC 9112
+  section 9.6).
 - Epoll reports HUP once both directions are shut, which for TCP (thor never
   shuts its own side) means a reset, and for a socketpair a peer that is
   gone; data still in the kernel is read first. HUP cannot be masked, so
   while the application has reading paused, the connection stops watching
   its fd (instead of spinning on the HUP) and watches it again on
   ``pause(False)``, when reading finds the rest and then the end. HUP with
-  an error is a reset: the connection closes at once.
+  an error is a reset: the connection closes at once. HUP after the peer's
+  EOF means that writing is over too, so the connection closes (it would
+  otherwise sit half-closed, unwatched, until the application next wrote).
 """
 
 import errno
@@ -67,16 +73,27 @@ def _set_nodelay(sock):
 class TcpConnection(EventSource):
     """A TCP connection.
 
-    Emits: data(bytes), pause(paused: bool) for the write side, close().
+    Emits: data(bytes), pause(paused: bool) for the write side, end() (the
+    peer has finished sending; only with ``half_close``), close().
 
     Connections start paused: call ``pause(False)`` to get ``data`` events.
     ``write_buffered`` is the number of bytes queued for sending.
+
+    ``half_close`` (class attribute, settable per connection, default
+    False) chooses what the peer's end of file does. False: reading stops,
+    what is queued is sent, and the connection closes (``close``). True:
+    ``end`` is emitted instead, once, after the last ``data``; the
+    connection stays open for ``write``, and the application ends it with
+    ``close()`` (flushed) or ``abort()``. A reset or a failed write still
+    closes it, and so does the peer going away entirely (HUP). If
+    ``close()`` was called before the end of file came, ``end`` is not
+    emitted.
     """
 
     __slots__ = (
         "socket", "host", "port", "tcp_connected", "_loop", "_fd", "_interest",
         "_buffer", "_recv", "_send", "_closing", "_read_eof",
-        "_write_paused", "_server", "_hup",
+        "_write_paused", "_server", "_hup", "_ended",
     )
 
     # Output backpressure: pause(True) once more than write_high bytes are
@@ -90,6 +107,8 @@ class TcpConnection(EventSource):
     # One recv per readable event, sized as asyncio's (256 KiB): large enough
     # for streaming throughput, small enough to keep the loop fair.
     read_size = 262144
+    # See the class docstring: False keeps the classic "EOF closes".
+    half_close = False
 
     def __init__(self, sock, host, port, loop=None):
         EventSource.__init__(self, loop)
@@ -103,6 +122,7 @@ class TcpConnection(EventSource):
         self._write_paused = False
         self._server = None
         self._hup = False  # HUP seen while paused: fd not watched for now
+        self._ended = False  # 'end' emitted: EOF does not close when drained
         sock.setblocking(False)
         _set_nodelay(sock)
         self._recv = sock.recv
@@ -115,6 +135,8 @@ class TcpConnection(EventSource):
             state.append("closed")
         elif self._closing:
             state.append("closing")
+        elif self._ended:
+            state.append("peer ended")
         if self._interest & READ == 0:
             state.append("paused")
         if self._buffer:
@@ -152,6 +174,10 @@ class TcpConnection(EventSource):
                 got_data = True
             elif data is not None:
                 self._peer_eof()
+                if mask & (ERROR | HUP | INVALID) and self._ended:
+                    # Writing is over too; with no interest left, the loop
+                    # would drop the fd and no event would ever close it.
+                    self._close_now(True)
                 return
         if mask & WRITE and self._interest & WRITE:
             self._flush()
@@ -171,7 +197,14 @@ class TcpConnection(EventSource):
         # the HUP would be reported on every pass, until pause(False).
         if self._buffer:
             self._flush()
-        if self.tcp_connected and not self._hup:
+        if not self.tcp_connected:
+            return
+        if self._read_eof:
+            # After the end of file (half_close) nothing is left to read:
+            # waiting, unwatched, for a write that may never come would
+            # keep a dead connection, and its 'close', forever.
+            self._close_now(True)
+        elif not self._hup:
             self._hup = True
             self._loop._unregister_fd(self._fd, self)
 
@@ -188,7 +221,7 @@ class TcpConnection(EventSource):
             del buffer[:sent]
         if not buffer:
             self.event_del("fd_writable")
-            if self._closing or self._read_eof:
+            if self._closing or self._read_eof and not self._ended:
                 self._close_now(True, True)
                 return
         if self._write_paused and len(buffer) < self.write_low:
@@ -198,8 +231,16 @@ class TcpConnection(EventSource):
     def _peer_eof(self):
         self._read_eof = True
         self.event_del("fd_readable")
-        if not self._buffer:
+        if self.half_close and not self._closing and self._may_half_close():
+            self._ended = True
+            self.emit("end")
+        elif not self._buffer:
             self._close_now(True, True)
+
+    def _may_half_close(self):
+        """Whether the transport lets this side go on sending after the
+        peer's end (TLS before 1.3 does not)."""
+        return True
 
     def _close_now(self, in_dispatch, graceful=False):
         if not self.tcp_connected:

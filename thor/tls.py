@@ -17,10 +17,20 @@ Theory of operation
   record; writes loop until the socket is full. A write that OpenSSL could
   not finish must be retried with the same bytes at the front, which the
   connection's queue guarantees.
+- The end of the peer's data (close_notify, or the TCP end without it) may
+  be taken off the socket by a read that also returned data; the socket
+  then need never be readable again, so the connection reads once more on
+  the next pass to find it.
+- ``half_close`` is honoured under TLS 1.3, where close_notify closes only
+  the sender's side (RFC 8446 section 6.1). Before 1.3 the answer to
+  close_notify must be one's own at once (RFC 5246 section 7.2.1), and an
+  end without close_notify (a truncation) may leave OpenSSL unable to
+  write; in both cases the end closes as it does without ``half_close``.
 """
 
 import errno
 import ssl
+import weakref
 from functools import partial
 
 from thor.loop import ERROR, HUP, INVALID, READ, EventSource
@@ -31,6 +41,8 @@ __all__ = ["TlsClient", "TlsConnection", "TlsServer"]
 _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # The largest plain-text record (RFC 8446 section 5.1): one read's worth.
 _RECORD = 16384
+# Versions whose close_notify must be answered by closing (RFC 5246 7.2.1).
+_CLOSE_ANSWERS_CLOSE = frozenset(("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"))
 
 _default_context = None
 
@@ -48,23 +60,46 @@ def default_context():
 class TlsConnection(TcpConnection):
     """A TLS connection; the same interface as ``TcpConnection``.
 
-    Emits: data(bytes), pause(paused: bool) for the write side, close().
+    Emits: data(bytes), pause(paused: bool) for the write side, end()
+    (with ``half_close``, under TLS 1.3 only), close().
     """
 
-    __slots__ = ()
+    __slots__ = ("_eof_held",)
 
     def __init__(self, sock, host, port, loop=None):
         TcpConnection.__init__(self, sock, host, port, loop)
+        # OpenSSL has taken the peer's end off the socket: see _tls_recv.
+        self._eof_held = False
         # partial, not bound methods: no reference cycle through self.
-        self._recv = partial(_tls_recv, sock)
+        self._recv = partial(_tls_recv, sock, weakref.ref(self))
         self._send = partial(_tls_send, sock)
 
     def pause(self, paused):
         TcpConnection.pause(self, paused)
-        if not paused and self._interest & READ and self.socket.pending():
+        if not paused and self._interest & READ and (
+            self._eof_held or self.socket.pending()
+        ):
             # Plain text OpenSSL already holds (read along with the end of
-            # the handshake) would never make the socket readable again.
+            # the handshake), or an end it already read, would never make
+            # the socket readable again.
             self._loop.schedule(0, self._fd_ready, READ)
+
+    def _hold_eof(self):
+        self._eof_held = True
+        self._loop.schedule(0, self._fd_ready, READ)
+
+    def _may_half_close(self):
+        sock = self.socket
+        if sock.version() in _CLOSE_ANSWERS_CLOSE:
+            return False
+        # An end without close_notify is a truncation, after which OpenSSL
+        # 3 refuses to write: an empty write tells, before 'end' promises a
+        # way back to the peer that does not exist.
+        try:
+            sock.send(b"")
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _release(self, graceful):
         sock = self.socket
@@ -81,7 +116,7 @@ class TlsConnection(TcpConnection):
             pass
 
 
-def _tls_recv(sock, size):
+def _tls_recv(sock, conn_ref, size):
     """One readable event's worth of plain text: None when OpenSSL has no
     complete record yet, b"" at the end."""
     try:
@@ -98,7 +133,12 @@ def _tls_recv(sock, size):
         while total < size:
             chunk = sock.recv(_RECORD)
             if not chunk:
-                break  # EOF: seen again on the next readable event
+                # OpenSSL returns the end again on the next read, but the
+                # socket may never be readable again to prompt one.
+                conn = conn_ref()
+                if conn is not None:
+                    conn._hold_eof()
+                break
             chunks.append(chunk)
             total += len(chunk)
         pending = sock.pending()

@@ -1,8 +1,8 @@
 """Benchmark thor's HttpServer beside a minimal asyncio HTTP server.
 
     python3 tests/bench/bench_http_server.py [--quick] [--seconds N]
-        [--connections N] [--loadgen wrk|stdlib] [--profile]
-        [--pipeline N]
+        [--rounds N] [--connections N] [--loadgen wrk|stdlib] [--profile]
+        [--pipeline N] [--layers]
 
 Both servers answer every request with the same hello-world response
 (13-byte body, ``Content-Type`` and ``Content-Length``; thor adds its
@@ -12,7 +12,10 @@ when it is installed, else from a stdlib load generator in another process
 figure that counts is the server process's CPU time (user + system, read
 from ``/proc/<pid>/stat``, or ``os.times()`` reported by the child) per
 request answered, so the load generator's own cost and the machine's core
-count matter little.
+count matter little; it is printed with its user and system parts. The two
+servers take turns for ``--rounds`` rounds (3; ``--seconds`` 4 each) and
+the lowest figure of each is compared: on a shared machine, other work
+only ever adds to a run's CPU time.
 
 Runs, in one go: keep-alive, and ``Connection: close`` (one request per
 connection). Targets (issue 4): keep-alive <= 1.5x asyncio's CPU per
@@ -167,15 +170,19 @@ class Server:
 
     def cpu(self):
         """The child's CPU seconds (user + system) so far."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self):
+        """The child's (user, system) CPU seconds so far."""
         try:
             with open("/proc/%d/stat" % self.proc.pid) as f:
                 fields = f.read().rpartition(")")[2].split()
             ticks = os.sysconf("SC_CLK_TCK")
-            return (int(fields[11]) + int(fields[12])) / ticks
+            return int(fields[11]) / ticks, int(fields[12]) / ticks
         except OSError:
             self.proc.stdin.write(b"\n")
             user, system = self.proc.stdout.readline().split()
-            return float(user) + float(system)
+            return float(user), float(system)
 
     def rss(self):
         """Resident set size in bytes (None where /proc is missing)."""
@@ -296,10 +303,10 @@ def load_stdlib(port, seconds, connections, close):
 
 def measure(server, load, seconds, connections, close):
     load(server.port, 0.3, min(connections, 8), close)  # warm up
-    before = server.cpu()
+    user0, system0 = server.cpu_split()
     requests, note = load(server.port, seconds, connections, close)
-    cpu = server.cpu() - before
-    return requests, cpu, note
+    user1, system1 = server.cpu_split()
+    return requests, (user1 - user0, system1 - system0), note
 
 
 # -- pipelining ----------------------------------------------------------------
@@ -440,6 +447,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--loadgen", choices=("wrk", "stdlib"), default=None)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--pipeline", type=int, nargs="?", const=100_000, default=None)
@@ -449,7 +457,9 @@ def main():
         print("thor, in-process, per keep-alive request (python %s):" % sys.version.split()[0])
         layers()
         return 0
-    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    seconds = args.seconds or (2.0 if args.quick else 4.0)
+    if args.quick or args.profile:
+        args.rounds = 1
     loadgen = args.loadgen or ("wrk" if shutil.which("wrk") else "stdlib")
     load = load_wrk if loadgen == "wrk" else load_stdlib
     print("thor HttpServer vs minimal asyncio server: %s, %d connections, %.0f s per run,"
@@ -463,18 +473,26 @@ def main():
         for close, label, limit in ((False, "keep-alive", 1.5), (True, "Connection: close", 1.2)):
             if args.profile and close:
                 break
-            per = {}
-            for server in servers:
-                requests, cpu, note = measure(server, load, seconds, args.connections, close)
-                per[server.name] = cpu / requests * 1e6 if requests else float("inf")
-                print("  %-18s %-8s %8d requests  %7.0f req/s  CPU %6.2f s  %6.1f us/request %s"
-                      % (label, server.name, requests, requests / seconds, cpu,
-                         per[server.name], note))
+            per = {}  # server name -> the lowest CPU us per request of any round
+            for round_ in range(args.rounds):
+                for server in servers:
+                    requests, (user, system), note = measure(
+                        server, load, seconds, args.connections, close)
+                    cpu = user + system
+                    figure = cpu / requests * 1e6 if requests else float("inf")
+                    per[server.name] = min(per.get(server.name, figure), figure)
+                    print("  %-18s %-8s %8d requests  %7.0f req/s  CPU %6.2f s  %6.1f us/request"
+                          " (user %.1f, system %.1f) %s"
+                          % (label, server.name, requests, requests / seconds, cpu, figure,
+                             user / requests * 1e6 if requests else 0,
+                             system / requests * 1e6 if requests else 0, note))
             ratio = per["thor"] / per["asyncio"]
             met = ratio <= limit
             verdicts.append((label, ratio, limit, met))
-            print("  %-18s ratio thor/asyncio %.2fx (target <= %.1fx) %s"
-                  % (label, ratio, limit, "MET" if met else "MISSED"))
+            print("  %-18s lowest of %d: thor %.1f us, asyncio %.1f us per request;"
+                  " ratio thor/asyncio %.2fx (target <= %.1fx) %s"
+                  % (label, args.rounds, per["thor"], per["asyncio"], ratio, limit,
+                     "MET" if met else "MISSED"))
         if args.pipeline:
             for server in servers:
                 elapsed, cpu, growth = pipeline(server, args.pipeline)

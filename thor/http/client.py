@@ -400,7 +400,9 @@ class _ClientConnection:
         self._deadline = None
         if exchange._input_paused:
             self.pause(True)
-        exchange._connected()
+        if exchange._framing is not None:
+            exchange._connected()
+        # else: the head waits for the first body chunk or request_done
 
     def request_sent(self):
         """The whole request is written: the server's turn."""
@@ -532,7 +534,20 @@ class _ClientConnection:
             # is free before response_done, so that a request made by its
             # listener (the usual place) reuses it rather than queueing or
             # opening another.
-            self.client._reuse(self)
+            origin = self.origin
+            if origin.queue or self._paused:
+                self.client._reuse(self)
+            else:
+                # _reuse and go_idle, inline: once per response.
+                self._idle_since = self.loop.time()
+                timeout = self.client.idle_timeout
+                if timeout is None:
+                    self._deadline = None
+                else:
+                    deadline = self._deadline = _monotonic() + timeout
+                    if self._timer is None or deadline < self._timer_due:
+                        self._arm(timeout)
+                origin.idle.append(self)
         else:
             # More input: once the parser has seen it (ExtraDataError, as
             # no response is expected), the release closes the connection.
@@ -545,6 +560,10 @@ class _ClientConnection:
                 exchange._listener_failed(exc)
         else:
             exchange._emit("response_done", trailers)
+        # It emits nothing more: dropping its listeners frees it by
+        # reference counting, where listeners that close over it (the usual
+        # way to write them) would leave a cycle for the garbage collector.
+        exchange._events.clear()
 
     def on_request_head(self, *args):  # pragma: no cover
         raise AssertionError("a response parser never reports requests")
@@ -653,7 +672,7 @@ class _KnownRequest:
 
     __slots__ = (
         "method", "uri", "req_hdrs", "request_close", "upgrade", "expect",
-        "origin_key", "head_fields", "heads",
+        "origin_key", "head_fields", "heads", "special",
     )
 
     def __init__(self, exchange, expect):
@@ -666,6 +685,10 @@ class _KnownRequest:
         self.origin_key = exchange._origin_key
         self.head_fields = exchange._head_fields
         self.heads = {}
+        self.special = (
+            self.request_close or self.upgrade or expect
+            or self.head_fields[2] is not None
+        )
 
     @staticmethod
     def matches(headers):
@@ -730,7 +753,8 @@ class HttpClientExchange(EventEmitter):
     _fresh = False
 
     def __init__(self, client):
-        EventEmitter.__init__(self)
+        self._events = {}  # EventEmitter.__init__, inline: once per request
+        self._sink = None
         self.client = client
 
     def __repr__(self):
@@ -753,9 +777,28 @@ class HttpClientExchange(EventEmitter):
                 known = _request_heads.get(key)
             except TypeError:  # unhashable parts: not cached
                 key = known = None
-            if known is not None and known.matches(headers):
-                self._start_known(known)
-                return
+            if known is not None:
+                # _KnownRequest.matches, inline: the headers that compared
+                # equal to the key's are exactly its types too.
+                for item in headers:
+                    if item.__class__ is not tuple:
+                        break
+                    name, value = item
+                    if name.__class__ not in _EXACT or value.__class__ not in _EXACT:
+                        break
+                else:
+                    # What the rest of request_start would make of it.
+                    self.method = known.method
+                    self._state = _STARTED
+                    self.req_hdrs = list(known.req_hdrs)
+                    self._head_entry = known
+                    if known.special:
+                        self._start_special(known)
+                    self.uri = known.uri
+                    self._origin_key = known.origin_key
+                    self._head_fields = known.head_fields
+                    self.client._acquire(self)
+                    return
         method = _encode_method(method)
         fields = []
         exact = key is not None and _KnownRequest.matches(headers)
@@ -836,12 +879,9 @@ class HttpClientExchange(EventEmitter):
             self._head_entry = known
         self.client._acquire(self)
 
-    def _start_known(self, known):
-        """request_start for a request validated before (_request_heads)."""
-        self.method = known.method
-        self._state = _STARTED
-        self.req_hdrs = list(known.req_hdrs)
-        self._head_entry = known
+    def _start_special(self, known):
+        """request_start's settings for a known request (_request_heads)
+        that closes, upgrades, has a Content-Length or expects 100."""
         if known.request_close:
             self._request_close = True
         if known.upgrade:
@@ -852,10 +892,6 @@ class HttpClientExchange(EventEmitter):
             self._length_left = content_length
         elif known.expect:
             self._framing = _CHUNKED
-        self.uri = known.uri
-        self._origin_key = known.origin_key
-        self._head_fields = known.head_fields
-        self.client._acquire(self)
 
     def request_body(self, chunk):
         """Send a chunk of the request body (bytes, or str as UTF-8).
@@ -910,14 +946,29 @@ class HttpClientExchange(EventEmitter):
         self._req_done = True
         if trailers:
             self._trailers = trailers
-        if self._framing is None:
-            self._framing = _NO_FRAMING
+        framing = self._framing
+        if framing is None:
+            framing = self._framing = _NO_FRAMING
         if self._state == _DONE:
             return
         conn = self._conn
-        if conn is not None:
-            if not self._head_written:
-                self._write_head()
+        if conn is None:
+            return  # written once a connection is attached (_connected)
+        if self._head_written:
+            self._write_end(conn)
+        elif framing == _NO_FRAMING:
+            # The usual request, a head alone: _write_head and _write_end,
+            # inline.
+            self._head_written = True
+            known = self._head_entry
+            head = None if known is None else known.heads.get(_NO_FRAMING)
+            if not conn.closed:
+                conn.tcp.write(head or self._build_head())
+            self._request_sent = True
+            if self.client.read_timeout is not None:
+                conn.request_sent()
+        else:
+            self._write_head()
             self._write_end(conn)
 
     def _keep(self, chunk):

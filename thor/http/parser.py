@@ -159,21 +159,24 @@ _LINE_CACHE_LEN = 256
 # And of whole request heads (the bytes before the empty line) it accepted:
 # a client sends the same head again and again on a connection (a poller, a
 # load tester, a browser fetching assets), so a repeat is one look-up.
-#   _request_heads: head -> (start line length, line count, method, target,
-#                            headers (copied out), version, close,
-#                            expect_continue, upgrade, body, content_length)
-# The first two are checked against this parser's limits on a hit. Bounds:
-# 256 heads of at most 1024 bytes with what they map to, about 1 MB at worst.
+#   _request_heads: head -> (method, target, headers (copied out), version,
+#                            close, expect_continue, upgrade, body,
+#                            content_length, state, remaining,
+#                            start line length, line count)
+# The last two are checked against this parser's limits on a hit, unless its
+# limits hold any head that is cached (_cache_fits). Bounds: 256 heads of at
+# most 1024 bytes and 101 lines with what they map to, about 1 MB at worst.
 _request_heads = {}
 # The same for response heads, for a client fetching from one origin: only
 # for requests whose method does not change the framing (not HEAD or
 # CONNECT), so that the head alone decides what it means.
-#   _response_heads: head -> (start line length, line count, status, phrase,
-#                             headers (copied out), version, close, upgrade,
-#                             body, content_length)
+#   _response_heads: head -> (status, phrase, headers (copied out), version,
+#                             close, upgrade, body, content_length, state,
+#                             remaining, start line length, line count)
 _response_heads = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LEN = 1024
+_HEAD_CACHE_LINES = 101  # the default max_fields, and the start line
 # What a special field says, for a Content-Length the fast path leaves to
 # the general one.
 _BAD_LENGTH = -1
@@ -365,13 +368,14 @@ class HttpParser:
 
     ``paused`` (read it, change it with pause() / resume()) is True while
     the parser holds its input; ``idle`` and ``buffered`` describe the
-    buffered input.
+    buffered input. The limits (the keyword arguments) are fixed when the
+    parser is made.
     """
 
     __slots__ = (
         "_delegate", "is_request", "max_start_line", "max_field_section",
         "max_fields", "max_chunk_ext", "max_trailer_section", "lenient_bare_lf",
-        "version", "close", "expect_continue", "upgrade", "body", "content_length",
+        "_cache_fits", "version", "close", "expect_continue", "upgrade", "body", "content_length",
         "_state", "_buf", "_pos", "_queued", "paused", "_busy", "_failed",
         "_eof", "_eof_done", "_remaining", "_scanned", "_line_end",
         "_empty_lines", "_expected", "_switch",
@@ -396,6 +400,12 @@ class HttpParser:
         self.max_chunk_ext = max_chunk_ext
         self.max_trailer_section = max_trailer_section
         self.lenient_bare_lf = lenient_bare_lf
+        # Every head in the caches fits these limits (fixed from here on):
+        # a hit needs no check of its sizes.
+        self._cache_fits = (
+            max_start_line >= _HEAD_CACHE_LEN and max_field_section >= _HEAD_CACHE_LEN
+            and max_fields + 1 >= _HEAD_CACHE_LINES
+        )
         self.version = None
         self.close = False
         self.expect_continue = False
@@ -407,7 +417,7 @@ class HttpParser:
         self._pos = 0
         self._queued = []      # input fed from inside a delegate call
         self.paused = False
-        self._busy = False     # inside _run: feed/resume only note what to do
+        self._busy = False     # inside feed's loop: feed/resume only note what to do
         self._failed = False
         self._eof = False
         self._eof_done = False
@@ -420,23 +430,6 @@ class HttpParser:
 
     # -- the owner's calls ---------------------------------------------------
 
-    def feed(self, data):
-        """Parse ``data`` (bytes-like) as far as possible."""
-        if self._failed or self._eof:
-            return
-        if self._busy:
-            if data:
-                self._queued.append(bytes(data))
-            return
-        if data:
-            if self._pos == len(self._buf):  # _append's common case, inline
-                self._buf = data if type(data) is bytes else bytes(data)
-                self._pos = 0
-            else:
-                self._append(data)
-        if not self.paused:
-            self._run()
-
     def finish(self):
         """The input has ended: complete a close-delimited body, or report
         IncompleteHeadError / IncompleteBodyError inside a message."""
@@ -444,7 +437,7 @@ class HttpParser:
             return
         self._eof = True
         if not self.paused and not self._busy:
-            self._run()
+            self.feed(None)
 
     def pause(self):
         """Stop delivering; from inside a delegate call, feed() / resume()
@@ -458,7 +451,7 @@ class HttpParser:
             return
         self.paused = False
         if not self._busy and not self._failed:
-            self._run()
+            self.feed(None)
 
     # The server names the in-callback case separately; resume() covers both.
     resume_after_callback = resume
@@ -505,7 +498,7 @@ class HttpParser:
             return
         if type(buf) is not bytearray:
             # One copy of the unparsed rest; later appends are amortised.
-            # A bytearray keeps its parsed prefix until _run drops it.
+            # A bytearray keeps its parsed prefix until feed's loop drops it.
             buf = bytearray(memoryview(buf)[pos:])
             self._buf = buf
             self._pos = 0
@@ -523,12 +516,30 @@ class HttpParser:
 
     # -- the loop --------------------------------------------------------------
 
-    def _run(self):
-        """Handle buffered input until it runs out, the parser pauses, or
-        fails, then the end of input if it came. Pipelined messages are
-        handled here, in turn; the position is saved before each delegate
-        call, which may pause the parser. (One function, not a loop in a
-        wrapper: this runs once per read.)"""
+    def feed(self, data):
+        """Parse ``data`` (bytes-like) as far as possible."""
+        # Also the parser's own loop (data None: carry on with what is
+        # buffered, for resume() and finish()): it handles buffered input
+        # until it runs out, the parser pauses, or fails, then the end of
+        # input if it came. Pipelined messages are handled here, in turn;
+        # the position is saved before each delegate call, which may pause
+        # the parser. One function, not a loop behind a wrapper: this runs
+        # once per read.
+        if data is not None:
+            if self._failed or self._eof:
+                return
+            if self._busy:
+                if data:
+                    self._queued.append(bytes(data))
+                return
+            if data:
+                if self._pos == len(self._buf):  # _append's common case, inline
+                    self._buf = data if type(data) is bytes else bytes(data)
+                    self._pos = 0
+                else:
+                    self._append(data)
+            if self.paused:
+                return
         self._busy = True
         delegate = self._delegate
         try:
@@ -560,8 +571,13 @@ class HttpParser:
                         self._state = _CHUNK_END
                     delegate.on_body(chunk)
                     if not remaining and state == _LENGTH and not self.paused:
-                        # What the next pass would do, without the pass.
-                        self._message_done([])
+                        # What the next pass would do, without the pass
+                        # (_message_done, inline: once per message with a body).
+                        self._state = _HEAD
+                        if self._switch:
+                            self._switch = False
+                            self.paused = True
+                        delegate.on_message_done([])
                     continue
 
                 if pos == end:
@@ -591,12 +607,25 @@ class HttpParser:
                                 delegate.on_request_head(*found)
                             else:
                                 delegate.on_response_head(*found)
-                            if (
-                                self._state == _LENGTH and not self._remaining
-                                and not self.paused
-                            ):
-                                # No body: what the next pass would do
-                                # (_message_done, inline).
+                            if self._state == _LENGTH and not self.paused:
+                                # What the next passes would do, without
+                                # the passes: a body of known length that
+                                # is all here (the usual response), then
+                                # _message_done, inline.
+                                remaining = self._remaining
+                                if remaining:
+                                    pos = self._pos
+                                    stop = pos + remaining
+                                    if stop > end:
+                                        continue
+                                    chunk = buf[pos:stop]
+                                    if type(chunk) is not bytes:
+                                        chunk = bytes(chunk)
+                                    self._pos = stop
+                                    self._remaining = 0
+                                    delegate.on_body(chunk)
+                                    if self.paused:
+                                        continue
                                 self._state = _HEAD
                                 if self._switch:
                                     self._switch = False
@@ -921,19 +950,16 @@ class HttpParser:
         if request:
             known = _request_heads.get(block)
             if known is not None:
-                (first, count, method, target, headers, version, close,
-                 expect, upgrade, body, content_length) = known
-                if (
+                (method, target, headers, version, close, expect, upgrade, body,
+                 content_length, state, remaining, first, count) = known
+                if self._cache_fits or (
                     first <= self.max_start_line
                     and idx - pos - first <= self.max_field_section
                     and count <= self.max_fields + 1
                 ):
                     # What the code below sets, for this head.
-                    if body == CHUNKED:
-                        self._state = _CHUNK_SIZE
-                    else:
-                        self._remaining = content_length or 0
-                        self._state = _LENGTH
+                    self._state = state
+                    self._remaining = remaining
                     self.expect_continue = expect
                     self.upgrade = self._switch = upgrade
                     self.version = version
@@ -950,30 +976,25 @@ class HttpParser:
                 if method != b"HEAD" and method != b"CONNECT" else None
             )
             if known is not None:
-                (first, count, status, phrase, headers, version, close,
-                 upgrade, body, content_length) = known
-                if (
+                (status, phrase, headers, version, close, upgrade, body,
+                 content_length, state, remaining, first, count) = known
+                if self._cache_fits or (
                     first <= self.max_start_line
                     and idx - pos - first <= self.max_field_section
                     and count <= self.max_fields + 1
                 ):
-                    # What the code below sets, for this head.
-                    if body == CHUNKED:
-                        self._state = _CHUNK_SIZE
-                    elif body == UNTIL_CLOSE:
-                        self._state = _UNTIL_CLOSE
-                    else:
-                        self._remaining = content_length or 0
-                        self._state = _LENGTH
+                    # What the code below sets, for this head (a response
+                    # parser's expect_continue and _empty_lines stay as
+                    # they started, False and 0).
+                    self._state = state
+                    self._remaining = remaining
                     self._expected.popleft()
                     self.upgrade = upgrade
-                    self.expect_continue = False
                     self.version = version
                     self.close = close
                     self.body = body
                     self.content_length = content_length
                     self._pos = idx + 4
-                    self._empty_lines = 0
                     return status, phrase, list(headers)
         lines = block.split(b"\r\n")
         start = lines[0]
@@ -1131,20 +1152,25 @@ class HttpParser:
         self._pos = idx + 4
         self._empty_lines = 0
         if request:
-            if len(block) <= _HEAD_CACHE_LEN:
+            if len(block) <= _HEAD_CACHE_LEN and len(lines) <= _HEAD_CACHE_LINES:
                 if len(_request_heads) >= _HEADS_MAX:
                     _request_heads.clear()
                 _request_heads[block] = (
-                    first, len(lines), method, target, tuple(headers), version, close,
-                    self.expect_continue, upgrade, body, content_length,
+                    method, target, tuple(headers), version, close, self.expect_continue,
+                    upgrade, body, content_length, self._state,
+                    self._remaining if body == LENGTH else 0, first, len(lines),
                 )
             return method, target, headers
-        if len(block) <= _HEAD_CACHE_LEN and method != b"HEAD":
+        if (
+            len(block) <= _HEAD_CACHE_LEN and len(lines) <= _HEAD_CACHE_LINES
+            and method != b"HEAD"
+        ):
             if len(_response_heads) >= _HEADS_MAX:
                 _response_heads.clear()
             _response_heads[block] = (
-                first, len(lines), status, phrase, tuple(headers), version, close,
-                self.upgrade, body, content_length,
+                status, phrase, tuple(headers), version, close, self.upgrade, body,
+                content_length, self._state, self._remaining if body == LENGTH else 0,
+                first, len(lines),
             )
         return status, phrase, headers
 
