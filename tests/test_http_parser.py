@@ -1599,6 +1599,42 @@ class TestFastPath(ParserCase):
             self.assertEqual(whole, bytewise, (data, limits, expect))
 
 
+class TestCachedHeads(unittest.TestCase):
+    """The head caches are shared by every parser; what a parser reports
+    must not depend on what others have cached."""
+
+    def test_limit_lowered_after_init_applies_to_a_cached_head(self):
+        fields = b"".join(b"X-%d: v\r\n" % i for i in range(20))
+        response = b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n"
+        for max_fields in (None, 10):  # the first (default limits) caches it
+            rec = Recorder()
+            parser = HttpParser(rec, False)
+            rec.parser = parser
+            if max_fields is not None:
+                parser.max_fields = max_fields
+            parser.expect_response(b"GET")
+            parser.feed(response)
+        self.assertEqual([e[:2] for e in rec.events], [("error", "TooManyFieldsError")])
+
+    def test_leftover_taken_inside_a_head_callback(self):
+        # A delegate may take the rest of the input from inside the head
+        # callback; the parser then has nothing more to deliver.
+        class Taker(Recorder):
+            def on_response_head(self, status, phrase, headers):
+                Recorder.on_response_head(self, status, phrase, headers)
+                self.events.append(("leftover", self.parser.leftover()))
+
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        for _ in range(2):  # uncached, then cached
+            rec = Taker()
+            parser = HttpParser(rec, False)
+            rec.parser = parser
+            parser.expect_response(b"GET")
+            parser.feed(response)
+            self.assertEqual([e[0] for e in rec.events], ["response", "leftover"])
+            self.assertEqual(rec.events[1], ("leftover", b"hello"))
+
+
 class TestSplitFuzz(unittest.TestCase):
     """Mutated messages (seeded, so repeatable): whatever the parser makes of
     them, it must make the same of them however the input is split."""

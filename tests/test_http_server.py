@@ -1206,13 +1206,13 @@ class TlsTest(ServerTestCase):
         self.assertEqual(self.in_thread(client), [(200, b"Hello, world!")] * 2)
 
 
-@unittest.skipUnless(socket.has_ipv6, "no IPv6")
 class HalfCloseTest(ServerTestCase):
-    """A client that shuts its sending side after its requests still gets
-    every answer (RFC 9112 9.6), however late the application answers."""
+    """With half_close, a client that shuts its sending side after its
+    requests still gets every answer, however late the application answers."""
 
     def setUp(self):
         ServerTestCase.setUp(self)
+        self.server.half_close = True
         self.delay = None  # seconds before answering; None: at request_done
         self.errors = []
         self.handler = self.answer_when_done
@@ -1279,6 +1279,38 @@ class HalfCloseTest(ServerTestCase):
         self.assertLess(client.data.index(b"HTTP/1.1 200"), client.data.index(b"HTTP/1.1 400"))
 
 
+    def test_off_by_default_the_unanswered_exchange_gets_an_error(self):
+        self.server.half_close = False
+        self.assertFalse(HttpServer.half_close)
+        self.delay = 0.05
+        client = self.send_and_end(GET % b"")
+        self.assertEqual(bytes(client.data), b"")
+        self.assertEqual(len(self.errors), 1)
+        self.assertIsInstance(self.errors[0], error.ConnectionClosedError)
+
+    def test_end_before_a_tunnel_reaches_its_new_owner(self):
+        heard = []
+
+        def connect(exchange):
+            def answer():
+                exchange.response_start(200, "Connection established", [])
+                tcp, buffered = exchange.tunnel()
+                heard.append(buffered)
+                tcp.on("end", lambda: (heard.append("end"), tcp.write(b"bye"), tcp.close()))
+                tcp.pause(False)
+
+            exchange.on("request_done", lambda trailers: self.loop.schedule(0.02, answer))
+
+        self.handler = connect
+        client = self.client()
+        client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nhello")
+        client.half_close()
+        self.run_until(lambda: client.eof)
+        self.assertEqual(heard, [b"hello", "end"])
+        self.assertTrue(client.data.startswith(b"HTTP/1.1 200 "), client.data)
+        self.assertTrue(client.data.endswith(b"\r\n\r\nbye"), client.data)
+
+
 class CycleTest(ServerTestCase):
     def test_a_finished_exchange_is_freed_without_the_collector(self):
         # A handler that closes over its exchange (the usual way) makes a
@@ -1307,6 +1339,7 @@ class CycleTest(ServerTestCase):
         self.assertEqual([ref() for ref in refs], [None, None])
 
 
+@unittest.skipUnless(socket.has_ipv6, "no IPv6")
 class Ipv6Test(ServerTestCase):
     host = "::1"
 

@@ -164,10 +164,21 @@ class HttpClient:
                 if origin.count >= self.max_server_conn:
                     idle[0].close()
             else:
+                now = self.loop.time()
                 while idle:
                     conn = idle.pop()
-                    if conn.usable():
-                        conn.attach(exchange)
+                    # usable()'s quick answer, inline: a connection that went
+                    # idle in this pass is (the poller saw it last).
+                    if (conn._idle_since == now and not conn.closed) or conn.usable():
+                        # attach(), inline: once per request.
+                        conn.exchange = exchange
+                        exchange._conn = conn
+                        conn.parser.expect_response(exchange.method)
+                        conn._deadline = None
+                        if exchange._input_paused:
+                            conn.pause(True)
+                        if exchange._framing is not None:
+                            exchange._connected()
                         return
                     conn.close()
             self._origins[key] = origin  # closing may have dropped it

@@ -176,6 +176,8 @@ _request_heads = {}
 _response_heads = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LEN = 1024
+# What resume() and finish() feed: no input, just the parser's loop.
+_CARRY_ON = object()
 _HEAD_CACHE_LINES = 101  # the default max_fields, and the start line
 # What a special field says, for a Content-Length the fast path leaves to
 # the general one.
@@ -368,13 +370,12 @@ class HttpParser:
 
     ``paused`` (read it, change it with pause() / resume()) is True while
     the parser holds its input; ``idle`` and ``buffered`` describe the
-    buffered input. The limits (the keyword arguments) are fixed when the
-    parser is made.
+    buffered input. The limits (the keyword arguments) are attributes too.
     """
 
     __slots__ = (
-        "_delegate", "is_request", "max_start_line", "max_field_section",
-        "max_fields", "max_chunk_ext", "max_trailer_section", "lenient_bare_lf",
+        "_delegate", "is_request", "_max_start_line", "_max_field_section",
+        "_max_fields", "max_chunk_ext", "max_trailer_section", "lenient_bare_lf",
         "_cache_fits", "version", "close", "expect_continue", "upgrade", "body", "content_length",
         "_state", "_buf", "_pos", "_queued", "paused", "_busy", "_failed",
         "_eof", "_eof_done", "_remaining", "_scanned", "_line_end",
@@ -394,18 +395,13 @@ class HttpParser:
         # largest cookie sets browsers send with room to spare;
         # max_chunk_ext 4096 because extensions are all but unused and only
         # need to fit; max_trailer_section 16 KiB is Node's whole-head limit.
-        self.max_start_line = max_start_line
-        self.max_field_section = max_field_section
-        self.max_fields = max_fields
+        self._max_start_line = max_start_line
+        self._max_field_section = max_field_section
+        self._max_fields = max_fields
         self.max_chunk_ext = max_chunk_ext
         self.max_trailer_section = max_trailer_section
         self.lenient_bare_lf = lenient_bare_lf
-        # Every head in the caches fits these limits (fixed from here on):
-        # a hit needs no check of its sizes.
-        self._cache_fits = (
-            max_start_line >= _HEAD_CACHE_LEN and max_field_section >= _HEAD_CACHE_LEN
-            and max_fields + 1 >= _HEAD_CACHE_LINES
-        )
+        self._limits_changed()
         self.version = None
         self.close = False
         self.expect_continue = False
@@ -428,6 +424,34 @@ class HttpParser:
         self._expected = deque()  # request methods awaiting a response (client)
         self._switch = False   # pause after this message: the protocol may change
 
+    # -- limits ----------------------------------------------------------------
+
+    def _limits_changed(self):
+        # Every head in the caches fits these limits: a hit needs no check
+        # of its sizes.
+        self._cache_fits = (
+            self._max_start_line >= _HEAD_CACHE_LEN
+            and self._max_field_section >= _HEAD_CACHE_LEN
+            and self._max_fields + 1 >= _HEAD_CACHE_LINES
+        )
+
+    def _limit(name):
+        slot = "_" + name
+
+        def get(self):
+            return getattr(self, slot)
+
+        def set(self, value):
+            setattr(self, slot, value)
+            self._limits_changed()
+
+        return property(get, set)
+
+    max_start_line = _limit("max_start_line")
+    max_field_section = _limit("max_field_section")
+    max_fields = _limit("max_fields")
+    del _limit
+
     # -- the owner's calls ---------------------------------------------------
 
     def finish(self):
@@ -437,7 +461,7 @@ class HttpParser:
             return
         self._eof = True
         if not self.paused and not self._busy:
-            self.feed(None)
+            self.feed(_CARRY_ON)
 
     def pause(self):
         """Stop delivering; from inside a delegate call, feed() / resume()
@@ -451,7 +475,7 @@ class HttpParser:
             return
         self.paused = False
         if not self._busy and not self._failed:
-            self.feed(None)
+            self.feed(_CARRY_ON)
 
     # The server names the in-callback case separately; resume() covers both.
     resume_after_callback = resume
@@ -518,14 +542,14 @@ class HttpParser:
 
     def feed(self, data):
         """Parse ``data`` (bytes-like) as far as possible."""
-        # Also the parser's own loop (data None: carry on with what is
+        # Also the parser's own loop (data _CARRY_ON: go on with what is
         # buffered, for resume() and finish()): it handles buffered input
         # until it runs out, the parser pauses, or fails, then the end of
         # input if it came. Pipelined messages are handled here, in turn;
         # the position is saved before each delegate call, which may pause
         # the parser. One function, not a loop behind a wrapper: this runs
         # once per read.
-        if data is not None:
+        if data is not _CARRY_ON:
             if self._failed or self._eof:
                 return
             if self._busy:
@@ -533,9 +557,8 @@ class HttpParser:
                     self._queued.append(bytes(data))
                 return
             if data:
-                if self._pos == len(self._buf):  # _append's common case, inline
+                if not self._buf:  # _append's common case, inline (_pos is 0)
                     self._buf = data if type(data) is bytes else bytes(data)
-                    self._pos = 0
                 else:
                     self._append(data)
             if self.paused:
@@ -607,7 +630,10 @@ class HttpParser:
                                 delegate.on_request_head(*found)
                             else:
                                 delegate.on_response_head(*found)
-                            if self._state == _LENGTH and not self.paused:
+                            if (
+                                self._state == _LENGTH and not self.paused
+                                and self._buf is buf  # no leftover() meanwhile
+                            ):
                                 # What the next passes would do, without
                                 # the passes: a body of known length that
                                 # is all here (the usual response), then
@@ -828,8 +854,8 @@ class HttpParser:
                     fits = idx + 2 - start <= self.max_trailer_section
                 else:
                     first = len(lines[0])
-                    fits = first <= self.max_start_line and (
-                        idx - first - start <= self.max_field_section
+                    fits = first <= self._max_start_line and (
+                        idx - first - start <= self._max_field_section
                     )
                 if fits and (
                     len(block.translate(None, CTL_EXCEPT_HTAB))
@@ -873,11 +899,11 @@ class HttpParser:
                 if lf >= 0:
                     self._line_end = line_end = lf - start
             if line_end < 0:
-                trouble = trouble or end - start >= self.max_start_line + 2
+                trouble = trouble or end - start >= self._max_start_line + 2
             else:
                 trouble = (
-                    trouble or line_end > self.max_start_line + 1
-                    or end - start - line_end - 1 >= self.max_field_section + 2
+                    trouble or line_end > self._max_start_line + 1
+                    or end - start - line_end - 1 >= self._max_field_section + 2
                 )
         if trouble:
             found = self._read_block_slowly(buf, start, end, trailer)
@@ -899,14 +925,14 @@ class HttpParser:
                 too_large = TrailerTooLargeError
             else:
                 found = self._next_line(
-                    buf, pos, end, start + self.max_start_line + 2, StartLineError,
+                    buf, pos, end, start + self._max_start_line + 2, StartLineError,
                     UriTooLongError if self.is_request else StartLineTooLongError,
                 )
                 if found is None:
                     return None
                 line, pos = found
                 lines.append(line)
-                limit = pos + self.max_field_section
+                limit = pos + self._max_field_section
                 too_large = FieldSectionTooLargeError
             while True:
                 if pos >= end:
@@ -953,9 +979,9 @@ class HttpParser:
                 (method, target, headers, version, close, expect, upgrade, body,
                  content_length, state, remaining, first, count) = known
                 if self._cache_fits or (
-                    first <= self.max_start_line
-                    and idx - pos - first <= self.max_field_section
-                    and count <= self.max_fields + 1
+                    first <= self._max_start_line
+                    and idx - pos - first <= self._max_field_section
+                    and count <= self._max_fields + 1
                 ):
                     # What the code below sets, for this head.
                     self._state = state
@@ -979,9 +1005,9 @@ class HttpParser:
                 (status, phrase, headers, version, close, upgrade, body,
                  content_length, state, remaining, first, count) = known
                 if self._cache_fits or (
-                    first <= self.max_start_line
-                    and idx - pos - first <= self.max_field_section
-                    and count <= self.max_fields + 1
+                    first <= self._max_start_line
+                    and idx - pos - first <= self._max_field_section
+                    and count <= self._max_fields + 1
                 ):
                     # What the code below sets, for this head (a response
                     # parser's expect_continue and _empty_lines stay as
@@ -1000,8 +1026,8 @@ class HttpParser:
         start = lines[0]
         first = len(start)
         if (
-            first > self.max_start_line or idx - pos - first > self.max_field_section
-            or len(lines) > self.max_fields + 1
+            first > self._max_start_line or idx - pos - first > self._max_field_section
+            or len(lines) > self._max_fields + 1
         ):
             return None
         if request:
@@ -1217,7 +1243,7 @@ class HttpParser:
         specials = []
         names = _names
         special = _SPECIAL
-        max_fields = self.max_fields
+        max_fields = self._max_fields
         counting = len(lines) - first > max_fields
         folds = None  # {index in headers: [value, continuation, ...]}
         for line in lines[first:] if first else lines:

@@ -224,7 +224,11 @@ class HttpServer(EventEmitter):
     the application has already answered; None to disable),
     ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser),
     ``inbuf_limit`` (bytes of unparsed input held while a response is
-    outstanding before the server stops reading from that client).
+    outstanding before the server stops reading from that client),
+    ``half_close`` (False: a client's end of input closes its connection,
+    and an exchange still unanswered gets an error event; True: a client
+    that shuts its sending side still gets every answer, the connection
+    closing once the last one is sent).
     """
 
     tcp_server_class = TcpServer
@@ -234,6 +238,12 @@ class HttpServer(EventEmitter):
     request_timeout = 30
     parser_limits = {}
     inbuf_limit = 65536
+    # Off by default, as in Node's http server and nginx (which aborts a
+    # proxied request when its client's input ends): TCP cannot tell a
+    # half-close from a client that has gone away until something is
+    # written, so waiting for a slow or never-coming answer would hold the
+    # connection, and an upstream fetch, for a client that may be gone.
+    half_close = False
 
     def __init__(self, host, port, loop=None, *, tls_context=None, reuse_port=False):
         EventEmitter.__init__(self)
@@ -345,11 +355,12 @@ class HttpServerConnection:
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
-        # A client may shut its side once its requests are sent and still
-        # read the answers (RFC 9112 9.6): the transport reports that as
-        # 'end' instead of closing, and the connection closes once idle.
-        tcp_conn.half_close = True
-        tcp_conn.on("end", self._on_end)
+        if server.half_close:
+            # A client may shut its side once its requests are sent and
+            # still read the answers: the transport reports that as 'end'
+            # instead of closing, and the connection closes once idle.
+            tcp_conn.half_close = True
+            tcp_conn.on("end", self._on_end)
         self._set_deadline(server.idle_timeout)
         tcp_conn.pause(False)
 
@@ -528,7 +539,7 @@ class HttpServerConnection:
                 exchange._events.clear()  # see _exchange_complete
                 if self._write_paused:
                     self._await_drain_output()
-                elif self._reading_paused or self.parser.paused:
+                elif self._reading_paused or self.parser.paused or self._peer_ended:
                     self._resume_input()
                 else:
                     # _resume_input's common case, inline: once per request.
@@ -763,14 +774,14 @@ class HttpServerConnection:
         tcp.removeListener("close", self._on_close)
         tcp.removeListener("pause", self._on_tcp_pause)
         tcp.removeListener("end", self._on_end)
-        # The new owner gets the transport's default: the client's end
-        # closes the tunnel (once what was written is sent). If the client
-        # had already ended, it stays open until the owner closes it.
-        tcp.half_close = False
         leftover = self.parser.leftover()
         self.exchange = None
         self.server._connection_closed(self)
         tcp.pause(True)
+        if self._peer_ended:
+            # The client ended its side before the tunnel began: the new
+            # owner hears it as the transport would tell it, next pass.
+            self.loop.schedule(0, tcp.emit, "end")
         return tcp, leftover
 
 
