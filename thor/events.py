@@ -58,7 +58,10 @@ class EventEmitter:
     def on(self, event, listener):
         """Call ``listener`` every time ``event`` is emitted."""
         events = self._events
-        events[event] = events.get(event, ()) + (listener,)
+        if event in events:
+            events[event] += (listener,)
+        else:
+            events[event] = (listener,)
         return self
 
     def once(self, event, listener):

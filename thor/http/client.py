@@ -33,6 +33,7 @@ import socket
 import sys
 import time as _time
 from collections import deque
+from itertools import chain
 from urllib.parse import urlsplit
 
 import thor.loop
@@ -549,15 +550,9 @@ class _ClientConnection:
             if origin.queue or self._paused:
                 self.client._reuse(self)
             else:
-                # _reuse and go_idle, inline: once per response.
+                # _reuse and go_idle, inline: once per response. The idle
+                # deadline is set below, if no request takes it meanwhile.
                 self._idle_since = self.loop.time()
-                timeout = self.client.idle_timeout
-                if timeout is None:
-                    self._deadline = None
-                else:
-                    deadline = self._deadline = _monotonic() + timeout
-                    if self._timer is None or deadline < self._timer_due:
-                        self._arm(timeout)
                 origin.idle.append(self)
         else:
             # More input: once the parser has seen it (ExtraDataError, as
@@ -571,6 +566,15 @@ class _ClientConnection:
                 exchange._listener_failed(exc)
         else:
             exchange._emit("response_done", trailers)
+        if self.exchange is None and not self.closed and not self._release_pending:
+            # Still idle (pooled) after response_done: go_idle's deadline.
+            timeout = self.client.idle_timeout
+            if timeout is None:
+                self._deadline = None
+            else:
+                deadline = self._deadline = _monotonic() + timeout
+                if self._timer is None or deadline < self._timer_due:
+                    self._arm(timeout)
         # It emits nothing more: dropping its listeners frees it by
         # reference counting, where listeners that close over it (the usual
         # way to write them) would leave a cycle for the garbage collector.
@@ -670,6 +674,9 @@ _URL_BAD = bytes(range(0x00, 0x21)) + bytes(range(0x7F, 0x100))
 
 
 _EXACT = (bytes, str)
+_TUPLE = frozenset((tuple,))
+_STRINGS = frozenset(_EXACT)
+_flatten = chain.from_iterable
 # (method, URL, tuple(headers)) -> _KnownRequest, for requests whose every
 # part is exactly str or bytes and passed request_start's checks: an
 # intermediary sends the same few heads over and over. Emptied when full.
@@ -704,14 +711,12 @@ class _KnownRequest:
     @staticmethod
     def matches(headers):
         """The headers that compared equal to the key's are exactly its
-        types too (a subclass may define equality as it likes)."""
-        for item in headers:
-            if item.__class__ is not tuple:
-                return False
-            name, value = item
-            if name.__class__ not in _EXACT or value.__class__ not in _EXACT:
-                return False
-        return True
+        types too (a subclass may define equality as it likes): tuples of
+        str or bytes."""
+        return (
+            set(map(type, headers)) <= _TUPLE
+            and set(map(type, _flatten(headers))) <= _STRINGS
+        )
 
 
 class HttpClientExchange(EventEmitter):
@@ -789,15 +794,12 @@ class HttpClientExchange(EventEmitter):
             except TypeError:  # unhashable parts: not cached
                 key = known = None
             if known is not None:
-                # _KnownRequest.matches, inline: the headers that compared
-                # equal to the key's are exactly its types too.
-                for item in headers:
-                    if item.__class__ is not tuple:
-                        break
-                    name, value = item
-                    if name.__class__ not in _EXACT or value.__class__ not in _EXACT:
-                        break
-                else:
+                # _KnownRequest.matches, inline (a few C calls, whatever the
+                # number of fields).
+                if (
+                    set(map(type, headers)) <= _TUPLE
+                    and set(map(type, _flatten(headers))) <= _STRINGS
+                ):
                     # What the rest of request_start would make of it.
                     self.method = known.method
                     self._state = _STARTED

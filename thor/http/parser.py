@@ -572,43 +572,11 @@ class HttpParser:
                 end = len(buf)
                 state = self._state
 
-                if state == _LENGTH or state == _CHUNK_DATA:
-                    remaining = self._remaining
-                    if not remaining:  # _LENGTH only: chunk data moves on below
-                        self._message_done([])
-                        continue
+                if state == _HEAD:
                     if pos == end:
                         if self._queued and self._take_queued():
                             continue
                         break
-                    stop = pos + remaining
-                    if stop > end:
-                        stop = end
-                    chunk = buf[pos:stop]
-                    if type(chunk) is not bytes:
-                        chunk = bytes(chunk)
-                    self._pos = stop
-                    remaining -= stop - pos
-                    self._remaining = remaining
-                    if not remaining and state == _CHUNK_DATA:
-                        self._state = _CHUNK_END
-                    delegate.on_body(chunk)
-                    if not remaining and state == _LENGTH and not self.paused:
-                        # What the next pass would do, without the pass
-                        # (_message_done, inline: once per message with a body).
-                        self._state = _HEAD
-                        if self._switch:
-                            self._switch = False
-                            self.paused = True
-                        delegate.on_message_done([])
-                    continue
-
-                if pos == end:
-                    if self._queued and self._take_queued():
-                        continue
-                    break
-
-                if state == _HEAD:
                     if self.is_request:
                         if buf[pos] == 13 or buf[pos] == 10:
                             try:
@@ -685,6 +653,42 @@ class HttpParser:
                         delegate.on_response_nonfinal(start[1], start[2], headers)
                     else:
                         delegate.on_response_head(start[1], start[2], headers)
+
+                elif state == _LENGTH or state == _CHUNK_DATA:
+                    remaining = self._remaining
+                    if not remaining:  # _LENGTH only: chunk data moves on below
+                        self._message_done([])
+                        continue
+                    if pos == end:
+                        if self._queued and self._take_queued():
+                            continue
+                        break
+                    stop = pos + remaining
+                    if stop > end:
+                        stop = end
+                    chunk = buf[pos:stop]
+                    if type(chunk) is not bytes:
+                        chunk = bytes(chunk)
+                    self._pos = stop
+                    remaining -= stop - pos
+                    self._remaining = remaining
+                    if not remaining and state == _CHUNK_DATA:
+                        self._state = _CHUNK_END
+                    delegate.on_body(chunk)
+                    if not remaining and state == _LENGTH and not self.paused:
+                        # What the next pass would do, without the pass
+                        # (_message_done, inline: once per message with a body).
+                        self._state = _HEAD
+                        if self._switch:
+                            self._switch = False
+                            self.paused = True
+                        delegate.on_message_done([])
+                    continue
+
+                elif pos == end:
+                    if self._queued and self._take_queued():
+                        continue
+                    break
 
                 elif state == _UNTIL_CLOSE:
                     chunk = buf[pos:end]
