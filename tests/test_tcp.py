@@ -35,6 +35,20 @@ def vm_rss():
     return None
 
 
+
+def count_passes(loop):
+    """A one-item list counting the loop's passes from now on (its poller's
+    calls)."""
+    passes = [0]
+    original = loop._poller.poll
+
+    def poll(timeout):
+        passes[0] += 1
+        return original(timeout)
+
+    loop._poller.poll = poll
+    return passes
+
 class Collector:
     """Listens to a connection and counts what it emits."""
 
@@ -267,17 +281,6 @@ class TestConnect(TcpTestCase):
         self.assertEqual(left.fileno(), -1)
 
 
-    def count_passes(self):
-        passes = [0]
-        original = self.loop._poller.poll
-
-        def poll(timeout):
-            passes[0] += 1
-            return original(timeout)
-
-        self.loop._poller.poll = poll
-        return passes
-
     def test_peer_gone_while_paused_keeps_what_it_sent(self):
         # A socketpair peer that writes and closes makes epoll report HUP
         # (with no error); what it wrote is still to be read. A paused
@@ -287,7 +290,7 @@ class TestConnect(TcpTestCase):
         got = Collector(conn, unpause=False)
         right.sendall(b"sent before going")
         right.close()
-        passes = self.count_passes()
+        passes = count_passes(self.loop)
         marker = []
         self.loop.schedule(0.05, marker.append, 1)
         self.run_until(lambda: marker)
@@ -534,20 +537,9 @@ class TestHalfClose(TcpTestCase):
             conn.half_close = True
         return peer, conn
 
-    def count_passes(self):
-        passes = [0]
-        original = self.loop._poller.poll
-
-        def poll(timeout):
-            passes[0] += 1
-            return original(timeout)
-
-        self.loop._poller.poll = poll
-        return passes
-
     def idle(self, seconds=0.05):
         """Let the loop run for a while; how many passes it made."""
-        passes = self.count_passes()
+        passes = count_passes(self.loop)
         marker = []
         self.loop.schedule(seconds, marker.append, 1)
         self.run_until(lambda: marker)
