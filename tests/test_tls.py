@@ -5,6 +5,7 @@ import errno
 import os
 import socket
 import ssl
+import sys
 import unittest
 
 import thor.tls
@@ -311,6 +312,7 @@ class TestTlsHalfClose(TlsTestCase):
         self.addCleanup(peer.unregister_fd)
         return peer, conn
 
+    @unittest.skipIf(sys.version_info < (3, 10), "TLS half_close needs Python 3.10+")
     def test_answer_after_end_under_tls13(self):
         peer, conn = self.served()
         self.assertEqual(conn.socket.version(), "TLSv1.3")
@@ -366,6 +368,8 @@ class TestTlsHalfClose(TlsTestCase):
         # the end must still be noticed.
         payload = os.urandom(20000)
         for half_close, last in ((True, "end"), (False, "close")):
+            if half_close and sys.version_info < (3, 10):
+                continue  # TLS half_close needs Python 3.10+
             with self.subTest(half_close=half_close):
                 client, server_side = handshake_pair(
                     trusting_context(), server_context()
@@ -380,6 +384,7 @@ class TestTlsHalfClose(TlsTestCase):
                 self.run_until(lambda: got.count(last))
                 self.assertEqual(got.events, [("data", payload), (last,)])
 
+    @unittest.skipIf(sys.version_info < (3, 10), "TLS half_close needs Python 3.10+")
     def test_end_while_paused_is_seen_on_unpause(self):
         # As above, with the application pausing on the data: the end that
         # OpenSSL already holds is found once reading resumes.

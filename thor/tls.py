@@ -30,6 +30,7 @@ Theory of operation
 
 import errno
 import ssl
+import sys
 import weakref
 from functools import partial
 
@@ -43,6 +44,10 @@ _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _RECORD = 16384
 # Versions whose close_notify must be answered by closing (RFC 5246 7.2.1).
 _CLOSE_ANSWERS_CLOSE = frozenset(("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"))
+# Before 3.10 the ssl module fails an empty write after any end of the
+# peer's data (SSL_write, not SSL_write_ex), so it cannot tell a
+# close_notify from a truncation: half_close is not honoured there.
+_WRITE_PROBE_TELLS = sys.version_info >= (3, 10)
 
 _default_context = None
 
@@ -90,7 +95,7 @@ class TlsConnection(TcpConnection):
 
     def _may_half_close(self):
         sock = self.socket
-        if sock.version() in _CLOSE_ANSWERS_CLOSE:
+        if sock.version() in _CLOSE_ANSWERS_CLOSE or not _WRITE_PROBE_TELLS:
             return False
         # An end without close_notify is a truncation, after which OpenSSL
         # 3 refuses to write: an empty write tells, before 'end' promises a
