@@ -401,7 +401,11 @@ class HttpParser:
         self.max_chunk_ext = max_chunk_ext
         self.max_trailer_section = max_trailer_section
         self.lenient_bare_lf = lenient_bare_lf
-        self._limits_changed()
+        # _limits_changed(), inline: once per parser (one per connection).
+        self._cache_fits = (
+            max_start_line >= _HEAD_CACHE_LEN and max_field_section >= _HEAD_CACHE_LEN
+            and max_fields + 1 >= _HEAD_CACHE_LINES
+        )
         self.version = None
         self.close = False
         self.expect_continue = False
