@@ -222,6 +222,17 @@ class RequestTests(ClientTestCase):
         self.assertDone(rec)
         self.assertIn(b"\r\nX-A: 1\r\nX-B: 2\r\n", server.conns[0].data)
 
+    def test_headers_from_any_iterable(self):
+        server = self.raw(answer_each(OK))
+        for _ in range(2):  # the second time, the request head is cached
+            exchange = self.client.exchange()
+            rec = Recorder(exchange)
+            exchange.request_start("GET", server.url(), ((n, v) for n, v in [("X-A", "1")]))
+            exchange.request_done([])
+            self.run_until(lambda: rec.finished)
+            self.assertDone(rec)
+        self.assertEqual(server.conns[0].data.count(b"\r\nX-A: 1\r\n"), 2)
+
     def test_host_from_url_and_hop_by_hop_dropped(self):
         server = self.raw(answer_each(OK))
         rec = self.fetch(server.url(), headers=[

@@ -341,6 +341,26 @@ class BasicTest(ServerTestCase):
         self.assertEqual((status, headers["X-A"], headers["X-B"], body), (200, "a", "b", b"123"))
 
 
+class IterableHeadersTest(ServerTestCase):
+    def test_response_headers_from_any_iterable(self):
+        fields = [("X-A", "1"), ("Connection", "X-B"), ("X-B", "2"), ("Content-Length", "2")]
+
+        def handler(exchange):
+            def request_start(method, uri, headers):
+                exchange.response_start(200, "OK", (field for field in fields))
+                exchange.response_body(b"ok")
+                exchange.response_done()
+
+            exchange.on("request_start", request_start)
+
+        self.handler = handler
+        for _ in range(2):  # uncached, then cached
+            client, responses = self.exchange_raw(GET % b"")
+            [(status, msg, body)] = responses
+            self.assertEqual((status, msg["X-A"], msg["X-B"], msg["Content-Length"], body),
+                             (200, "1", None, "2", b"ok"))
+
+
 class ConnectionTest(ServerTestCase):
     def test_keep_alive_raw(self):
         client = self.client()

@@ -786,6 +786,8 @@ class HttpClientExchange(EventEmitter):
         bad fields raise here, before anything is sent."""
         if self._state != _NEW:
             raise error.StateError("request_start called twice")
+        if headers.__class__ is not list and headers.__class__ is not tuple:
+            headers = list(headers)  # read more than once below
         key = None
         if method.__class__ in _EXACT and uri.__class__ in _EXACT:
             try:

@@ -868,7 +868,8 @@ class HttpServerExchange(EventEmitter):
             raise error.BadStatusError("response_nonfinal takes a 1xx status other than 101")
         if self._started:
             raise error.StateError("the final response has already started")
-        prefix, _, _, fields, _, _ = _checked_head(status, phrase, headers or ())
+        headers = _listed(headers)
+        prefix, _, _, fields, _, _ = _checked_head(status, phrase, headers)
         if fields is not None:
             head = self._head_special(prefix, headers, fields, True, None)
         else:
@@ -891,9 +892,10 @@ class HttpServerExchange(EventEmitter):
                 entry = _heads.get((status, phrase, tuple(headers)))
             except TypeError:
                 pass
-        prefix, code, content_length, fields, tail, framing = (
-            entry or _checked_head(status, phrase, headers or ())
-        )
+        if entry is None:
+            headers = _listed(headers)
+            entry = _checked_head(status, phrase, headers)
+        prefix, code, content_length, fields, tail, framing = entry
         conn = self.connection
         if tail is not None and self._plain and not conn._draining:
             # The common case: a plain request, a final status with a body,
@@ -1131,6 +1133,15 @@ class HttpServerExchange(EventEmitter):
         self._finished = True
         self._request_live = False
         self.emit("error", err)
+
+
+def _listed(headers):
+    """``headers`` as a list or tuple: they may be read more than once."""
+    if headers is None:
+        return ()
+    if headers.__class__ is list or headers.__class__ is tuple:
+        return headers
+    return list(headers)
 
 
 def _parse_length(value):
