@@ -1119,6 +1119,42 @@ def rss():
 # -- against thor's own server ---------------------------------------------------------
 
 
+class LoopStopTests(ClientTestCase):
+    def test_a_request_after_the_loop_stopped_and_runs_again(self):
+        # stop() forgets every fd: a connection pooled before it can no
+        # longer hear its responses, so the next request opens another.
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "5")
+                self.end_headers()
+                self.wfile.write(b"hello")
+
+            def log_message(self, *args):
+                pass
+
+        origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        origin.daemon_threads = True
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        self.addCleanup(origin.server_close)
+        self.addCleanup(origin.shutdown)
+        url = "http://127.0.0.1:%d/" % origin.server_address[1]
+        for _ in range(2):
+            exchange = self.client.exchange()
+            rec = Recorder(exchange)
+            exchange.on("response_done", lambda trailers: self.loop.stop())
+            exchange.on("error", lambda err: self.loop.stop())
+            exchange.request_start("GET", url, [])
+            exchange.request_done([])
+            self.loop.schedule(5, self.loop.stop)  # a deadline, should it hang
+            self.loop.run()
+            self.assertDone(rec)
+
+
 class CycleTests(ClientTestCase):
     def test_a_finished_exchange_is_freed_without_the_collector(self):
         # Listeners that close over their exchange (the usual way) make a

@@ -501,6 +501,11 @@ class EventSource(EventEmitter):
         """The set of events currently reported."""
         return {name for name, bit in _EVENT_BITS.items() if self._interest & bit}
 
+    def watched(self):
+        """True while the loop watches this source's fd: from register_fd()
+        until unregister_fd(), or until the loop forgets every fd (stop())."""
+        return self._fd is not None and self._loop._fd_sources.get(self._fd) is self
+
     def _fd_ready(self, mask):
         if mask & (ERROR | INVALID):
             self.emit("fd_error")

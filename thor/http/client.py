@@ -350,6 +350,9 @@ class _ClientConnection:
             return False
         if self._idle_since == self.loop.time():
             return True  # went idle in this pass: the poller saw it last
+        watched = getattr(self.tcp, "watched", None)
+        if watched is not None and not watched():
+            return False  # the loop has stopped since: its fd is forgotten
         sock = getattr(self.tcp, "socket", None)
         if sock is None:
             return True
