@@ -556,6 +556,34 @@ class MalformedResponseTests(ClientTestCase):
 
 
 class PoolTests(ClientTestCase):
+    def test_post_from_response_done_checks_a_connection_closed_behind_its_response(self):
+        # The server answers (keeping the connection, by its head) and
+        # closes at once; the listener's POST could not be replayed, so
+        # the pooled connection is checked, found closed, and not used.
+        # (loop.run(), not run_until: "this pass" needs a running loop.)
+        server = self.raw(answer_each(OK, close=True))
+        recs = []
+
+        def post(trailers):
+            exchange = self.client.exchange()
+            recs.append(Recorder(exchange))
+            exchange.on("response_done", lambda trailers: self.loop.stop())
+            exchange.on("error", lambda err: self.loop.stop())
+            exchange.request_start("POST", server.url(), [("Content-Length", "3")])
+            exchange.request_body(b"abc")
+            exchange.request_done([])
+
+        first = self.client.exchange()
+        first_rec = Recorder(first)
+        first.on("response_done", post)
+        first.request_start("GET", server.url(), [])
+        first.request_done([])
+        self.loop.schedule(5, self.loop.stop)  # a deadline, should it hang
+        self.loop.run()
+        self.assertDone(first_rec)
+        self.assertDone(recs[0])
+        self.assertEqual(len(server.conns), 2)
+
     def test_reuse(self):
         server = self.raw(answer_each(OK))
         for _ in range(3):

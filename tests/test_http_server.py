@@ -16,11 +16,13 @@ import threading
 import time
 import tracemalloc
 import unittest
+from unittest import mock
 import weakref
 
 import thor.loop
 from thor.http import error
 from thor.http.server import HttpServer
+from thor.tcp import TcpConnection
 from tests.support import LoopTestCase, make_cert
 
 
@@ -1307,6 +1309,14 @@ class HalfCloseTest(ServerTestCase):
         self.assertEqual(bytes(client.data), b"")
         self.assertEqual(len(self.errors), 1)
         self.assertIsInstance(self.errors[0], error.ConnectionClosedError)
+
+    def test_a_transport_defaulting_to_half_close_follows_the_server(self):
+        self.server.half_close = False
+        self.delay = 0.05
+        with mock.patch.object(TcpConnection, "half_close", True):
+            client = self.send_and_end(GET % b"")
+        self.assertEqual(bytes(client.data), b"")
+        self.assertEqual([type(err) for err in self.errors], [error.ConnectionClosedError])
 
     def test_end_before_a_tunnel_reaches_its_new_owner(self):
         heard = []

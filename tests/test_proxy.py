@@ -164,6 +164,42 @@ class ProxyTestCase(LoopTestCase):
         return [v.strip() for n, v in headers if n.lower() == name]
 
 
+class SpliceTest(LoopTestCase):
+    def test_an_end_closes_the_tunnel_once_sent(self):
+        # TcpConnection cannot pass a half-close on: an end (half_close on)
+        # closes both sides, after what each was sent, as a close does.
+        from thor.http.proxy import splice
+        from thor.tcp import TcpConnection
+
+        a_peer, a_sock = socket.socketpair()
+        b_peer, b_sock = socket.socketpair()
+        for sock in (a_peer, b_peer):
+            self.addCleanup(sock.close)
+        a = TcpConnection(a_sock, "a", 0, self.loop)
+        b = TcpConnection(b_sock, "b", 0, self.loop)
+        a.half_close = True
+        closed = []
+        a.on("close", lambda: closed.append("a"))
+        b.on("close", lambda: closed.append("b"))
+        splice(a, b)
+        a_peer.sendall(b"ping")
+        a_peer.shutdown(socket.SHUT_WR)
+        b_peer.setblocking(False)
+        got = []
+
+        def read_b():
+            try:
+                chunk = b_peer.recv(65536)
+            except BlockingIOError:
+                return False
+            got.append(chunk)
+            return chunk == b""
+
+        self.run_until(lambda: read_b() and len(closed) == 2)
+        self.assertEqual(b"".join(got), b"ping")
+        self.assertEqual(sorted(closed), ["a", "b"])
+
+
 class ForwardTest(ProxyTestCase):
     def test_get_with_http_client_strips_hop_by_hop_and_adds_via(self):
         origin = self.origin()

@@ -166,11 +166,14 @@ class HttpClient:
                     idle[0].close()
             else:
                 now = self.loop.time()
+                # A request that could not be replayed if the connection
+                # turned out closed gets the socket checked, always.
+                quick = exchange.method in IDEMPOTENT
                 while idle:
                     conn = idle.pop()
                     # usable()'s quick answer, inline: a connection that went
                     # idle in this pass is (the poller saw it last).
-                    if (conn._idle_since == now and not conn.closed) or conn.usable():
+                    if (quick and conn._idle_since == now and not conn.closed) or conn.usable(quick):
                         # attach(), inline: once per request.
                         conn.exchange = exchange
                         exchange._conn = conn
@@ -343,13 +346,16 @@ class _ClientConnection:
             "idle" if self.exchange is None else "busy",
         )
 
-    def usable(self):
+    def usable(self, quick=True):
         """Still open, with nothing waiting to be read (an idle connection
-        that has data or an EOF pending cannot take a request)."""
+        that has data or an EOF pending cannot take a request). ``quick``:
+        trust a connection that went idle in this pass without asking the
+        socket (the poller saw it last; a server's close may be just behind
+        its response, so a request that cannot be replayed asks anyway)."""
         if self.closed or not getattr(self.tcp, "tcp_connected", True):
             return False
-        if self._idle_since == self.loop.time():
-            return True  # went idle in this pass: the poller saw it last
+        if quick and self._idle_since == self.loop.time():
+            return True
         watched = getattr(self.tcp, "watched", None)
         if watched is not None and not watched():
             return False  # the loop has stopped since: its fd is forgotten

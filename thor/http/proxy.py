@@ -45,6 +45,7 @@ import socket
 import subprocess
 import sys
 import time as _time
+from functools import partial
 from urllib.parse import urlsplit
 
 import thor.loop
@@ -750,7 +751,9 @@ def splice(a, b, a_buffered=b"", b_buffered=b""):
     first), and the same for ``b_buffered``. When one side cannot take more
     (its write buffer is above its high-water mark), reading from the other
     stops until it drains. When one side closes, the other is closed once
-    what it was sent has been written.
+    what it was sent has been written; so it is when one side ends its
+    input (``end``, for a connection with ``half_close``), TcpConnection
+    having no way to pass a half-close on.
     """
     if a_buffered:
         b.write(a_buffered)
@@ -762,8 +765,15 @@ def splice(a, b, a_buffered=b"", b_buffered=b""):
     b.on("pause", a.pause)
     a.on("close", b.close)
     b.on("close", a.close)
+    a.on("end", partial(_ended, a, b))
+    b.on("end", partial(_ended, b, a))
     a.pause(False)
     b.pause(False)
+
+
+def _ended(ended, other):
+    other.close()
+    ended.close()
 
 
 def _refused(err):

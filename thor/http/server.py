@@ -355,11 +355,12 @@ class HttpServerConnection:
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
-        if server.half_close:
-            # A client may shut its side once its requests are sent and
-            # still read the answers: the transport reports that as 'end'
-            # instead of closing, and the connection closes once idle.
-            tcp_conn.half_close = True
+        # With half_close, a client may shut its side once its requests
+        # are sent and still read the answers: the transport reports that
+        # as 'end' instead of closing, and the connection closes once idle.
+        # Set either way: a transport class may default to True.
+        tcp_conn.half_close = bool(server.half_close)
+        if tcp_conn.half_close:
             tcp_conn.on("end", self._on_end)
         self._set_deadline(server.idle_timeout)
         tcp_conn.pause(False)
@@ -781,7 +782,7 @@ class HttpServerConnection:
         if self._peer_ended:
             # The client ended its side before the tunnel began: the new
             # owner hears it as the transport would tell it, next pass.
-            self.loop.schedule(0, tcp.emit, "end")
+            self.loop.schedule(0, _end_if_open, tcp)
         return tcp, leftover
 
 
@@ -1133,6 +1134,12 @@ class HttpServerExchange(EventEmitter):
         self._finished = True
         self._request_live = False
         self.emit("error", err)
+
+
+def _end_if_open(tcp):
+    """A tunnel's 'end', unless its new owner has closed it meanwhile."""
+    if tcp.tcp_connected:
+        tcp.emit("end")
 
 
 def _listed(headers):
