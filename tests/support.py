@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import thor.loop
@@ -53,10 +54,24 @@ def run_until(loop, predicate, timeout=5):
     if predicate():
         return
     expired = []
+    deadline = time.monotonic() + timeout
     guard = loop.schedule(timeout, expired.append, True)
     try:
         while True:
-            loop._run_once()
+            # Each pass as run() makes it: the loop counts as running (its
+            # time() is the pass's), and a stop() during the pass takes
+            # effect after it (scheduled events cleared, fds forgotten).
+            loop._running = True
+            try:
+                loop._run_once()
+            finally:
+                loop._running = False
+            if loop._stopping:
+                loop._stopping = False
+                loop._clear()
+                guard = loop.schedule(
+                    max(0.0, deadline - time.monotonic()), expired.append, True
+                )
             if check is not None:
                 check()
             if predicate():
