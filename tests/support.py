@@ -1,6 +1,7 @@
 """Helpers shared by thor's tests: driving a loop until a condition holds,
-recording exceptions the loop catches, throwaway TLS certificates, and
-counting the process's open file descriptors.
+recording exceptions the loop catches, answering complete requests on an
+HttpServer, throwaway TLS certificates, and counting the process's open
+file descriptors.
 
 ``run_until`` drives the loop one pass at a time instead of ``loop.run()``
 and ``loop.stop()``, because ``stop()`` forgets every registered file
@@ -18,8 +19,8 @@ import unittest
 import thor.loop
 
 __all__ = [
-    "ExceptionRecorder", "run_until", "LoopTestCase", "make_cert", "open_fds",
-    "CERT_DIR",
+    "ExceptionRecorder", "run_until", "LoopTestCase", "answer_when_complete",
+    "make_cert", "open_fds", "CERT_DIR",
 ]
 
 CERT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs")
@@ -99,6 +100,20 @@ class LoopTestCase(unittest.TestCase):
 
     def tearDown(self):
         self.recorder.check()
+
+
+def answer_when_complete(server, respond):
+    """Have ``server`` (an HttpServer) call ``respond(exchange, body,
+    trailers)`` for each request once all of it has arrived, with its body
+    joined into one bytes."""
+
+    def on_exchange(exchange):
+        body = []
+        exchange.on("request_body", body.append)
+        exchange.on("request_done",
+                    lambda trailers: respond(exchange, b"".join(body), trailers))
+
+    server.on("exchange", on_exchange)
 
 
 def open_fds():

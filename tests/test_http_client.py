@@ -8,6 +8,7 @@ HttpServer, a server thread, or a subprocess. No sleeps: the loop runs
 until a condition holds, under a deadline.
 """
 
+import gc
 import os
 import socket
 import ssl
@@ -16,26 +17,18 @@ import sys
 import threading
 import time
 import unittest
+import weakref
 
 from thor.http import error
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer
 from thor.tcp import TcpServer
-from tests.support import LoopTestCase, make_cert
+from tests.support import LoopTestCase, answer_when_complete, make_cert
+from tests.test_tcp import has_ipv6
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-
-
-def ipv6_available():
-    try:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.bind(("::1", 0))
-        sock.close()
-        return True
-    except OSError:
-        return False
 
 
 class RawConnection:
@@ -149,7 +142,6 @@ class Recorder:
 
 class ClientTestCase(LoopTestCase):
     def setUp(self):
-        import gc
         self.addCleanup(gc.collect)  # runs last: a leaked socket warns in its test
         LoopTestCase.setUp(self)
         self.client = HttpClient(self.loop)
@@ -360,7 +352,7 @@ class UrlTests(ClientTestCase):
         self.settle()
         self.assertEqual(rec.events, [])
 
-    @unittest.skipUnless(ipv6_available(), "no IPv6 loopback")
+    @unittest.skipUnless(has_ipv6(), "no IPv6 loopback")
     def test_ipv6_literal(self):
         server = self.raw(answer_each(OK), host="::1")
         rec = self.fetch("http://[::1]:%d/six" % server.port)
@@ -653,11 +645,10 @@ class PoolTests(ClientTestCase):
         self.run_until(lambda: server.requests == 2)
         self.settle()
         self.assertEqual(len(server.conns), 2)
+        answer = answer_each(OK)
         while not all(rec.finished for rec in recs):
             for conn in server.conns:
-                while conn.answered < conn.heads:
-                    conn.answered += 1
-                    conn.write(OK)
+                answer(conn)
             self.loop._run_once()
         for rec in recs:
             self.assertDone(rec)
@@ -747,18 +738,24 @@ def close_after_reading(conn):
         conn.close()
 
 
+def drop_second_request(server):
+    """A script: answer every request, except the second one on the first
+    connection, which is closed unanswered (the keep-alive race)."""
+    answer = answer_each(OK)
+
+    def script(conn):
+        if conn is server.conns[0] and conn.heads == 2:
+            conn.close()
+        else:
+            answer(conn)
+
+    return script
+
+
 class RetryTests(ClientTestCase):
     def test_get_retried_on_reused_connection(self):
         server = self.raw()
-
-        def script(conn):
-            if conn is server.conns[0] and conn.heads == 2:
-                conn.close()  # the keep-alive race: dropped, no answer
-            elif conn.answered < conn.heads:
-                conn.answered += 1
-                conn.write(OK)
-
-        server.script = script
+        server.script = drop_second_request(server)
         self.assertDone(self.fetch(server.url()))
         rec = self.fetch(server.url())
         self.assertDone(rec)
@@ -779,15 +776,7 @@ class RetryTests(ClientTestCase):
 
     def test_post_never_replayed(self):
         server = self.raw()
-
-        def script(conn):
-            if conn is server.conns[0] and conn.heads == 2:
-                conn.close()
-            elif conn.answered < conn.heads:
-                conn.answered += 1
-                conn.write(OK)
-
-        server.script = script
+        server.script = drop_second_request(server)
         self.assertDone(self.fetch(server.url()))
         rec = self.fetch(server.url(), method="POST",
                          headers=[("Content-Length", "8")], body=b"pay once")
@@ -879,8 +868,12 @@ class TimeoutTests(ClientTestCase):
                 conn.write(parts.pop(0))
                 self.loop.schedule(0.1, drip, conn)
 
-        server.script = lambda conn: drip(conn) if conn.heads == 1 and not conn.answered \
-            and not setattr(conn, "answered", 1) else None
+        def script(conn):
+            if conn.heads == 1 and not conn.answered:
+                conn.answered = 1
+                drip(conn)
+
+        server.script = script
         began = time.monotonic()
         rec = self.fetch(server.url())
         self.assertDone(rec)
@@ -1188,9 +1181,6 @@ class CycleTests(ClientTestCase):
         # Listeners that close over their exchange (the usual way) make a
         # reference cycle; thor drops them once response_done is emitted,
         # so reference counting frees the exchange.
-        import gc
-        import weakref
-
         server = self.raw(answer_each(OK))
         refs = []
         bodies = []
@@ -1216,20 +1206,13 @@ class ThorServerTests(ClientTestCase):
         server = HttpServer("127.0.0.1", 0, self.loop, **kw)
         self.addCleanup(server.close)
 
-        def on_exchange(ex):
-            body = []
-            ex.on("request_body", body.append)
+        def echo(ex, body, trailers):
+            ex.response_start(200, "OK", [("Content-Type", "text/plain"),
+                                          ("X-Method", ex.method)])
+            ex.response_body(ex.uri + b" " + body)
+            ex.response_done([])
 
-            def done(trailers):
-                data = b"".join(body)
-                ex.response_start(200, "OK", [("Content-Type", "text/plain"),
-                                              ("X-Method", ex.method)])
-                ex.response_body(ex.uri + b" " + data)
-                ex.response_done([])
-
-            ex.on("request_done", done)
-
-        server.on("exchange", on_exchange)
+        answer_when_complete(server, echo)
         return server
 
     def test_get_post_and_reuse(self):
@@ -1259,7 +1242,6 @@ class ThorServerTests(ClientTestCase):
         server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_context.load_cert_chain(certfile, keyfile)
         server = self.make_server(tls_context=server_context)
-        url = "https://localhost:%d/secure" % server.port
         url_ip = "https://127.0.0.1:%d/secure" % server.port
 
         # Refused by default: the certificate is not in the system's store.
@@ -1285,7 +1267,6 @@ class ThorServerTests(ClientTestCase):
         exchange.request_done([])
         self.run_until(lambda: rec.finished)
         self.assertError(rec, error.ConnectError)
-        del url
 
 
 # -- the command line --------------------------------------------------------------

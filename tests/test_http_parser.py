@@ -63,10 +63,16 @@ def splits(data):
             yield [data[:i], data[i:]]
 
 
-def run(data, is_request, expect=(), finish=False, pieces=None, **limits):
-    rec = Recorder()
+def make_parser(is_request=True, delegate_class=Recorder, **limits):
+    """A parser and its delegate (a ``delegate_class``), which can see it."""
+    rec = delegate_class()
     parser = HttpParser(rec, is_request, **limits)
     rec.parser = parser
+    return rec, parser
+
+
+def run(data, is_request, expect=(), finish=False, pieces=None, **limits):
+    rec, parser = make_parser(is_request, **limits)
     for method in expect:
         parser.expect_response(method)
     for piece in pieces if pieces is not None else [data]:
@@ -235,9 +241,7 @@ class TestRequestBasics(ParserCase):
 
     def test_many_pipelined_no_recursion(self):
         data = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 5000
-        rec = Recorder()
-        parser = HttpParser(rec, True)
-        rec.parser = parser
+        rec, parser = make_parser()
         parser.feed(data)
         self.assertEqual(len(rec.events), 10000)
 
@@ -892,9 +896,7 @@ class TestResponses(ParserCase):
                 Recorder.on_message_done(self, trailers)
                 if len(self.events) < 4:
                     self.parser.expect_response(b"GET")
-        rec = Next()
-        parser = HttpParser(rec, False)
-        rec.parser = parser
+        rec, parser = make_parser(False, Next)
         parser.expect_response(b"GET")
         parser.feed(b"HTTP/1.1 204 No Content\r\n\r\n" * 2)
         self.assertEqual([e[0] for e in rec.events], ["response", "done", "response", "done"])
@@ -941,9 +943,7 @@ class TestProtocolSwitch(ParserCase):
 
     def test_upgrade_declined_resume(self):
         data = (b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n" + GET)
-        rec = Recorder()
-        parser = HttpParser(rec, True)
-        rec.parser = parser
+        rec, parser = make_parser()
         parser.feed(data)
         self.assertTrue(parser.paused)
         self.assertEqual(len(rec.events), 2)
@@ -999,9 +999,7 @@ class TestEndOfInput(ParserCase):
                 self.assertFails(events, error.IncompleteBodyError)
 
     def test_nothing_after_finish(self):
-        rec = Recorder()
-        parser = HttpParser(rec, True)
-        rec.parser = parser
+        rec, parser = make_parser()
         parser.finish()
         parser.feed(GET)
         parser.finish()
@@ -1009,18 +1007,12 @@ class TestEndOfInput(ParserCase):
 
 
 class TestPauseResume(unittest.TestCase):
-    def make(self, delegate_class=Recorder, is_request=True, **kw):
-        rec = delegate_class()
-        parser = HttpParser(rec, is_request, **kw)
-        rec.parser = parser
-        return rec, parser
-
     def test_server_style_one_request_at_a_time(self):
         class Server(Recorder):
             def on_message_done(self, trailers):
                 Recorder.on_message_done(self, trailers)
                 self.parser.pause()
-        rec, parser = self.make(Server)
+        rec, parser = make_parser(True, Server)
         parser.feed(GET * 3)
         self.assertEqual(len(rec.events), 2)
         self.assertTrue(parser.paused)
@@ -1038,7 +1030,7 @@ class TestPauseResume(unittest.TestCase):
             def on_request_head(self, *args):
                 Recorder.on_request_head(self, *args)
                 self.parser.pause()
-        rec, parser = self.make(Pauser)
+        rec, parser = make_parser(True, Pauser)
         parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc")
         self.assertEqual([e[0] for e in rec.events], ["head"])
         parser.feed(b"def")
@@ -1051,7 +1043,7 @@ class TestPauseResume(unittest.TestCase):
             def on_body(self, chunk):
                 Recorder.on_body(self, chunk)
                 self.parser.pause()
-        rec, parser = self.make(Pauser)
+        rec, parser = make_parser(True, Pauser)
         data = TestChunked.HEAD + b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
         parser.feed(data)
         self.assertEqual(rec.events[1:], [("body", b"abc")])
@@ -1083,7 +1075,7 @@ class TestPauseResume(unittest.TestCase):
             (False, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab", ["response"]),
         ]
         for is_request, data, first in messages:
-            rec, parser = self.make(Pauser, is_request)
+            rec, parser = make_parser(is_request, Pauser)
             parser.expect_response(b"GET")
             parser.feed(data)
             self.assertEqual([e[0] for e in rec.events], first)
@@ -1100,7 +1092,7 @@ class TestPauseResume(unittest.TestCase):
                 self.parser.pause()
                 self.parser.resume()
                 self.parser.feed(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n" if len(self.events) == 1 else b"")
-        rec, parser = self.make(Busy)
+        rec, parser = make_parser(True, Busy)
         parser.feed(GET)
         self.assertEqual([e[0] for e in rec.events], ["head", "done", "head", "done"])
 
@@ -1110,7 +1102,7 @@ class TestPauseResume(unittest.TestCase):
                 Recorder.on_message_done(self, trailers)
                 self.parser.pause()
                 self.parser.feed(GET)
-        rec, parser = self.make(Busy)
+        rec, parser = make_parser(True, Busy)
         parser.feed(GET)
         self.assertEqual(parser.buffered, len(GET))
         parser.resume()
@@ -1121,7 +1113,7 @@ class TestPauseResume(unittest.TestCase):
             def on_request_head(self, *args):
                 Recorder.on_request_head(self, *args)
                 self.parser.pause()
-        rec, parser = self.make(Pauser)
+        rec, parser = make_parser(True, Pauser)
         parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc")
         parser.finish()
         self.assertEqual(len(rec.events), 1)
@@ -1130,14 +1122,14 @@ class TestPauseResume(unittest.TestCase):
         self.assertEqual(rec.events[-1][:2], ("error", "IncompleteBodyError"))
 
     def test_leftover_after_switch_includes_later_input(self):
-        rec, parser = self.make()
+        rec, parser = make_parser()
         parser.feed(b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\nab")
         parser.feed(b"cd")
         self.assertEqual(parser.leftover(), b"abcd")
         self.assertEqual(parser.leftover(), b"")
 
     def test_errors_are_sticky(self):
-        rec, parser = self.make()
+        rec, parser = make_parser()
         parser.feed(b"BAD\r\n\r\n")
         parser.feed(GET)
         parser.finish()
@@ -1149,19 +1141,19 @@ class TestPauseResume(unittest.TestCase):
         class Boom(Recorder):
             def on_request_head(self, *args):
                 raise error.BadHeaderError("application bug")
-        rec, parser = self.make(Boom)
+        rec, parser = make_parser(True, Boom)
         with self.assertRaises(error.BadHeaderError):
             parser.feed(GET)
         self.assertEqual(rec.events, [])
 
     def test_bytearray_and_memoryview_input(self):
-        rec, parser = self.make()
+        rec, parser = make_parser()
         parser.feed(bytearray(GET[:10]))
         parser.feed(memoryview(GET[10:]))
         self.assertEqual([e[0] for e in rec.events], ["head", "done"])
         self.assertIs(type(rec.events[0][3][0][1]), bytes)
         # The parser keeps a copy: the owner may reuse its buffer at once.
-        rec, parser = self.make()
+        rec, parser = make_parser()
         for whole in GET, GET[:30]:
             data = bytearray(whole)
             parser.feed(data)
@@ -1173,9 +1165,7 @@ class TestPauseResume(unittest.TestCase):
 
 class TestBoundedMemory(unittest.TestCase):
     def flood(self, prefix, cls, piece=b"x" * 1000, **kw):
-        rec = Recorder()
-        parser = HttpParser(rec, True, **kw)
-        rec.parser = parser
+        rec, parser = make_parser(**kw)
         parser.feed(prefix)
         sent = len(prefix)
         while not [e for e in rec.events if e[0] == "error"] and sent < 10 ** 7:
@@ -1205,9 +1195,7 @@ class TestBoundedMemory(unittest.TestCase):
     def test_byte_at_a_time_is_linear(self):
         # A head near the limit, one byte per feed: must not rescan the buffer.
         data = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-A: " + b"a" * 60000 + b"\r\n\r\n"
-        rec = Recorder()
-        parser = HttpParser(rec, True)
-        rec.parser = parser
+        rec, parser = make_parser()
         started = time.monotonic()
         for i in range(len(data)):
             parser.feed(data[i:i + 1])
@@ -1221,9 +1209,7 @@ class TestBoundedMemory(unittest.TestCase):
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 20000,
             (TestChunked.HEAD + b"1\r\nx\r\n0\r\nX: y\r\n\r\n") * 20000,
         ):
-            rec = Recorder()
-            parser = HttpParser(rec, True, lenient_bare_lf=True)
-            rec.parser = parser
+            rec, parser = make_parser(lenient_bare_lf=True)
             started = time.monotonic()
             parser.feed(data)
             self.assertLess(time.monotonic() - started, 2)
@@ -1233,9 +1219,7 @@ class TestBoundedMemory(unittest.TestCase):
         # Many continuation lines of one field are joined once, not copied
         # again for each line.
         data = b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n" + b" b\r\n" * 250000 + b"\r\n"
-        rec = Recorder()
-        parser = HttpParser(rec, True, max_field_section=len(data))
-        rec.parser = parser
+        rec, parser = make_parser(max_field_section=len(data))
         started = time.monotonic()
         parser.feed(data)
         self.assertLess(time.monotonic() - started, 2.5)
@@ -1248,9 +1232,7 @@ class TestBoundedMemory(unittest.TestCase):
             def on_message_done(self, trailers):
                 self.events.append(("done", trailers))
                 self.parser.pause()
-        rec = Server()
-        parser = HttpParser(rec, True)
-        rec.parser = parser
+        rec, parser = make_parser(True, Server)
         count = 100000
         started = time.monotonic()
         parser.feed(GET * count)
@@ -1260,9 +1242,7 @@ class TestBoundedMemory(unittest.TestCase):
         self.assertEqual(len(rec.events), 2 * count)
 
     def test_body_not_buffered(self):
-        rec = Recorder()
-        parser = HttpParser(rec, True)
-        rec.parser = parser
+        rec, parser = make_parser()
         parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n")
         for _ in range(100):
             parser.feed(b"x" * 10000)
@@ -1607,9 +1587,7 @@ class TestCachedHeads(unittest.TestCase):
         fields = b"".join(b"X-%d: v\r\n" % i for i in range(20))
         response = b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n"
         for max_fields in (None, 10):  # the first (default limits) caches it
-            rec = Recorder()
-            parser = HttpParser(rec, False)
-            rec.parser = parser
+            rec, parser = make_parser(False)
             if max_fields is not None:
                 parser.max_fields = max_fields
             parser.expect_response(b"GET")
@@ -1626,9 +1604,7 @@ class TestCachedHeads(unittest.TestCase):
 
         response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
         for _ in range(2):  # uncached, then cached
-            rec = Taker()
-            parser = HttpParser(rec, False)
-            rec.parser = parser
+            rec, parser = make_parser(False, Taker)
             parser.expect_response(b"GET")
             parser.feed(response)
             self.assertEqual([e[0] for e in rec.events], ["response", "leftover"])

@@ -24,6 +24,7 @@ from thor.http import error
 from thor.http.server import HttpServer
 from thor.tcp import TcpConnection
 from tests.support import LoopTestCase, make_cert
+from tests.test_tcp import has_ipv6
 
 
 class RawClient(thor.loop.EventSource):
@@ -96,13 +97,10 @@ class RawClient(thor.loop.EventSource):
                 self.unregister_fd()
 
     def half_close(self):
-        """Shut the sending side (what send() queued goes first)."""
-        self.run_until_sent()
-        self.sock.shutdown(socket.SHUT_WR)
-
-    def run_until_sent(self):
+        """Shut the sending side; everything send() queued must be sent."""
         if self._out:
             raise AssertionError("half_close() with bytes still queued")
+        self.sock.shutdown(socket.SHUT_WR)
 
     @property
     def unsent(self):
@@ -171,6 +169,18 @@ class ServerTestCase(LoopTestCase):
     def _on_exchange(self, exchange):
         self.exchanges.append(exchange)
         self.handler(exchange)
+
+    def on_request_start(self, start):
+        """Answer each request from ``start(exchange, method, uri, headers)``."""
+        self.handler = lambda exchange: exchange.on(
+            "request_start", lambda *args: start(exchange, *args))
+
+    def run_ready_passes(self, passes):
+        """Run up to ``passes`` passes while work is ready, without waiting
+        for timers or I/O: for checking that nothing moves."""
+        for _ in range(passes):
+            if self.loop._ready:
+                self.loop._run_once()
 
     def client(self, **kw):
         client = RawClient(self.loop, self.server.port, **kw)
@@ -312,15 +322,12 @@ class BasicTest(ServerTestCase):
         self.assertEqual(trailers, [[(b"X-Sum", b" 1")]])  # Content-Length not applied
 
     def test_response_trailers(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(200, "OK", [("Trailer", "X-Sum")])
-                exchange.response_body(b"abc")
-                exchange.response_done([("X-Sum", "1"), ("Content-Length", "9")])
+        def start(exchange, *args):
+            exchange.response_start(200, "OK", [("Trailer", "X-Sum")])
+            exchange.response_body(b"abc")
+            exchange.response_done([("X-Sum", "1"), ("Content-Length", "9")])
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client = self.client()
         client.send(GET % b"")
         self.run_until(lambda: client.data.endswith(b"\r\n0\r\nX-Sum: 1\r\n\r\n"))
@@ -328,17 +335,14 @@ class BasicTest(ServerTestCase):
         self.assertIn(b"3\r\nabc\r\n", client.data)
 
     def test_str_and_bytes_arguments(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(b"200", b"OK", [(b"X-A", b" a"), ("X-B", "\tb ")])
-                exchange.response_body(bytearray(b"1"))
-                exchange.response_body(memoryview(b"2"))
-                exchange.response_body("3")
-                exchange.response_done()
+        def start(exchange, *args):
+            exchange.response_start(b"200", b"OK", [(b"X-A", b" a"), ("X-B", "\tb ")])
+            exchange.response_body(bytearray(b"1"))
+            exchange.response_body(memoryview(b"2"))
+            exchange.response_body("3")
+            exchange.response_done()
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, [(status, headers, body)] = self.exchange_raw(GET % b"")
         self.assertEqual((status, headers["X-A"], headers["X-B"], body), (200, "a", "b", b"123"))
 
@@ -347,15 +351,12 @@ class IterableHeadersTest(ServerTestCase):
     def test_response_headers_from_any_iterable(self):
         fields = [("X-A", "1"), ("Connection", "X-B"), ("X-B", "2"), ("Content-Length", "2")]
 
-        def handler(exchange):
-            def request_start(method, uri, headers):
-                exchange.response_start(200, "OK", (field for field in fields))
-                exchange.response_body(b"ok")
-                exchange.response_done()
+        def request_start(exchange, method, uri, headers):
+            exchange.response_start(200, "OK", (field for field in fields))
+            exchange.response_body(b"ok")
+            exchange.response_done()
 
-            exchange.on("request_start", request_start)
-
-        self.handler = handler
+        self.on_request_start(request_start)
         for _ in range(2):  # uncached, then cached
             client, responses = self.exchange_raw(GET % b"")
             [(status, msg, body)] = responses
@@ -404,15 +405,12 @@ class ConnectionTest(ServerTestCase):
             self.assertNotIn(b"/more", client.data)
 
     def test_http10_keep_alive(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(200, "OK", [("Content-Length", "2")])
-                exchange.response_body(b"ok")
-                exchange.response_done()
+        def start(exchange, *args):
+            exchange.response_start(200, "OK", [("Content-Length", "2")])
+            exchange.response_body(b"ok")
+            exchange.response_done()
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client = self.client()
         request = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
         client.send(request)
@@ -442,21 +440,18 @@ class ConnectionTest(ServerTestCase):
 
     def test_pipelining_in_order(self):
         # The first response is made later than the second could be.
-        def handler(exchange):
-            def start(method, uri, headers):
-                def answer():
-                    exchange.response_start(200, "OK", [("X-Uri", uri)])
-                    exchange.response_body(uri)
-                    exchange.response_done()
+        def start(exchange, method, uri, headers):
+            def answer():
+                exchange.response_start(200, "OK", [("X-Uri", uri)])
+                exchange.response_body(uri)
+                exchange.response_done()
 
-                if uri == b"/0":
-                    self.loop.schedule(0.01, answer)
-                else:
-                    answer()
+            if uri == b"/0":
+                self.loop.schedule(0.01, answer)
+            else:
+                answer()
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         n = 50
         methods = ["HEAD" if i % 7 == 3 else "GET" for i in range(n)]
         request = b"".join(
@@ -487,8 +482,7 @@ class ConnectionTest(ServerTestCase):
         self.run_until(lambda: conn._await_drain and conn._reading_paused)
         answered = len(self.exchanges)
         # Run a while longer: nothing moves.
-        for _ in range(20):
-            self.loop._run_once() if self.loop._ready else None
+        self.run_ready_passes(20)
         self.assertEqual(len(self.exchanges), answered)
         self.assertLess(answered, n)
         self.assertLess(conn.tcp.write_buffered, 2 * conn.tcp.write_high)
@@ -548,8 +542,7 @@ class ConnectionTest(ServerTestCase):
         client.send(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
                     b"Content-Length: 2\r\n\r\n")
         self.run_until(lambda: paused)
-        for _ in range(3):
-            self.loop._run_once() if self.loop._ready else None
+        self.run_ready_passes(3)
         self.assertEqual(bytes(client.data), b"")
         paused[0].pause(False)
         self.run_until(lambda: client.data)
@@ -558,34 +551,28 @@ class ConnectionTest(ServerTestCase):
         self.run_until(lambda: b"Hello, world!" in client.data)
 
     def test_hop_by_hop_fields_are_stripped(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(200, "OK", [
-                    ("Connection", "x-private, keep-alive"), ("X-Private", "secret"),
-                    ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive"),
-                    ("TE", "trailers"), ("Trailer", "X-Sum"), ("Transfer-Encoding", "gzip"),
-                    ("Upgrade", "h2c"), ("X-Kept", "yes"), ("Content-Length", "2"),
-                ])
-                exchange.response_body(b"ok")
-                exchange.response_done()
+        def start(exchange, *args):
+            exchange.response_start(200, "OK", [
+                ("Connection", "x-private, keep-alive"), ("X-Private", "secret"),
+                ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive"),
+                ("TE", "trailers"), ("Trailer", "X-Sum"), ("Transfer-Encoding", "gzip"),
+                ("Upgrade", "h2c"), ("X-Kept", "yes"), ("Content-Length", "2"),
+            ])
+            exchange.response_body(b"ok")
+            exchange.response_done()
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, [(status, headers, body)] = self.exchange_raw(GET % b"")
         names = {name.lower() for name in headers.keys()}
         self.assertEqual(names, {"x-kept", "content-length", "date"})
         self.assertEqual(body, b"ok")
 
     def test_date_from_application_is_kept(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(200, "OK", [("Date", "Mon, 01 Jan 2001 00:00:00 GMT")])
-                exchange.response_done()
+        def start(exchange, *args):
+            exchange.response_start(200, "OK", [("Date", "Mon, 01 Jan 2001 00:00:00 GMT")])
+            exchange.response_done()
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, [(status, headers, body)] = self.exchange_raw(GET % b"")
         self.assertEqual(headers.get_all("Date"), ["Mon, 01 Jan 2001 00:00:00 GMT"])
 
@@ -601,22 +588,19 @@ class FramingTest(ServerTestCase):
         raised = []
         del self.exchanges[:]
 
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(status, "Phrase", headers)
-                for chunk in chunks:
-                    try:
-                        exchange.response_body(chunk)
-                    except error.HttpError as err:
-                        raised.append(err)
+        def start(exchange, *args):
+            exchange.response_start(status, "Phrase", headers)
+            for chunk in chunks:
                 try:
-                    exchange.response_done()
+                    exchange.response_body(chunk)
                 except error.HttpError as err:
                     raised.append(err)
+            try:
+                exchange.response_done()
+            except error.HttpError as err:
+                raised.append(err)
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         request = b"%s / HTTP/%s\r\nHost: h\r\n\r\n" % (method, version)
         client = self.client()
         client.send(request + GET % b"next")
@@ -651,19 +635,16 @@ class FramingTest(ServerTestCase):
     def test_conflicting_content_lengths_refused(self):
         raised = []
 
-        def handler(exchange):
-            def start(*args):
-                for headers in ([("Content-Length", "1"), ("Content-Length", "2")],
-                                [("Content-Length", "-1")], [("Content-Length", "0x1")]):
-                    try:
-                        exchange.response_start(200, "OK", headers)
-                    except error.BadHeaderError as err:
-                        raised.append(err)
-                hello_response(exchange)
+        def start(exchange, *args):
+            for headers in ([("Content-Length", "1"), ("Content-Length", "2")],
+                            [("Content-Length", "-1")], [("Content-Length", "0x1")]):
+                try:
+                    exchange.response_start(200, "OK", headers)
+                except error.BadHeaderError as err:
+                    raised.append(err)
+            hello_response(exchange)
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, [(status, headers, body)] = self.exchange_raw(GET % b"")
         self.assertEqual(len(raised), 3)
         self.assertEqual((status, body), (200, b"Hello, world!"))
@@ -689,35 +670,29 @@ class FramingTest(ServerTestCase):
             self.assertFalse(client.eof)  # the connection carries on
 
     def test_nonfinal_responses(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_nonfinal(103, "Early Hints", [("Link", "</s.css>"),
-                                                                ("Content-Length", "5")])
-                with self.assertRaises(error.BadStatusError):
-                    exchange.response_nonfinal(200, "OK", [])
-                with self.assertRaises(error.BadStatusError):
-                    exchange.response_start(102, "Processing", [])
-                hello_response(exchange)
-                with self.assertRaises(error.StateError):
-                    exchange.response_nonfinal(100, "Continue", [])
+        def start(exchange, *args):
+            exchange.response_nonfinal(103, "Early Hints", [("Link", "</s.css>"),
+                                                            ("Content-Length", "5")])
+            with self.assertRaises(error.BadStatusError):
+                exchange.response_nonfinal(200, "OK", [])
+            with self.assertRaises(error.BadStatusError):
+                exchange.response_start(102, "Processing", [])
+            hello_response(exchange)
+            with self.assertRaises(error.StateError):
+                exchange.response_nonfinal(100, "Continue", [])
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, _ = self.exchange_raw(GET % b"")
         self.assertTrue(bytes(client.data).startswith(
             b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\n"
         ))
 
     def test_nonfinal_not_sent_to_http10(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_nonfinal(103, "Early Hints", [])
-                hello_response(exchange)
+        def start(exchange, *args):
+            exchange.response_nonfinal(103, "Early Hints", [])
+            hello_response(exchange)
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, _ = self.exchange_raw(b"GET / HTTP/1.0\r\n\r\n", close=True)
         self.assertTrue(bytes(client.data).startswith(b"HTTP/1.1 200 OK\r\n"))
 
@@ -734,30 +709,27 @@ class ValidationTest(ServerTestCase):
         ]
         raised = []
 
-        def handler(exchange):
-            def start(*args):
-                for call in bad_calls:
-                    try:
-                        exchange.response_start(*call)
-                    except (error.ApplicationError, ValueError, TypeError) as err:
-                        raised.append(err)
-                with self.assertRaises(error.StateError):
-                    exchange.response_body(b"too early")
-                with self.assertRaises(error.StateError):
-                    exchange.response_done()
-                exchange.response_start(200, "OK", [("Content-Length", "13")])
-                with self.assertRaises(TypeError):
-                    exchange.response_body(12)
-                exchange.response_body(b"Hello, world!")
+        def start(exchange, *args):
+            for call in bad_calls:
+                try:
+                    exchange.response_start(*call)
+                except (error.ApplicationError, ValueError, TypeError) as err:
+                    raised.append(err)
+            with self.assertRaises(error.StateError):
+                exchange.response_body(b"too early")
+            with self.assertRaises(error.StateError):
                 exchange.response_done()
-                with self.assertRaises(error.StateError):
-                    exchange.response_start(200, "OK", [])
-                with self.assertRaises(error.StateError):
-                    exchange.response_done()
+            exchange.response_start(200, "OK", [("Content-Length", "13")])
+            with self.assertRaises(TypeError):
+                exchange.response_body(12)
+            exchange.response_body(b"Hello, world!")
+            exchange.response_done()
+            with self.assertRaises(error.StateError):
+                exchange.response_start(200, "OK", [])
+            with self.assertRaises(error.StateError):
+                exchange.response_done()
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client, [(status, headers, body)] = self.exchange_raw(GET % b"")
         self.assertEqual(len(raised), len(bad_calls))
         for err in raised:
@@ -769,19 +741,16 @@ class ValidationTest(ServerTestCase):
     def test_bad_trailers_raise_before_anything_is_sent(self):
         outcome = []
 
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(200, "OK", [])
-                exchange.response_body(b"x")
-                try:
-                    exchange.response_done([("X", "a\r\nb")])
-                except error.BadHeaderError:
-                    outcome.append("raised")
-                exchange.response_done([("X", "ok")])
+        def start(exchange, *args):
+            exchange.response_start(200, "OK", [])
+            exchange.response_body(b"x")
+            try:
+                exchange.response_done([("X", "a\r\nb")])
+            except error.BadHeaderError:
+                outcome.append("raised")
+            exchange.response_done([("X", "ok")])
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client = self.client()
         client.send(GET % b"")
         self.run_until(lambda: client.data.endswith(b"0\r\nX: ok\r\n\r\n"))
@@ -790,17 +759,14 @@ class ValidationTest(ServerTestCase):
     def test_101_without_upgrade_request_refused(self):
         raised = []
 
-        def handler(exchange):
-            def start(*args):
-                try:
-                    exchange.response_start(101, "Switching Protocols", [("Upgrade", "x")])
-                except error.StateError as err:
-                    raised.append(err)
-                hello_response(exchange)
+        def start(exchange, *args):
+            try:
+                exchange.response_start(101, "Switching Protocols", [("Upgrade", "x")])
+            except error.StateError as err:
+                raised.append(err)
+            hello_response(exchange)
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         self.exchange_raw(GET % b"")
         self.assertEqual(len(raised), 1)
 
@@ -892,15 +858,12 @@ class ApplicationErrorTest(ServerTestCase):
         self.loop.exception_handler = lambda loop, exc, where: self.caught.append(exc)
 
     def test_exception_answers_500_and_server_keeps_serving(self):
-        def handler(exchange):
-            def start(method, uri, headers):
-                if uri == b"/boom":
-                    raise RuntimeError("boom")
-                hello_response(exchange)
+        def start(exchange, method, uri, headers):
+            if uri == b"/boom":
+                raise RuntimeError("boom")
+            hello_response(exchange)
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client = self.client()
         client.send(GET % b"boom" + GET % b"after")
         self.run_until(lambda: client.eof)
@@ -911,15 +874,12 @@ class ApplicationErrorTest(ServerTestCase):
         self.assertEqual((status, body), (200, b"Hello, world!"))
 
     def test_exception_after_response_started_closes(self):
-        def handler(exchange):
-            def start(*args):
-                exchange.response_start(200, "OK", [])
-                exchange.response_body(b"partial")
-                raise RuntimeError("late")
+        def start(exchange, *args):
+            exchange.response_start(200, "OK", [])
+            exchange.response_body(b"partial")
+            raise RuntimeError("late")
 
-            exchange.on("request_start", start)
-
-        self.handler = handler
+        self.on_request_start(start)
         client = self.client()
         client.send(GET % b"")
         self.run_until(lambda: client.eof)
@@ -1150,8 +1110,7 @@ class BackpressureTest(ServerTestCase):
         client.send(GET % b"")
         self.run_until(lambda: state["paused"])
         stalled_at = state["sent"]
-        for _ in range(5):
-            self.loop._run_once() if self.loop._ready else None
+        self.run_ready_passes(5)
         self.assertEqual(state["sent"], stalled_at)
         client.pause_reading(False)
         self.run_until(lambda: client.received >= total, timeout=30)
@@ -1300,7 +1259,6 @@ class HalfCloseTest(ServerTestCase):
         self.assertEqual(client.data.count(b"HTTP/1.1 400 "), 1, client.data)
         self.assertLess(client.data.index(b"HTTP/1.1 200"), client.data.index(b"HTTP/1.1 400"))
 
-
     def test_off_by_default_the_unanswered_exchange_gets_an_error(self):
         self.server.half_close = False
         self.assertFalse(HttpServer.half_close)
@@ -1369,20 +1327,12 @@ class CycleTest(ServerTestCase):
         self.assertEqual([ref() for ref in refs], [None, None])
 
 
-@unittest.skipUnless(socket.has_ipv6, "no IPv6")
+@unittest.skipUnless(has_ipv6(), "no IPv6 loopback")
 class Ipv6Test(ServerTestCase):
     host = "::1"
 
-    def setUp(self):
-        try:
-            socket.socket(socket.AF_INET6).bind(("::1", 0))
-        except OSError:
-            self.skipTest("no ::1")
-        ServerTestCase.setUp(self)
-
     def test_ipv6(self):
-        client = RawClient(self.loop, self.server.port, host="::1", family=socket.AF_INET6)
-        self.addCleanup(client.close)
+        client = self.client(host="::1", family=socket.AF_INET6)
         client.send(b"GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n")
         self.run_until(lambda: _complete(client.data, ["GET"]))
         [(status, _, body)] = parse_responses(client.data, ["GET"])

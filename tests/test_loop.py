@@ -43,6 +43,14 @@ def reraise(loop, exc, callback):
     raise exc
 
 
+def stderr_of(func, *args):
+    """What ``func(*args)`` wrote to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        func(*args)
+    return err.getvalue()
+
+
 def busy_wait(seconds):
     """Hold the CPU for ``seconds`` (stands in for a callback that blocks)."""
     end = time.perf_counter() + seconds
@@ -542,10 +550,8 @@ class LoopTests:
             loop.stop()
 
         loop.schedule(0, slow)
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.run_loop(loop)
-        self.assertIn("blocked the loop", err.getvalue())
+        err = stderr_of(self.run_loop, loop)
+        self.assertIn("blocked the loop", err)
 
     def test_debug_warns_about_slow_fd_callback(self):
         loop = self.make_loop()
@@ -556,19 +562,15 @@ class LoopTests:
         source.on("fd_readable", lambda: (busy_wait(0.01), a.recv(10), loop.stop()))
         source.register_fd(a.fileno(), "fd_readable")
         b.send(b"x")
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.run_loop(loop)
-        self.assertIn("blocked the loop", err.getvalue())
+        err = stderr_of(self.run_loop, loop)
+        self.assertIn("blocked the loop", err)
 
     def test_no_warning_without_debug(self):
         loop = self.make_loop()
         loop.slow_callback = 0.002
         loop.schedule(0, lambda: (busy_wait(0.01), loop.stop()))
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.run_loop(loop)
-        self.assertEqual(err.getvalue(), "")
+        err = stderr_of(self.run_loop, loop)
+        self.assertEqual(err, "")
 
     # -- threads -------------------------------------------------------------------
 
@@ -681,12 +683,10 @@ class LoopTests:
         after = Counter(lambda: loop.stop())
         loop.schedule(1, bad)
         loop.schedule(2, after)
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.run_loop(loop)
+        err = stderr_of(self.run_loop, loop)
         self.assertEqual(after.count, 1)
-        self.assertIn("Traceback", err.getvalue())
-        self.assertIn("ValueError: printed", err.getvalue())
+        self.assertIn("Traceback", err)
+        self.assertIn("ValueError: printed", err)
 
     def test_new_loop_uses_default_handler(self):
         loop = LoopBase(poller=POLLERS[self.poller])
@@ -1091,10 +1091,8 @@ class TestDefaultLoop(unittest.TestCase):
         self.addCleanup(setattr, self.loop, "slow_callback", self.loop.slow_callback)
         self.loop.slow_callback = 0.002
         thor.schedule(0, lambda: (busy_wait(0.01), thor.stop()))
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            self.run_default()
-        self.assertIn("blocked the loop", err.getvalue())
+        err = stderr_of(self.run_default)
+        self.assertIn("blocked the loop", err)
 
     def test_exception_handler_is_live(self):
         handler = lambda loop, exc, cb: None  # noqa: E731

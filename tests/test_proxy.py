@@ -39,6 +39,10 @@ def refusing_port(test):
     return sock.getsockname()[1]
 
 
+def _nothing():
+    pass
+
+
 def tls_contexts():
     certfile, keyfile = make_cert("localhost")
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -120,15 +124,14 @@ class ProxyTestCase(LoopTestCase):
                 outcome["result"] = function()
             except BaseException as exc:  # handed to the test's thread
                 outcome["error"] = exc
+            # The loop may be asleep with nothing to wake it: wake it, so
+            # that run_until sees the outcome.
+            self.loop.run_in_loop(_nothing)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        # A blocking client gives the loop no timer to wake for; a tick does.
-        ticker = self.tick()
-        try:
-            self.run_until(lambda: not thread.is_alive(), timeout)
-        finally:
-            ticker.stop()
+        self.run_until(lambda: outcome, timeout)
+        thread.join()
         if "error" in outcome:
             raise outcome["error"]
         return outcome["result"]
@@ -334,6 +337,16 @@ class ConnectTest(ProxyTestCase):
         self.server_context, self.client_context, self.certfile = tls_contexts()
         self.tls_origin = self.origin("tls", tls_context=self.server_context)
 
+    def connect_status(self, proxy, target):
+        """The status of the proxy's answer to ``CONNECT target``."""
+
+        def connect():
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("CONNECT", target)
+            return conn.getresponse().status
+
+        return self.in_thread(connect)
+
     def test_tls_through_connect_with_http_client(self):
         proxy = self.proxy(connect_ports=[self.tls_origin.port])
 
@@ -359,35 +372,21 @@ class ConnectTest(ProxyTestCase):
 
     def test_port_not_allowed(self):
         proxy = self.proxy()  # 443 only
-
-        def connect():
-            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-            conn.request("CONNECT", "localhost:%d" % self.tls_origin.port)
-            return conn.getresponse().status
-
-        self.assertEqual(self.in_thread(connect), 403)
+        self.assertEqual(
+            self.connect_status(proxy, "localhost:%d" % self.tls_origin.port), 403
+        )
 
     def test_connect_refused_is_502(self):
         port = refusing_port(self)
         proxy = self.proxy(connect_ports=[port])
-
-        def connect():
-            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-            conn.request("CONNECT", "127.0.0.1:%d" % port)
-            return conn.getresponse().status
-
-        self.assertEqual(self.in_thread(connect), 502)
+        self.assertEqual(self.connect_status(proxy, "127.0.0.1:%d" % port), 502)
 
     def test_connect_refused_in_reverse_mode(self):
         proxy = self.proxy(upstreams=[self.url(self.tls_origin)],
                            connect_ports=[self.tls_origin.port])
-
-        def connect():
-            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-            conn.request("CONNECT", "127.0.0.1:%d" % self.tls_origin.port)
-            return conn.getresponse().status
-
-        self.assertEqual(self.in_thread(connect), 405)
+        self.assertEqual(
+            self.connect_status(proxy, "127.0.0.1:%d" % self.tls_origin.port), 405
+        )
 
 
 class UpgradeTest(ProxyTestCase):

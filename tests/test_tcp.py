@@ -11,7 +11,7 @@ import thor.dns
 from thor.tcp import TcpClient, TcpConnection, TcpServer
 
 from thor.loop import EventSource
-from tests.support import LoopTestCase, open_fds
+from tests.support import LoopTestCase, open_fds, run_until
 
 
 def has_ipv6():
@@ -35,10 +35,9 @@ def vm_rss():
     return None
 
 
-
-def count_passes(loop):
-    """A one-item list counting the loop's passes from now on (its poller's
-    calls)."""
+def idle(loop, seconds=0.05):
+    """Let ``loop`` run for ``seconds``; how many passes it made (its
+    poller's calls)."""
     passes = [0]
     original = loop._poller.poll
 
@@ -47,7 +46,14 @@ def count_passes(loop):
         return original(timeout)
 
     loop._poller.poll = poll
-    return passes
+    # The loop binds its poll once (epoll's own, past the adapter, if it
+    # can): unbound, the next pass binds again and takes the wrapper.
+    loop._poll = None
+    marker = []
+    loop.schedule(seconds, marker.append, 1)
+    run_until(loop, lambda: marker)
+    return passes[0]
+
 
 class Collector:
     """Listens to a connection and counts what it emits."""
@@ -105,6 +111,10 @@ class TcpTestCase(LoopTestCase):
         self.addCleanup(conn.abort)
         return conn
 
+    def idle(self, seconds=0.05):
+        """Let the loop run for a while; how many passes it made."""
+        return idle(self.loop, seconds)
+
 
 class TestConnect(TcpTestCase):
     def test_echo(self):
@@ -150,16 +160,13 @@ class TestConnect(TcpTestCase):
         self.run_until(lambda: self.accepted)
         got = Collector(conn, unpause=False)
         self.accepted[0].write(b"early")
-        rounds = []
-        self.loop.schedule(0.05, rounds.append, 1)
-        self.run_until(lambda: rounds)
+        self.idle()
         self.assertEqual(got.data, b"")
         conn.pause(False)
         self.run_until(lambda: got.data == b"early")
         conn.pause(True)
         self.accepted[0].write(b"later")
-        self.loop.schedule(0.05, rounds.append, 2)
-        self.run_until(lambda: len(rounds) == 2)
+        self.idle()
         self.assertEqual(got.data, b"early")
         conn.pause(False)
         self.run_until(lambda: got.data == b"earlylater")
@@ -280,7 +287,6 @@ class TestConnect(TcpTestCase):
         self.assertEqual(self.loop.fd_count(), 0)
         self.assertEqual(left.fileno(), -1)
 
-
     def test_peer_gone_while_paused_keeps_what_it_sent(self):
         # A socketpair peer that writes and closes makes epoll report HUP
         # (with no error); what it wrote is still to be read. A paused
@@ -290,11 +296,7 @@ class TestConnect(TcpTestCase):
         got = Collector(conn, unpause=False)
         right.sendall(b"sent before going")
         right.close()
-        passes = count_passes(self.loop)
-        marker = []
-        self.loop.schedule(0.05, marker.append, 1)
-        self.run_until(lambda: marker)
-        self.assertLess(passes[0], 20, "spinning on HUP while paused")
+        self.assertLess(self.idle(), 20, "spinning on HUP while paused")
         self.assertEqual((got.data, got.closes), (b"", 0))
         conn.pause(False)
         self.run_until(lambda: got.closes)
@@ -318,9 +320,7 @@ class TestConnect(TcpTestCase):
 
         conn.on("data", on_data)
         self.run_until(lambda: got.closes)
-        extra = []
-        self.loop.schedule(0.02, extra.append, 1)
-        self.run_until(lambda: extra)
+        self.idle(0.02)
         self.assertEqual((bytes(got.data), got.closes), (payload, 1))
         self.assertEqual(self.loop.fd_count(), 0)
         self.assertEqual(left.fileno(), -1)
@@ -345,9 +345,7 @@ class TestClose(TcpTestCase):
         self.run_until(lambda: got.closes)
         other = Collector(served)
         self.run_until(lambda: other.closes)
-        extra = []
-        self.loop.schedule(0.02, extra.append, 1)
-        self.run_until(lambda: extra)
+        self.idle(0.02)
         self.assertEqual((got.closes, other.closes), (1, 1))
         self.assertEqual(self.loop.fd_count(), 1)  # the listener
 
@@ -537,13 +535,15 @@ class TestHalfClose(TcpTestCase):
             conn.half_close = True
         return peer, conn
 
-    def idle(self, seconds=0.05):
-        """Let the loop run for a while; how many passes it made."""
-        passes = count_passes(self.loop)
-        marker = []
-        self.loop.schedule(seconds, marker.append, 1)
-        self.run_until(lambda: marker)
-        return passes[0]
+    def ended(self, sock, conn, request=b""):
+        """Record ``conn`` while ``sock``, the other end, sends ``request``
+        and shuts its side; the Recorder, once ``end`` has come."""
+        got = Recorder(conn)
+        if request:
+            sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        return got
 
     def test_default_is_off(self):
         self.assertIs(TcpConnection.half_close, False)
@@ -553,10 +553,7 @@ class TestHalfClose(TcpTestCase):
         # answers later (from a timer, as a proxy would once its upstream
         # replied), with more than the socket buffers hold.
         peer, conn = self.served()
-        got = Recorder(conn)
-        peer.sock.sendall(b"request")
-        peer.sock.shutdown(socket.SHUT_WR)
-        self.run_until(lambda: got.count("end"))
+        got = self.ended(peer.sock, conn, b"request")
         self.assertEqual(got.events, [("data", b"request"), ("end",)])
         self.assertTrue(conn.tcp_connected)
         # Nothing to read, nothing to write: the loop sleeps, and neither a
@@ -592,9 +589,7 @@ class TestHalfClose(TcpTestCase):
         # close() straight after a large write, both after 'end': all of
         # it arrives, then the end of file.
         peer, conn = self.served()
-        got = Recorder(conn)
-        peer.sock.shutdown(socket.SHUT_WR)
-        self.run_until(lambda: got.count("end"))
+        got = self.ended(peer.sock, conn)
         answer = os.urandom(4 * 1024 * 1024)
         conn.write(answer)
         self.assertGreater(conn.write_buffered, 0)
@@ -623,10 +618,7 @@ class TestHalfClose(TcpTestCase):
         # After 'end' the peer closes entirely; TCP only says so when the
         # write draws a reset, which must end in 'close', not an exception.
         peer, conn = self.served()
-        got = Recorder(conn)
-        peer.sock.sendall(b"request")
-        peer.sock.shutdown(socket.SHUT_WR)
-        self.run_until(lambda: got.count("end"))
+        got = self.ended(peer.sock, conn, b"request")
         peer.close()
         self.loop.schedule(0, conn.write, b"x" * (1024 * 1024))
         self.run_until(lambda: got.count("close"))
@@ -643,10 +635,7 @@ class TestHalfClose(TcpTestCase):
         left, right = socket.socketpair()
         conn = TcpConnection(left, "pair", 0, self.loop)
         conn.half_close = True
-        got = Recorder(conn)
-        right.sendall(b"request")
-        right.shutdown(socket.SHUT_WR)
-        self.run_until(lambda: got.count("end"))
+        got = self.ended(right, conn, b"request")
         self.assertLess(self.idle(), 10, "spinning after end")
         self.assertTrue(conn.tcp_connected)
         right.close()
@@ -690,9 +679,7 @@ class TestHalfClose(TcpTestCase):
 
     def test_abort_after_end(self):
         peer, conn = self.served()
-        got = Recorder(conn)
-        peer.sock.shutdown(socket.SHUT_WR)
-        self.run_until(lambda: got.count("end"))
+        got = self.ended(peer.sock, conn)
         conn.write(b"x" * (4 * 1024 * 1024))
         conn.abort()
         self.assertEqual(got.events, [("end",)], "close follows from the loop")
@@ -711,9 +698,7 @@ class TestHalfClose(TcpTestCase):
         sock = socket.create_connection((self.host, server.port))
         self.addCleanup(sock.close)
         self.run_until(lambda: self.accepted)
-        got = Recorder(self.accepted[0])
-        sock.shutdown(socket.SHUT_WR)
-        self.run_until(lambda: got.count("end"))
+        got = self.ended(sock, self.accepted[0])
         self.assertEqual(got.events, [("end",)])
 
     def test_no_descriptor_leak(self):

@@ -13,7 +13,7 @@ from thor.tcp import TcpServer
 from thor.tls import TlsClient, TlsConnection, TlsServer
 
 from tests.support import LoopTestCase, make_cert
-from tests.test_tcp import Collector, RawPeer, Recorder, has_ipv6
+from tests.test_tcp import Collector, RawPeer, Recorder, has_ipv6, idle
 
 
 def server_context(name="localhost"):
@@ -312,6 +312,19 @@ class TestTlsHalfClose(TlsTestCase):
         self.addCleanup(peer.unregister_fd)
         return peer, conn
 
+    def ended_in_one_read(self, payload, half_close):
+        """A thor connection over a socketpair whose peer has sent
+        ``payload`` and close_notify before thor reads anything: the
+        peer's ssl socket and the connection's Recorder."""
+        client, server_side = handshake_pair(trusting_context(), server_context())
+        self.addCleanup(client.close)
+        conn = TlsConnection(server_side, "pair", 0, self.loop)
+        self.addCleanup(conn.abort)
+        conn.half_close = half_close
+        client.sendall(payload)
+        send_close_notify(client)
+        return client, Recorder(conn)
+
     @unittest.skipIf(sys.version_info < (3, 10), "TLS half_close needs Python 3.10+")
     def test_answer_after_end_under_tls13(self):
         peer, conn = self.served()
@@ -371,16 +384,7 @@ class TestTlsHalfClose(TlsTestCase):
             if half_close and sys.version_info < (3, 10):
                 continue  # TLS half_close needs Python 3.10+
             with self.subTest(half_close=half_close):
-                client, server_side = handshake_pair(
-                    trusting_context(), server_context()
-                )
-                self.addCleanup(client.close)
-                conn = TlsConnection(server_side, "pair", 0, self.loop)
-                self.addCleanup(conn.abort)
-                conn.half_close = half_close
-                client.sendall(payload)
-                send_close_notify(client)
-                got = Recorder(conn)
+                _, got = self.ended_in_one_read(payload, half_close)
                 self.run_until(lambda: got.count(last))
                 self.assertEqual(got.events, [("data", payload), (last,)])
 
@@ -389,19 +393,11 @@ class TestTlsHalfClose(TlsTestCase):
         # As above, with the application pausing on the data: the end that
         # OpenSSL already holds is found once reading resumes.
         payload = os.urandom(20000)
-        client, server_side = handshake_pair(trusting_context(), server_context())
-        self.addCleanup(client.close)
-        conn = TlsConnection(server_side, "pair", 0, self.loop)
-        self.addCleanup(conn.abort)
-        conn.half_close = True
-        client.sendall(payload)
-        send_close_notify(client)
-        got = Recorder(conn)
+        client, got = self.ended_in_one_read(payload, True)
+        conn = got.conn
         conn.on("data", lambda data: conn.pause(True))
         self.run_until(lambda: got.events)
-        marker = []
-        self.loop.schedule(0.05, marker.append, 1)
-        self.run_until(lambda: marker)
+        idle(self.loop)
         self.assertEqual(got.events, [("data", payload)])
         conn.pause(False)
         self.run_until(lambda: got.count("end"))

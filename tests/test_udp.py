@@ -8,7 +8,7 @@ import thor.udp
 from thor.udp import UdpEndpoint
 
 from tests.support import LoopTestCase, open_fds
-from tests.test_tcp import has_ipv6
+from tests.test_tcp import has_ipv6, idle
 
 
 class UdpTestCase(LoopTestCase):
@@ -47,16 +47,13 @@ class TestUdp(UdpTestCase):
         left = self.endpoint()
         right = self.endpoint()
         right.send(b"waiting", self.host, left.port)
-        marker = []
-        self.loop.schedule(0.05, marker.append, 1)
-        self.run_until(lambda: marker)
+        idle(self.loop)
         self.assertEqual(left.got, [])
         left.pause(False)
         self.run_until(lambda: left.got)
         left.pause(True)
         right.send(b"held", self.host, left.port)
-        self.loop.schedule(0.05, marker.append, 2)
-        self.run_until(lambda: len(marker) == 2)
+        idle(self.loop)
         self.assertEqual(len(left.got), 1)
         left.pause(False)
         self.run_until(lambda: len(left.got) == 2)
@@ -113,7 +110,6 @@ class TestUdp(UdpTestCase):
         endpoint.shutdown()
         self.assertEqual(self.loop.fd_count(), 0)
         self.assertEqual(open_fds(), baseline)
-
 
     def test_send_after_shutdown_opens_nothing(self):
         baseline = open_fds()

@@ -21,7 +21,6 @@ __all__ = [
 ]
 
 
-
 def on(target, event=None):
     """Both faces of ``thor.on``: ``thor.on(emitter, event=None)`` is the
     decorator thor.events.on; ``thor.on(event, listener)`` (an event name

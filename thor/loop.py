@@ -454,6 +454,66 @@ class LoopBase(EventEmitter):
                 )
 
 
+class LazyTimer:
+    """A mixin for something with one deadline that moves often (per read,
+    per request): an HTTP connection's idle and request timeouts.
+
+    Moving the deadline is a clock read and a comparison: the one timer is
+    scheduled again only when the deadline comes before it. A timer that
+    fires before the deadline re-arms for the rest, and it is never armed
+    further ahead than the shortest of the host's ``_timeouts()``, so that
+    going from one phase's deadline to a shorter one's (idle, then a
+    request) does not move it either.
+
+    The host provides ``loop``, ``_timeouts()`` (its timeouts, None for
+    none), and ``_on_timer()``, which starts with ``self._timer = None`` and
+    acts only if ``_deadline_passed()``. Hot paths may inline
+    ``_set_deadline``.
+    """
+
+    __slots__ = ("_deadline", "_timer", "_timer_due")
+
+    def _set_deadline(self, timeout):
+        """The deadline is ``timeout`` seconds from now (None: no deadline)."""
+        if timeout is None:
+            self._deadline = None
+            return
+        now = _time.monotonic()
+        deadline = self._deadline = now + timeout
+        if self._timer is None or deadline < self._timer_due:
+            self._arm(now, timeout)
+
+    def _arm(self, now, delay):
+        if self._timer is not None:
+            self._timer.delete()
+        for other in self._timeouts():
+            # A timeout of 0 (act at once) is no bound: it would re-arm
+            # the timer on every pass until a longer deadline came.
+            if other is not None and 0 < other < delay:
+                delay = other
+        self._timer_due = now + delay
+        self._timer = self.loop.schedule(delay, self._on_timer)
+
+    def _deadline_passed(self):
+        """For ``_on_timer``: True once the deadline has passed (it is then
+        cleared); with none, or one still ahead (re-armed), False."""
+        deadline = self._deadline
+        if deadline is None:
+            return False
+        now = _time.monotonic()
+        if deadline > now:
+            self._arm(now, deadline - now)
+            return False
+        self._deadline = None
+        return True
+
+    def _stop_timer(self):
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.delete()
+            self._timer = None
+
+
 class EventSource(EventEmitter):
     """Something with a file descriptor that the loop watches.
 

@@ -360,7 +360,6 @@ class TcpServer(EventSource):
         self.port = bound[1]
         self._connections = set()
         self._accepting = True
-        self._stopped = False
         self._graceful = False
         self._backoff = None
         self.register_fd(self.sock.fileno(), "fd_readable")

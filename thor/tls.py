@@ -107,18 +107,14 @@ class TlsConnection(TcpConnection):
         return True
 
     def _release(self, graceful):
-        sock = self.socket
         if graceful:
             # Send close_notify so that the peer can tell an end from a
             # truncation; do not wait for the peer's.
             try:
-                sock.unwrap()
+                self.socket.unwrap()
             except (OSError, ValueError):
                 pass
-        try:
-            sock.close()
-        except OSError:
-            pass
+        TcpConnection._release(self, graceful)
 
 
 def _tls_recv(sock, conn_ref, size):

@@ -194,8 +194,10 @@ def percentile(values, fraction):
     return ordered[index]
 
 
-def lateness_thor():
-    loop = thor.loop.make()
+def lateness(loop, schedule, run):
+    """How late each of N_LATE 10 ms timers fired, one after another, on
+    ``loop`` (its ``schedule`` and ``run`` methods named: thor's, asyncio's)."""
+    schedule = getattr(loop, schedule)
     late = []
     state = {}
 
@@ -208,40 +210,18 @@ def lateness_thor():
 
     def arm():
         state["due"] = time.monotonic() + 0.010
-        loop.schedule(0.010, fired)
+        schedule(0.010, fired)
 
     arm()
-    loop.run()
-    loop.close()
-    return late
-
-
-def lateness_asyncio():
-    loop = asyncio.new_event_loop()
-    late = []
-    state = {}
-
-    def fired():
-        late.append(time.monotonic() - state["due"])
-        if len(late) == N_LATE:
-            loop.stop()
-        else:
-            arm()
-
-    def arm():
-        state["due"] = time.monotonic() + 0.010
-        loop.call_later(0.010, fired)
-
-    arm()
-    loop.run_forever()
+    getattr(loop, run)()
     loop.close()
     return late
 
 
 def lateness_section():
     print("lateness of 10 ms timers, %d in sequence (ms)" % N_LATE)
-    thor_late = lateness_thor()
-    aio_late = lateness_asyncio()
+    thor_late = lateness(thor.loop.make(), "schedule", "run")
+    aio_late = lateness(asyncio.new_event_loop(), "call_later", "run_forever")
     for name, fraction in (("p50", 0.50), ("p99", 0.99)):
         row(name, percentile(thor_late, fraction) * 1e3,
             percentile(aio_late, fraction) * 1e3, "ms")
@@ -255,38 +235,21 @@ def lateness_section():
 # -- idle ------------------------------------------------------------------------------
 
 
-def idle_thor():
-    loop = thor.loop.make()
+def idle(loop, poller, poll, schedule, run):
+    """(CPU seconds, wake-ups) of ``loop`` idle for IDLE_SECONDS; a wake-up
+    is a call of ``poller``'s ``poll`` method (the other names as in
+    ``lateness``)."""
     wakes = [0]
-    original = loop._poller.poll
+    original = getattr(poller, poll)
 
-    def poll(timeout):
+    def counted(timeout=None):
         wakes[0] += 1
         return original(timeout)
 
-    loop._poller.poll = poll
-    loop.schedule(IDLE_SECONDS, loop.stop)
+    setattr(poller, poll, counted)
+    getattr(loop, schedule)(IDLE_SECONDS, loop.stop)
     cpu = time.process_time()
-    loop.run()
-    cpu = time.process_time() - cpu
-    loop.close()
-    return cpu, wakes[0]
-
-
-def idle_asyncio():
-    loop = asyncio.new_event_loop()
-    wakes = [0]
-    selector = loop._selector
-    original = selector.select
-
-    def select(timeout=None):
-        wakes[0] += 1
-        return original(timeout)
-
-    selector.select = select
-    loop.call_later(IDLE_SECONDS, loop.stop)
-    cpu = time.process_time()
-    loop.run_forever()
+    getattr(loop, run)()
     cpu = time.process_time() - cpu
     loop.close()
     return cpu, wakes[0]
@@ -294,8 +257,10 @@ def idle_asyncio():
 
 def idle_section():
     print("idle loop for %.0f s (one timer at the end)" % IDLE_SECONDS)
-    thor_cpu, thor_wakes = idle_thor()
-    aio_cpu, aio_wakes = idle_asyncio()
+    loop = thor.loop.make()
+    thor_cpu, thor_wakes = idle(loop, loop._poller, "poll", "schedule", "run")
+    loop = asyncio.new_event_loop()
+    aio_cpu, aio_wakes = idle(loop, loop._selector, "select", "call_later", "run_forever")
     row("CPU time", thor_cpu * 1e3, aio_cpu * 1e3, "ms")
     row("wake-ups", thor_wakes, aio_wakes, "")
     per_second = thor_wakes / IDLE_SECONDS

@@ -191,7 +191,8 @@ class _Load(asyncio.Protocol):
                     break
                 head = buffer[:end].lower()
                 at = head.find(b"content-length:")
-                self.need = end + 4 + int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None])
+                line_end = head.find(b"\r\n", at)
+                self.need = end + 4 + int(head[at + 15:line_end if line_end > 0 else None])
             if len(buffer) < self.need:
                 break
             buffer = buffer[self.need:]
@@ -326,8 +327,7 @@ def stop(proc):
 
 
 def measure(port, pid, connections, seconds):
-    run_load_warm = _load_process(port, connections, 0.5)  # warm up: pools, caches
-    del run_load_warm
+    _load_process(port, connections, 0.5)  # warm up: pools, caches
     before = cpu_seconds(pid)
     count, elapsed = _load_process(port, connections, seconds)
     cpu = cpu_seconds(pid) - before

@@ -210,18 +210,18 @@ def run_udp(port, duration, window=32, size=64):
     return done
 
 
+RUNS = {"stream": run_stream, "rpc50": run_rpc, "udp": run_udp}
+
+
 def measure(impl, kind, duration):
+    run = RUNS[kind]
     server = Server(impl, kind)
     try:
         # Warm up (imports, first connections), then measure.
-        {"stream": run_stream, "rpc50": run_rpc, "udp": run_udp}[kind](
-            server.port, min(0.3, duration / 4)
-        )
+        run(server.port, min(0.3, duration / 4))
         cpu_before = server.cpu()
         started = time.perf_counter()
-        count = {"stream": run_stream, "rpc50": run_rpc, "udp": run_udp}[kind](
-            server.port, duration
-        )
+        count = run(server.port, duration)
         elapsed = time.perf_counter() - started
         cpu = server.cpu() - cpu_before
     finally:
@@ -240,7 +240,7 @@ def main():
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate thor and asyncio this many times; report medians")
-    parser.add_argument("--only", choices=("stream", "rpc50", "udp"))
+    parser.add_argument("--only", choices=tuple(RUNS))
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -248,7 +248,7 @@ def main():
         (serve_thor if impl == "thor" else serve_asyncio)(kind)
         return 0
 
-    kinds = [args.only] if args.only else ["stream", "rpc50", "udp"]
+    kinds = [args.only] if args.only else list(RUNS)
     failed = False
     for kind in kinds:
         runs = {"thor": [], "asyncio": []}

@@ -305,18 +305,14 @@ def _connect_error(errtype, err):
     return error.ConnectError(detail)
 
 
-class _ClientConnection:
-    """One pooled connection, its response parser and its timer.
-
-    The timer is armed lazily: ``_deadline`` moves on every read and the
-    one scheduled event re-arms itself when it fires early, so a busy
-    connection does not touch the loop's heap per read.
-    """
+class _ClientConnection(thor.loop.LazyTimer):
+    """One pooled connection, its response parser and its timer (a
+    LazyTimer: the deadline moves on every read without touching the
+    loop's heap)."""
 
     __slots__ = (
         "client", "loop", "origin", "tcp", "parser", "exchange", "closed",
-        "_deadline", "_timer", "_timer_due", "_idle_since", "_release_pending",
-        "_in_feed", "_paused", "_out_paused",
+        "_idle_since", "_release_pending", "_in_feed", "_paused", "_out_paused",
     )
 
     def __init__(self, client, origin, tcp_conn):
@@ -373,29 +369,13 @@ class _ClientConnection:
 
     # -- timers --------------------------------------------------------------
 
-    def _arm(self, timeout):
-        """(Re)set the deadline ``timeout`` seconds from now; None: none."""
-        if timeout is None:
-            self._deadline = None
-            return
-        deadline = _monotonic() + timeout
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or deadline < self._timer_due:
-            if timer is not None:
-                timer.delete()
-            self._timer_due = deadline
-            self._timer = self.loop.schedule(timeout, self._on_timer)
+    def _timeouts(self):
+        client = self.client
+        return client.read_timeout, client.idle_timeout
 
     def _on_timer(self):
         self._timer = None
-        deadline = self._deadline
-        if deadline is None or self.closed:
-            return
-        remaining = deadline - _monotonic()
-        if remaining > 0:
-            self._timer_due = deadline
-            self._timer = self.loop.schedule(remaining, self._on_timer)
+        if self.closed or not self._deadline_passed():
             return
         exchange = self.exchange
         if exchange is None:
@@ -404,7 +384,7 @@ class _ClientConnection:
         if self._paused or (not exchange._request_sent and not self._out_paused):
             # Waiting on the application (not reading the response, or not
             # giving the rest of the request): not the server's stall.
-            self._arm(self.client.read_timeout)
+            self._set_deadline(self.client.read_timeout)
             return
         self.exchange = None
         self.abort()
@@ -429,7 +409,7 @@ class _ClientConnection:
         """The whole request is written: the server's turn."""
         read_timeout = self.client.read_timeout
         if read_timeout is not None:
-            self._arm(read_timeout)
+            self._set_deadline(read_timeout)
 
     def go_idle(self):
         self.exchange = None
@@ -437,7 +417,7 @@ class _ClientConnection:
             self._paused = False
             self.tcp.pause(False)
         self._idle_since = self.loop.time()
-        self._arm(self.client.idle_timeout)
+        self._set_deadline(self.client.idle_timeout)
 
     def write(self, data):
         if not self.closed:
@@ -469,7 +449,7 @@ class _ClientConnection:
     def _on_data(self, data):
         read_timeout = self.client.read_timeout
         if read_timeout is not None and self.exchange is not None:
-            self._arm(read_timeout)
+            self._set_deadline(read_timeout)
         self._in_feed = True
         try:
             self.parser.feed(data)
@@ -583,7 +563,7 @@ class _ClientConnection:
             else:
                 deadline = self._deadline = _monotonic() + timeout
                 if self._timer is None or deadline < self._timer_due:
-                    self._arm(timeout)
+                    self._set_deadline(timeout)
         # It emits nothing more: dropping its listeners frees it by
         # reference counting, where listeners that close over it (the usual
         # way to write them) would leave a cycle for the garbage collector.
@@ -605,7 +585,7 @@ class _ClientConnection:
         exchange = self.exchange
         if exchange is not None and exchange._state != _DONE:
             if paused and self.client.read_timeout is not None and not exchange._request_sent:
-                self._arm(self.client.read_timeout)  # the server is not reading
+                self._set_deadline(self.client.read_timeout)  # the server is not reading
             exchange._output_paused(paused)
 
     # -- closing -------------------------------------------------------------
@@ -615,10 +595,7 @@ class _ClientConnection:
         if self.closed:
             return False
         self.closed = True
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.delete()
-            self._timer = None
+        self._stop_timer()
         self.client._connection_gone(self)
         return True
 

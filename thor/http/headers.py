@@ -217,14 +217,11 @@ def strip_hop_by_hop(headers):
             break
     else:
         return headers
-    named = set()
+    drop = set(hop)
     for name, value in headers:
         if _lower_bytes(name) == b"connection":
-            named.update(_lower_bytes(v) for v in _split_values(value))
-    return [
-        (name, value) for name, value in headers
-        if _lower_bytes(name) not in hop and _lower_bytes(name) not in named
-    ]
+            drop.update(_lower_bytes(v) for v in _split_values(value))
+    return [(name, value) for name, value in headers if _lower_bytes(name) not in drop]
 
 
 _status_cache = {}

@@ -176,9 +176,9 @@ _request_heads = {}
 _response_heads = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LEN = 1024
+_HEAD_CACHE_LINES = 101  # the default max_fields, and the start line
 # What resume() and finish() feed: no input, just the parser's loop.
 _CARRY_ON = object()
-_HEAD_CACHE_LINES = 101  # the default max_fields, and the start line
 # What a special field says, for a Content-Length the fast path leaves to
 # the general one.
 _BAD_LENGTH = -1
@@ -261,12 +261,11 @@ def _tokens(values):
     if len(values) == 1 and b"," not in values[0]:
         return (values[0].strip(_OWS).lower(),)
     out = set()
-    if values:
-        for value in values:
-            for item in value.split(b","):
-                item = item.strip(_OWS)
-                if item:
-                    out.add(item.lower())
+    for value in values:
+        for item in value.split(b","):
+            item = item.strip(_OWS)
+            if item:
+                out.add(item.lower())
     return out
 
 
@@ -378,7 +377,7 @@ class HttpParser:
         "_max_fields", "max_chunk_ext", "max_trailer_section", "lenient_bare_lf",
         "_cache_fits", "version", "close", "expect_continue", "upgrade", "body", "content_length",
         "_state", "_buf", "_pos", "_queued", "paused", "_busy", "_failed",
-        "_eof", "_eof_done", "_remaining", "_scanned", "_line_end",
+        "_eof", "_remaining", "_scanned", "_line_end",
         "_empty_lines", "_expected", "_switch",
     )
 
@@ -401,11 +400,7 @@ class HttpParser:
         self.max_chunk_ext = max_chunk_ext
         self.max_trailer_section = max_trailer_section
         self.lenient_bare_lf = lenient_bare_lf
-        # _limits_changed(), inline: once per parser (one per connection).
-        self._cache_fits = (
-            max_start_line >= _HEAD_CACHE_LEN and max_field_section >= _HEAD_CACHE_LEN
-            and max_fields + 1 >= _HEAD_CACHE_LINES
-        )
+        self._limits_changed()
         self.version = None
         self.close = False
         self.expect_continue = False
@@ -420,7 +415,6 @@ class HttpParser:
         self._busy = False     # inside feed's loop: feed/resume only note what to do
         self._failed = False
         self._eof = False
-        self._eof_done = False
         self._remaining = 0
         self._scanned = 0      # bytes of an incomplete line / block already checked
         self._line_end = -1    # offset of the start line's LF, once seen
@@ -480,9 +474,6 @@ class HttpParser:
         self.paused = False
         if not self._busy and not self._failed:
             self.feed(_CARRY_ON)
-
-    # The server names the in-callback case separately; resume() covers both.
-    resume_after_callback = resume
 
     def leftover(self):
         """Take the buffered, unparsed bytes (after a protocol switch)."""
@@ -761,7 +752,7 @@ class HttpParser:
                     self._scanned = 0
                     self._message_done(trailers)
 
-            if self._eof and not self.paused and not self._failed and not self._eof_done:
+            if self._eof and not self.paused and not self._failed:
                 self._end_of_input()
         finally:
             self._busy = False
@@ -798,7 +789,9 @@ class HttpParser:
         self._delegate.on_message_done(trailers)
 
     def _end_of_input(self):
-        self._eof_done = True
+        # Runs whenever feed's loop ends after finish(): once it has run,
+        # the parser has failed or holds nothing in state _HEAD, so a
+        # repeat does nothing.
         state = self._state
         if state == _HEAD:
             if self._pos < len(self._buf):
@@ -839,8 +832,9 @@ class HttpParser:
         offset after its empty line; None if more input is needed.
 
         Quick case (after _quick_head declined): one find for the empty
-        line, one split, one translate to check every byte, two length checks; anything odd goes to the
-        line-at-a-time reader, which finds the first problem in byte order.
+        line, one split, one translate to check every byte, two length
+        checks; anything odd goes to the line-at-a-time reader, which finds
+        the first problem in byte order.
         While the block is incomplete, only the new bytes are checked, for
         the problems that must be caught before the block ends (bare CR or
         LF, size limits); the first such one hands over to the line reader."""
@@ -1005,10 +999,9 @@ class HttpParser:
                     return method, target, list(headers)
         else:
             method = self._expected[0]
-            known = (
-                _response_heads.get(block)
-                if method != b"HEAD" and method != b"CONNECT" else None
-            )
+            if method == b"CONNECT":
+                return None  # a 2xx answer switches protocols
+            known = _response_heads.get(block) if method != b"HEAD" else None
             if known is not None:
                 (status, phrase, headers, version, close, upgrade, body,
                  content_length, state, remaining, first, count) = known
@@ -1147,10 +1140,6 @@ class HttpParser:
             self._switch = upgrade
         else:
             # _response_head, for at most one field of each kind, no CONNECT.
-            expected = self._expected
-            method = expected[0]
-            if method == b"CONNECT":
-                return None
             if version == b"1.1":
                 close = b"close" in connection
             else:
@@ -1176,7 +1165,7 @@ class HttpParser:
                 body = UNTIL_CLOSE
                 close = True
                 self._state = _UNTIL_CLOSE
-            expected.popleft()
+            self._expected.popleft()
             self.upgrade = upgrade is not None and b"upgrade" in connection
             self.expect_continue = False
         self.version = version

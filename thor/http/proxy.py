@@ -84,7 +84,7 @@ class ProxyExchange:
     __slots__ = (
         "proxy", "server_exchange", "client_exchange", "method", "uri", "headers",
         "status", "started", "_data", "upstream",
-        "_answered", "_response_started", "_kept", "_kept_size", "_bytes_out",
+        "_response_started", "_kept", "_kept_size", "_bytes_out",
         "_req_done", "_trailers", "_finished", "_upgrade",
         "_down_paused",
     )
@@ -100,7 +100,6 @@ class ProxyExchange:
         self.started = _time.monotonic()
         self._data = None
         self.upstream = None
-        self._answered = False
         self._response_started = False
         self._kept = None
         self._kept_size = 0
@@ -133,7 +132,6 @@ class ProxyExchange:
     def respond(self, status, phrase, headers, body=b""):
         """Answer the request from the proxy itself (from ``request_hook``):
         the request is not forwarded. ``body`` is bytes (or str, as UTF-8)."""
-        self._answered = True
         self._respond(status, phrase, headers, body)
 
     def _respond(self, status, phrase, headers, body):
@@ -369,8 +367,6 @@ class HttpProxy(EventEmitter):
     def _request_start(self, pex, headers):
         self.emit("exchange", pex)
         method = pex.method
-        ex = pex.server_exchange
-        via = self._via_value(ex.req_version)
         if method == b"CONNECT":
             pex.headers = list(headers)
             self._connect_tunnel(pex)
@@ -397,22 +393,27 @@ class HttpProxy(EventEmitter):
             pex.respond(400, "Bad Request", [(b"Content-Type", b"text/plain")],
                         "This is a forward proxy: requests need an absolute URL.\n")
             return
-        upgrade = False
+        ex = pex.server_exchange
+        upgrade = has_upgrade = False
         max_forwards = None
         kept = []
         for field in headers:
             lower = field[0].lower()
             if lower in _DROP_REQUEST:
                 continue
-            if lower == b"connection" and b"upgrade" in field[1].lower():
-                upgrade = True
+            if lower == b"connection":
+                if b"upgrade" in field[1].lower():
+                    upgrade = True
+            elif lower == b"upgrade":
+                has_upgrade = True
             elif lower == b"max-forwards" and (method == b"OPTIONS" or method == b"TRACE"):
                 max_forwards = field[1].strip()
                 continue
             kept.append(field)
         if upgrade:
             pex._upgrade = True  # keep Upgrade; the client adds Connection
-        else:
+        elif has_upgrade:
+            # Connection may come after Upgrade: only now is it known to go.
             kept = [field for field in kept if field[0].lower() != b"upgrade"]
         if max_forwards is not None:
             # RFC 9110 7.6.2: the last hop answers; the others count down.
@@ -431,14 +432,14 @@ class HttpProxy(EventEmitter):
                                              b"OPTIONS, TRACE, PATCH, CONNECT")])
                 return
             kept.append((b"Max-Forwards", b"%d" % (left - 1)))
-        kept.append((b"Via", via))
+        kept.append((b"Via", self._via_value(ex.req_version)))
         pex.headers = kept
         try:
             self.request_hook(pex)
         except Exception as exc:
             self._hook_failed(pex, exc)
             return
-        if pex._answered or pex._finished:
+        if pex._finished:  # answered by the hook
             return
         self._forward(pex)
 
@@ -680,7 +681,7 @@ class HttpProxy(EventEmitter):
         except Exception as exc:
             self._hook_failed(pex, exc)
             return
-        if pex._answered or pex._finished:
+        if pex._finished:  # answered by the hook
             return
         host, sep, port = pex.uri.rpartition(b":")
         host = host.strip(b"[]")
@@ -817,7 +818,6 @@ class _ParentWatch(thor.loop.EventSource):
 
     def __init__(self, fd, loop, on_gone):
         thor.loop.EventSource.__init__(self, loop)
-        self.fd = fd
         self.on("fd_readable", self._gone)
         self.on("fd_close", self._gone)
         self.on("fd_error", self._gone)
@@ -863,7 +863,7 @@ def main(argv=None):
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1 and args.worker_of is None:
-        return _run_workers(args)
+        return _run_workers(args, host, port)
 
     loop = thor.loop._loop
     worker = args.worker_of is not None
@@ -902,7 +902,7 @@ def main(argv=None):
     return 0
 
 
-def _run_workers(args):
+def _run_workers(args, host, port):
     """Start ``args.workers`` processes that each listen on the port (with
     SO_REUSEPORT the kernel spreads connections over them), and wait.
 
@@ -912,7 +912,6 @@ def _run_workers(args):
     this process dies in any other way. (A pipe rather than passing the
     signal on: a worker still starting up has no signal handler yet, but it
     finds the end-of-file as soon as it watches the pipe.)"""
-    host, port = _split_listen(args.listen)
     placeholder = None
     if port == 0:
         # Port 0 would give each worker a port of its own: pick one here, and

@@ -315,7 +315,7 @@ class HttpServer(EventEmitter):
             self._loop.schedule(0, self._emit_stop)
 
 
-class HttpServerConnection:
+class HttpServerConnection(thor.loop.LazyTimer):
     """One client connection: its parser, its exchanges, its timer.
 
     ``exchange`` is the exchange in progress (None between requests);
@@ -325,8 +325,8 @@ class HttpServerConnection:
     __slots__ = (
         "server", "tcp", "loop", "parser", "exchange", "_out", "_out_size",
         "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
-        "_write_paused", "_await_drain", "_deadline", "_timer", "_timer_at",
-        "_draining", "_request_count", "_between_requests", "_peer_ended",
+        "_write_paused", "_await_drain", "_draining", "_request_count",
+        "_between_requests", "_peer_ended",
     )
 
     def __init__(self, server, tcp_conn):
@@ -351,7 +351,7 @@ class HttpServerConnection:
         self._peer_ended = False
         self._deadline = None
         self._timer = None
-        self._timer_at = 0.0
+        self._timer_due = 0.0
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
@@ -373,42 +373,14 @@ class HttpServerConnection:
 
     # -- the timer -------------------------------------------------------------
 
-    def _set_deadline(self, timeout):
-        """Give the current phase ``timeout`` seconds (None: no limit).
-
-        The one timer is armed no further ahead than the shorter of the two
-        timeouts, so that moving from an idle deadline to a (sooner) request
-        deadline never has to move it: per request, setting a deadline is a
-        clock read and a comparison."""
-        if timeout is None:
-            self._deadline = None
-            return
-        now = _monotonic()
-        deadline = now + timeout
-        self._deadline = deadline
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(now, timeout)
-
-    def _arm(self, now, delay):
-        if self._timer is not None:
-            self._timer.delete()
+    def _timeouts(self):
         server = self.server
-        for other in (server.idle_timeout, server.request_timeout):
-            if other is not None and other < delay:
-                delay = other
-        self._timer_at = now + delay
-        self._timer = self.loop.schedule(delay, self._on_timer)
+        return server.idle_timeout, server.request_timeout
 
     def _on_timer(self):
         self._timer = None
-        deadline = self._deadline
-        if deadline is None or self._closed:
+        if self._closed or not self._deadline_passed():
             return
-        now = _monotonic()
-        if deadline > now:
-            self._arm(now, deadline - now)
-            return
-        self._deadline = None
         exchange = self.exchange
         if exchange is not None:
             if exchange._finished:
@@ -556,7 +528,7 @@ class HttpServerConnection:
                     else:
                         now = _monotonic()
                         deadline = self._deadline = now + timeout
-                        if self._timer is None or deadline < self._timer_at:
+                        if self._timer is None or deadline < self._timer_due:
                             self._arm(now, timeout)
         else:
             # Read no further until this response is done (pipelining).
@@ -627,7 +599,7 @@ class HttpServerConnection:
     def _flush(self):
         out = self._out
         if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
+            data = b"".join(out)  # a lone bytes object is returned as it is
             out.clear()
             self._out_size = 0
             if not self._closed:
@@ -693,7 +665,7 @@ class HttpServerConnection:
         else:
             now = _monotonic()
             deadline = self._deadline = now + timeout
-            if self._timer is None or deadline < self._timer_at:
+            if self._timer is None or deadline < self._timer_due:
                 self._arm(now, timeout)
         if self._reading_paused:
             self._pause_reading(False)
@@ -730,12 +702,6 @@ class HttpServerConnection:
         self.parser.pause()
         abort = getattr(self.tcp, "abort", None)
         (abort or self.tcp.close)()
-
-    def _stop_timer(self):
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.delete()
-            self._timer = None
 
     def _on_end(self):
         """The client will send nothing more. Answer what it sent, then
@@ -1152,7 +1118,7 @@ def _listed(headers):
 
 
 def _parse_length(value):
-    if not value.isdigit() or not value.isascii() or len(value) > 18:
+    if not value.isdigit() or len(value) > 18:  # bytes: ASCII digits only
         raise error.BadHeaderError("Content-Length must be digits: %r" % value)
     return int(value)
 
