@@ -11,6 +11,7 @@ descriptor, which would end the test's connections between two phases.
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -43,6 +44,16 @@ class ExceptionRecorder:
                 "the loop caught %d exception(s); the first, in %r: %r"
                 % (len(self.errors), callback, exc)
             ) from exc
+
+
+def has_ipv6():
+    """Can this machine bind the IPv6 loopback address?"""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def run_until(loop, predicate, timeout=5):

@@ -23,8 +23,7 @@ from thor.http import error
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer
 from thor.tcp import TcpServer
-from tests.support import LoopTestCase, answer_when_complete, make_cert
-from tests.test_tcp import has_ipv6
+from tests.support import LoopTestCase, answer_when_complete, has_ipv6, make_cert
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -23,8 +23,7 @@ import thor.loop
 from thor.http import error
 from thor.http.server import HttpServer
 from thor.tcp import TcpConnection
-from tests.support import LoopTestCase, make_cert
-from tests.test_tcp import has_ipv6
+from tests.support import LoopTestCase, has_ipv6, make_cert
 
 
 class RawClient(thor.loop.EventSource):

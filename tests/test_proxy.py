@@ -23,7 +23,7 @@ from thor.http.client import HttpClient
 from thor.http.proxy import HttpProxy
 from thor.http.server import HttpServer
 
-from tests.support import LoopTestCase, make_cert
+from tests.support import LoopTestCase, answer_when_complete, make_cert
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CURL = shutil.which("curl")
@@ -66,18 +66,11 @@ class ProxyTestCase(LoopTestCase):
         server = HttpServer("127.0.0.1", 0, self.loop, tls_context=tls_context)
         self.addCleanup(server.close)
 
-        def on_exchange(ex):
-            body = []
-            ex.on("request_body", body.append)
+        def respond(ex, data, trailers):
+            self.seen.append((name, ex.method, ex.uri, ex.req_hdrs, data, trailers))
+            (handler or self.echo)(ex, data, trailers)
 
-            def done(trailers):
-                data = b"".join(body)
-                self.seen.append((name, ex.method, ex.uri, ex.req_hdrs, data, trailers))
-                (handler or self.echo)(ex, data, trailers)
-
-            ex.on("request_done", done)
-
-        server.on("exchange", on_exchange)
+        answer_when_complete(server, respond)
         server.name = name
         return server
 

@@ -11,16 +11,7 @@ import thor.dns
 from thor.tcp import TcpClient, TcpConnection, TcpServer
 
 from thor.loop import EventSource
-from tests.support import LoopTestCase, open_fds, run_until
-
-
-def has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
+from tests.support import LoopTestCase, has_ipv6, open_fds, run_until
 
 
 def vm_rss():

@@ -12,8 +12,8 @@ import thor.tls
 from thor.tcp import TcpServer
 from thor.tls import TlsClient, TlsConnection, TlsServer
 
-from tests.support import LoopTestCase, make_cert
-from tests.test_tcp import Collector, RawPeer, Recorder, has_ipv6, idle
+from tests.support import LoopTestCase, has_ipv6, make_cert
+from tests.test_tcp import Collector, RawPeer, Recorder, idle
 
 
 def server_context(name="localhost"):

@@ -7,8 +7,8 @@ from unittest import mock
 import thor.udp
 from thor.udp import UdpEndpoint
 
-from tests.support import LoopTestCase, open_fds
-from tests.test_tcp import has_ipv6, idle
+from tests.support import LoopTestCase, has_ipv6, open_fds
+from tests.test_tcp import idle
 
 
 class UdpTestCase(LoopTestCase):

@@ -41,7 +41,7 @@ from thor.events import EventEmitter, on
 from thor.tcp import TcpClient
 from thor.http import error
 from thor.http.headers import (
-    encode_field_name, encode_field_value, is_token, to_bytes_field,
+    encode_body_chunk, encode_field_name, encode_field_value, is_token, to_bytes_field,
     CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN,
 )
 from thor.http.parser import HttpParser
@@ -900,7 +900,7 @@ class HttpClientExchange(EventEmitter):
         if self._state == _NEW or self._req_done:
             raise error.StateError("request_body outside a request")
         if chunk.__class__ is not bytes:
-            chunk = _to_bytes(chunk)
+            chunk = encode_body_chunk(chunk)
         if not chunk:
             return
         framing = self._framing
@@ -1200,14 +1200,6 @@ def _parse_url(uri):
     if parts.query or uri.endswith(b"?"):
         target += "?" + parts.query
     return (scheme, host, port), target.encode("ascii"), authority.encode("ascii")
-
-
-def _to_bytes(chunk):
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    if isinstance(chunk, (bytearray, memoryview)):
-        return bytes(chunk)
-    raise TypeError("body chunks must be bytes or str, not %s" % type(chunk).__name__)
 
 
 # -- the command line --------------------------------------------------------

@@ -178,6 +178,16 @@ def encode_field_value(value):
     return raw
 
 
+def encode_body_chunk(chunk):
+    """A body chunk that is not bytes, as bytes: str as UTF-8, bytearray and
+    memoryview copied; anything else is a TypeError."""
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    raise TypeError("body chunks must be bytes or str, not %s" % type(chunk).__name__)
+
+
 def encode_headers(headers):
     """[(bytes name, bytes value)] for header tuples of str or bytes.
 

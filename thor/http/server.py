@@ -38,8 +38,8 @@ from thor.events import EventEmitter
 from thor.tcp import TcpServer
 from thor.http import error
 from thor.http.headers import (
-    encode_status, encode_phrase, encode_field_name, encode_field_value, HOP_BY_HOP,
-    TRAILER_FORBIDDEN,
+    encode_status, encode_phrase, encode_field_name, encode_field_value,
+    encode_body_chunk, HOP_BY_HOP, TRAILER_FORBIDDEN,
 )
 from thor.http.parser import HttpParser, NO_BODY
 
@@ -994,7 +994,7 @@ class HttpServerExchange(EventEmitter):
                 return  # the client went away (an error event said so)
             raise error.StateError("response_body outside a response")
         if chunk.__class__ is not bytes:
-            chunk = _to_bytes(chunk)
+            chunk = encode_body_chunk(chunk)
         if not chunk:
             return
         framing = self._framing
@@ -1121,11 +1121,3 @@ def _parse_length(value):
     if not value.isdigit() or len(value) > 18:  # bytes: ASCII digits only
         raise error.BadHeaderError("Content-Length must be digits: %r" % value)
     return int(value)
-
-
-def _to_bytes(chunk):
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    if isinstance(chunk, (bytearray, memoryview)):
-        return bytes(chunk)
-    raise TypeError("body chunks must be bytes or str, not %s" % type(chunk).__name__)
