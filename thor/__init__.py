@@ -7,7 +7,7 @@ HTTP client and server. Classes are imported when first used, so that
 only once.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.18.0"
 
 import importlib
 

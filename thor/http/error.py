@@ -87,7 +87,8 @@ __all__ = [
     "IncompleteHeadError", "IncompleteBodyError", "ExtraDataError", "TooManyMsgsError",
     # network / time
     "ConnectError", "ConnectTimeoutError", "ReadTimeoutError", "RequestTimeoutError",
-    "ConnectionClosedError",
+    "ConnectionClosedError", "DnsError", "AccessError", "QueueTimeoutError",
+    "BodyTimeoutError", "SendTimeoutError", "ListenerError",
     # application
     "ApplicationError", "UrlError", "LengthRequiredError", "BadStatusError",
     "BadHeaderError", "BodyLengthError", "StateError", "InternalServerError",
@@ -262,6 +263,44 @@ class ConnectionClosedError(HttpError):
     desc = "Connection closed"
 
 
+class DnsError(ConnectError):
+    desc = "DNS Error"
+
+
+class AccessError(ConnectError):
+    """The client's ``check_ip`` refused every address the name resolved to."""
+
+    desc = "Access Error"
+    server_status = (b"403", b"Forbidden")
+
+
+class QueueTimeoutError(ConnectTimeoutError):
+    """Waited longer than the client's ``queue_timeout`` for a connection."""
+
+    desc = "Timed out waiting for a connection"
+
+
+class BodyTimeoutError(RequestTimeoutError):
+    """The request body made no progress for the server's ``body_timeout``."""
+
+    desc = "Request body timeout"
+
+
+class SendTimeoutError(HttpError):
+    """The peer read nothing of what we sent for ``send_timeout``."""
+
+    desc = "Send timeout"
+    server_status = (b"504", b"Gateway Timeout")
+
+
+class ListenerError(HttpError):
+    """A listener of the exchange raised; ``__cause__`` is its exception.
+    The exception is also reported through the loop's exception handler."""
+
+    desc = "An event listener raised an exception"
+    server_status = _500
+
+
 # -- the application misused the API -----------------------------------------
 
 
@@ -301,6 +340,6 @@ class StateError(ApplicationError):
     desc = "Call out of order"
 
 
-class InternalServerError(ApplicationError):
+class InternalServerError(ApplicationError, ListenerError):
     desc = "The application failed while handling the request"
     server_recoverable = False
