@@ -57,6 +57,24 @@ class TestLookup(LoopTestCase):
             self.assertEqual(self.resolve("example.test"), answer)
         self.assertNotEqual(callers, [threading.get_ident()])
 
+    def test_thor_017_argument_order(self):
+        # lookup(loop, host, port, socktype, callback), as Thor 0.17 has it.
+        got = {}
+        answer = [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("192.0.2.1", 53))]
+        with mock.patch.object(thor.dns.socket, "getaddrinfo", return_value=answer) as gai:
+            for name, port, kind in ((b"example.test", 53, socket.SOCK_DGRAM),
+                                     (b"x.invalid", 53, socket.SOCK_STREAM),
+                                     (b"127.0.0.1", 80, socket.SOCK_STREAM)):
+                lookup(self.loop, name, port, kind, lambda r, name=name: got.update({name: r}))
+            self.run_until(lambda: len(got) == 3)
+        gai.assert_called_once_with("example.test", 53, 0, socket.SOCK_DGRAM)
+        self.assertEqual(got[b"example.test"], answer)
+        self.assertIsInstance(got[b"x.invalid"], socket.gaierror)
+        self.assertEqual(
+            got[b"127.0.0.1"],
+            [(socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", 80))],
+        )
+
     def test_errors_come_back_as_values(self):
         error = socket.gaierror(socket.EAI_NONAME, "no such name")
         with mock.patch.object(thor.dns.socket, "getaddrinfo", side_effect=error):

@@ -1,5 +1,7 @@
 """Tests for thor.events: every rule the emitter documents (doc/events.md)."""
 
+import copy
+import pickle
 import unittest
 
 import thor
@@ -107,6 +109,82 @@ class TestOnAndEmit(unittest.TestCase):
         source.other = 2  # the base keeps a __dict__ for subclasses
         source.emit("x", source.extra)
         self.assertEqual(listener.calls, [(1,)])
+
+
+class Fetcher(EventEmitter):
+    """A picklable emitter subclass (module level), as REDbot's RedFetcher
+    is: its __getstate__ starts from EventEmitter's and drops more."""
+
+    def __init__(self, uri):
+        EventEmitter.__init__(self)
+        self.uri = uri
+        self.status = None
+        self.exchange = object()  # unpicklable in spirit: dropped below
+
+    def __getstate__(self):
+        state = EventEmitter.__getstate__(self)
+        del state["exchange"]
+        return state
+
+
+class SlottedFetcher(Fetcher):
+    __slots__ = ("size", "__secret")
+
+    def __init__(self, uri):
+        Fetcher.__init__(self, uri)
+        self.size = 10
+        self.__secret = "s"
+
+    def secret(self):
+        return self.__secret
+
+
+class TestPickle(unittest.TestCase):
+    """Pickling keeps an emitter's attributes, never its listeners or sink."""
+
+    def test_round_trip_without_listeners_or_sink(self):
+        fetcher = Fetcher("http://example.com/")
+        fetcher.status = b"200"
+        fetcher.on("done", lambda: None)  # a lambda cannot be pickled
+        fetcher.once("done", print)
+        fetcher.sink(self)  # nor can a TestCase
+        state = EventEmitter.__getstate__(fetcher)
+        self.assertIsInstance(state, dict)
+        self.assertEqual(
+            state,
+            {"uri": "http://example.com/", "status": b"200", "exchange": fetcher.exchange},
+        )
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            with self.subTest(protocol=protocol):
+                copied = pickle.loads(pickle.dumps(fetcher, protocol))
+                self.assertIs(type(copied), Fetcher)
+                self.assertEqual((copied.uri, copied.status), (fetcher.uri, b"200"))
+                self.assertFalse(hasattr(copied, "exchange"))
+                self.assertEqual(copied.listeners("done"), [])
+                # It works: new listeners run, and no sink is left over.
+                heard = Recorder()
+                copied.on("done", heard)
+                copied.emit("done", 1)
+                copied.emit("no_listener")
+                self.assertEqual(heard.calls, [(1,)])
+        self.assertEqual(len(fetcher.listeners("done")), 2)  # the original keeps its own
+
+    def test_slots_of_subclasses_are_kept(self):
+        fetcher = SlottedFetcher("u")
+        fetcher.on("x", lambda: None)
+        copied = pickle.loads(pickle.dumps(fetcher))
+        self.assertEqual((copied.uri, copied.size, copied.secret()), ("u", 10, "s"))
+        self.assertEqual(copied.listeners("x"), [])
+
+    def test_copy_does_not_share_listeners(self):
+        emitter = EventEmitter()
+        heard = Recorder()
+        emitter.on("x", heard)
+        twin = copy.copy(emitter)
+        twin.on("x", Recorder())
+        twin.emit("x")
+        self.assertEqual(heard.count, 0)
+        self.assertEqual(emitter.listeners("x"), [heard])
 
 
 class TestChangesDuringEmit(unittest.TestCase):

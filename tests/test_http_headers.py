@@ -52,6 +52,14 @@ class TestHeaderDict(unittest.TestCase):
         result = header_dict(SEED_STR, omit=[b"foo"])
         self.assertNotIn("foo", result)
 
+    def test_omit_one_name(self):
+        # Thor 0.17's callers pass a single name: it is one name, not a
+        # sequence of characters or bytes.
+        result = header_dict(SEED_BYTES, b"foo")
+        self.assertEqual(set(result), {b"content-type", b"cache-control", b"user-agent"})
+        result = header_dict(SEED_STR, "Content-Type")
+        self.assertEqual(set(result), {"foo", "cache-control", "user-agent"})
+
     def test_empty_elements_dropped(self):
         result = header_dict([(b"A", b" , x,, y ,"), (b"B", b"")])
         self.assertEqual(result[b"a"], [b"x", b"y"])
@@ -136,6 +144,20 @@ class TestEncodeHeaders(unittest.TestCase):
                 with self.assertRaises(error.BadHeaderError):
                     encode_headers([(name, "v")])
 
+    def test_details_are_text(self):
+        for headers in ([(b"a b", b"v")], [(b"X", b"a\r\nb")], [(b"X", "\u20ac")],
+                        [(b"caf\xe9 x", b"v")], [b"ab"]):
+            with self.subTest(headers=headers):
+                with self.assertRaises(error.BadHeaderError) as caught:
+                    encode_headers(headers)
+                detail = caught.exception.detail
+                self.assertIsInstance(detail, str)
+                self.assertNotIn("b'", detail)
+                self.assertNotIn("\r", detail)  # controls are shown as escapes
+        with self.assertRaises(error.BadStatusError) as caught:
+            encode_status(b"2x0")
+        self.assertEqual(caught.exception.detail, 'status must be 100-599: "2x0"')
+
     def test_bad_types(self):
         with self.assertRaises(TypeError):
             encode_headers([(1, "v")])
@@ -180,6 +202,18 @@ class TestHopByHop(unittest.TestCase):
     def test_str_headers(self):
         headers = [("CONNECTION", "x-foo"), ("X-FOO", "1"), ("Keep-Alive", "1"), ("A", "b")]
         self.assertEqual(strip_hop_by_hop(headers), [("A", "b")])
+
+    def test_also(self):
+        headers = [(b"A", b"1"), (b"X-Hop", b"2"), (b"x-other", b"3")]
+        self.assertEqual(strip_hop_by_hop(headers, also=[b"x-hop", "X-OTHER"]), [(b"A", b"1")])
+        self.assertIs(strip_hop_by_hop(headers, also=[b"x-none"]), headers)
+
+    def test_content_length_is_never_hop_by_hop(self):
+        # A Connection field cannot make the field that frames the message
+        # hop-by-hop (RFC 9112 6.3 reads it whatever Connection says).
+        headers = [(b"Connection", b"Content-Length, X-A"), (b"Content-Length", b"5"),
+                   (b"X-A", b"1")]
+        self.assertEqual(strip_hop_by_hop(headers), [(b"Content-Length", b"5")])
 
     def test_trailer_forbidden(self):
         for name in (b"content-length", b"transfer-encoding", b"host", b"trailer",

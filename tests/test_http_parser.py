@@ -102,10 +102,16 @@ class ParserCase(unittest.TestCase):
     def response(self, data, expect=(b"GET",), finish=False, **limits):
         return self.parse(data, False, expect, finish, **limits)
 
-    def assertFails(self, events, cls):
+    def assertFails(self, events, cls, exact=False):
+        """One error, the last event, of class ``cls`` (or a subclass,
+        unless ``exact``)."""
         names = [e for e in events if e[0] == "error"]
         self.assertEqual(len(names), 1, events)
-        self.assertEqual(names[0][1], cls.__name__, events)
+        got = getattr(error, names[0][1])
+        if exact:
+            self.assertIs(got, cls, events)
+        else:
+            self.assertTrue(issubclass(got, cls), events)
         self.assertEqual(events[-1][0], "error", events)
 
     def assertOk(self, events):
@@ -309,8 +315,8 @@ class TestRequestLineErrors(ParserCase):
         for line in (
             b"GET  / HTTP/1.1", b"GET / HTTP/1.1 ", b" GET / HTTP/1.1", b"GET /",
             b"GET / HTTP/1.1 extra", b"GET\t/ HTTP/1.1", b"GET /\tx HTTP/1.1",
-            b"G(T / HTTP/1.1", b"GET / http/1.1", b"GET / HTTP/1.1x", b"GET / HTTP/11",
-            b"GET / HTTP/1.", b"GET / HTTP/a.b", b"GET / HTTPS/1.1", b"",
+            b"G(T / HTTP/1.1", b"GET / HTTP/1.1x", b"GET / HTTP/11",
+            b"GET / HTTP/1.", b"GET / HTTP/a.b", b"GET / HTTP/1.1/", b"GET / /1.1", b"",
             b"GET /caf\xe9 HTTP/1.1", b"GET /\x7f HTTP/1.1", b"GET /\x00 HTTP/1.1",
             b"GET /a\rb HTTP/1.1", b"/ HTTP/1.1",
         ):
@@ -773,7 +779,7 @@ class TestResponses(ParserCase):
             b"HTTP/1.1 20 OK", b"HTTP/1.1 2000 OK", b"HTTP/1.1 099 X", b"HTTP/1.1 600 X",
             b"HTTP/1.1  200 OK", b"HTTP/1.1 2x0 OK", b"HTTP/2 200 OK", b"HTTP/1.1",
             b"HTTP/1.1 200\tOK", b"HTTP/1.1 200 O\x00K", b"HTTP/1.1 200 O\x7fK", b"ICY 200 OK",
-            b" HTTP/1.1 200 OK", b"http/1.1 200 OK",
+            b" HTTP/1.1 200 OK", b"HTTP/1.1/ 200 OK", b"H(TTP/1.1 200 OK",
         ):
             with self.subTest(line=line):
                 events = self.response(line + b"\r\nContent-Length: 0\r\n\r\n")
@@ -1663,6 +1669,272 @@ class TestSplitFuzz(unittest.TestCase):
             for pieces in splits(data):
                 got = run(data, is_request, expect, finish, pieces, **limits)
                 self.assertEqual(got, whole, (data, limits, [len(p) for p in pieces]))
+
+
+class TestSpecificErrors(ParserCase):
+    """The parser names each problem with Thor 0.17's class where it has
+    one (a subclass of thor's broader class), however the input is split,
+    with a detail that is text."""
+
+    START = b"GET / HTTP/1.1\r\nHost: a\r\n"
+
+    def fails(self, data, cls, **kw):
+        events = self.parse(data, **kw)
+        self.assertFails(events, cls, exact=True)
+        detail = events[-1][2]
+        self.assertIsInstance(detail, str)
+        self.assertNotIn("b'", detail)
+        self.assertNotIn('b"', detail)
+        return detail
+
+    def test_field_lines(self):
+        for fields, cls in (
+            (b"X-A: a\rb\r\n", error.BareCRError),
+            (b"X-A: a\r\r\n", error.BareCRError),
+            (b"X-A: a\nX-B: b\r\n", error.HeaderLineEndingError),
+            (b"X-A: a\x00b\r\n", error.HeaderValueError),
+            (b"X-A: a\x01b\r\n", error.HeaderValueError),
+            (b"X-A: a\x7f\r\n", error.HeaderValueError),
+            (b"X\x01A: b\r\n", error.HeaderNameError),
+            (b"X-A\x00\r\n", error.HeaderNameError),
+            (b"NoColon\r\n", error.HeaderNoColonError),
+            (b": empty-name\r\n", error.HeaderNameError),
+            (b"X(y): z\r\n", error.HeaderNameError),
+            (b"X\xe9: z\r\n", error.HeaderNameError),
+        ):
+            with self.subTest(fields=fields):
+                self.fails(self.START + fields + b"\r\n", cls)
+                self.assertTrue(issubclass(cls, error.BadFieldError))
+        # Likewise in a response.
+        events = self.response(b"HTTP/1.1 200 OK\r\nFoo bar\r\nContent-Length: 0\r\n\r\n")
+        self.assertFails(events, error.HeaderNoColonError, exact=True)
+
+    def test_space_before_colon_detail_is_the_name(self):
+        # REDbot reads the field name from the detail.
+        detail = self.fails(self.START + b"Content-Length : 0\r\n\r\n", error.HeaderSpaceError)
+        self.assertEqual(detail, "Whitespace between a field name and its colon "
+                                 "(Content-Length )")
+
+    def test_trailer_fold_without_a_field(self):
+        head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        self.fails(head + b"0\r\n folded\r\n\r\n", error.ObsoleteFoldError)
+        # A fold after a trailer field is unfolded, as in a head.
+        events = self.parse(head + b"0\r\nX-T: a\r\n b\r\n\r\n")
+        self.assertEqual(events[-1], ("done", [(b"X-T", b" a b")]))
+
+    def test_chunk_terminator(self):
+        head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for rest in (b"3\r\nabcX\r\n0\r\n\r\n", b"3\r\nabc\rX0\r\n\r\n",
+                     b"3\r\nabc\n0\r\n\r\n"):
+            with self.subTest(rest=rest):
+                self.fails(head + rest, error.ChunkTerminatorError)
+        self.assertTrue(issubclass(error.ChunkTerminatorError, error.ChunkError))
+        # A bad size line stays a plain ChunkError.
+        self.fails(head + b"zz\r\n", error.ChunkError)
+
+    def test_request_lines(self):
+        host = b"\r\nHost: a\r\n\r\n"
+        for line in (b"G(T / HTTP/1.1", b"GET /caf\xe9 HTTP/1.1", b"GET /\tx HTTP/1.1",
+                     b"GET /a\rb HTTP/1.1", b"GET /\x7f HTTP/1.1", b"GET /\x00 HTTP/1.1"):
+            with self.subTest(line=line):
+                self.fails(line + host, error.RequestLineError)
+        for line in (b"GET  / HTTP/1.1", b"GET /", b"GET * HTTP/1.1"):
+            with self.subTest(line=line):
+                self.fails(line + host, error.StartLineError)
+        self.fails(b"GET / HTTP/1.1\nHost: a\r\n\r\n", error.StartLineError)
+
+    def test_other_protocol_names_are_version_errors(self):
+        # Thor 0.17: "ICY/1.1 200 OK" is an HttpVersionError, exactly.
+        for line in (b"ICY/1.1 200 OK", b"HTTP/2.5 200 OK", b"http/1.1 200 OK",
+                     b"HTTPS/1.1 200 OK"):
+            with self.subTest(line=line):
+                events = self.response(line + b"\r\nContent-Length: 5\r\n\r\n12345")
+                self.assertFails(events, error.HttpVersionError, exact=True)
+        for line in (b"ICY 200 OK", b"ICY/1 200 OK", b"ICY/1.1x 200 OK"):
+            with self.subTest(line=line):
+                events = self.response(line + b"\r\nContent-Length: 0\r\n\r\n")
+                self.assertFails(events, error.StartLineError, exact=True)
+        for version in (b"FOO/1.1", b"HTTPS/1.1", b"http/1.1", b"HTTP/3.0"):
+            with self.subTest(version=version):
+                self.fails(b"GET / " + version + b"\r\nHost: a\r\n\r\n", error.HttpVersionError)
+
+    def test_host(self):
+        self.fails(b"GET / HTTP/1.1\r\n\r\n", error.HostRequiredError)
+        self.fails(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", error.InvalidHostError)
+        self.fails(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", error.InvalidHostError)
+        self.assertTrue(issubclass(error.InvalidHostError, error.HostRequiredError))
+
+    def test_transfer_encoding(self):
+        start = b"POST / HTTP/1.1\r\nHost: a\r\n"
+        self.fails(start + b"Transfer-Encoding: gzip\r\n\r\n", error.RequestTransferEncodingError)
+        self.fails(start + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                   error.TransferEncodingCLError)
+        self.assertIs(error.TransferEncodingCLError, error.CLTEError)
+
+    def test_details_are_text(self):
+        cases = [
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ch(unked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n",
+            b"CONNECT a:0 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n X: \xff\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;\xff\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nx\xff\r\n",
+        ]
+        for data in cases:
+            with self.subTest(data=data):
+                events = self.parse(data)
+                self.assertEqual(events[-1][0], "error")
+                self.assertNotIn("b'", events[-1][2])
+                self.assertNotIn('b"', events[-1][2])
+
+
+class LengthRecorder(Recorder):
+    """Checks head_length and transfer_length at every call against what the
+    test fed, and writes them down (but at on_body, whose calls depend on
+    how the input is split)."""
+
+    def __init__(self):
+        Recorder.__init__(self)
+        self.fed = 0          # bytes fed so far (set by the test before each feed)
+        self.msg_start = 0    # where the current message's head began
+        self.problems = []
+
+    def _consumed(self):
+        return self.fed - self.parser.buffered
+
+    def _check(self, what, head):
+        p = self.parser
+        consumed = self._consumed()
+        if head:
+            expected = (consumed - self.msg_start, 0)
+        else:
+            expected = (p.head_length, consumed - self.msg_start - p.head_length)
+        got = (p.head_length, p.transfer_length)
+        if got != expected:
+            self.problems.append((what, got, expected))
+        return got
+
+    def on_request_head(self, method, target, headers):
+        self.events.append(("lengths", "head", self._check("head", True)))
+
+    def on_response_head(self, status, phrase, headers):
+        self.events.append(("lengths", "response", self._check("response", True)))
+
+    def on_response_nonfinal(self, status, phrase, headers):
+        self.events.append(("lengths", "nonfinal", self._check("nonfinal", True)))
+        self.msg_start = self._consumed()
+
+    def on_body(self, chunk):
+        self._check("body", False)
+
+    def on_message_done(self, trailers):
+        self.events.append(("lengths", "done", self._check("done", False)))
+        self.msg_start = self._consumed()
+
+
+class TestWireLengths(unittest.TestCase):
+    """head_length and transfer_length: the head's wire bytes (start line
+    through the empty line) and the bytes after it (the body with its
+    chunked framing and trailers), right at every delegate call, for every
+    framing, on the fast and the general path, however the input is split."""
+
+    def lengths(self, data, is_request=False, expect=(b"GET",), finish=False, **limits):
+        first = None
+        for pieces in splits(data):
+            for cold in (True, False):  # the fast path uncached, and cached
+                if cold:
+                    clear_caches()
+                rec, parser = make_parser(is_request, LengthRecorder, **limits)
+                for method in () if is_request else expect:
+                    parser.expect_response(method)
+                for piece in pieces:
+                    rec.fed += len(piece)
+                    parser.feed(piece)
+                if finish:
+                    parser.finish()
+                self.assertEqual(rec.problems, [], [len(p) for p in pieces])
+                if first is None:
+                    first = rec.events
+                else:
+                    self.assertEqual(rec.events, first, [len(p) for p in pieces])
+        return [e[1:] for e in first]
+
+    HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+
+    def test_content_length(self):
+        head = self.HEAD + b"Content-Length: 5\r\n\r\n"
+        self.assertEqual(self.lengths(head + b"hello"), [
+            ("response", (len(head), 0)), ("done", (len(head), 5)),
+        ])
+        self.assertEqual(
+            self.lengths(head + b"hello", lenient_bare_lf=True),  # the general path only
+            [("response", (len(head), 0)), ("done", (len(head), 5))],
+        )
+
+    def test_chunked(self):
+        head = self.HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+        for rest in (b"5;x=y\r\nhello\r\n10\r\n" + b"z" * 16 + b"\r\n0\r\nX-T: 1\r\n\r\n",
+                     b"5\r\nhello\r\n0\r\n\r\n", b"0\r\n\r\n"):
+            with self.subTest(rest=rest):
+                self.assertEqual(self.lengths(head + rest), [
+                    ("response", (len(head), 0)), ("done", (len(head), len(rest))),
+                ])
+        # Trailer sections ended by a bare LF (lenient_bare_lf).
+        for rest in (b"3\r\nabc\r\n0\r\nX-T: 1\n\n", b"0\r\n\n"):
+            with self.subTest(rest=rest):
+                self.assertEqual(self.lengths(head + rest, lenient_bare_lf=True), [
+                    ("response", (len(head), 0)), ("done", (len(head), len(rest))),
+                ])
+
+    def test_until_close(self):
+        head = self.HEAD + b"\r\n"
+        self.assertEqual(self.lengths(head + b"abc", finish=True), [
+            ("response", (len(head), 0)), ("done", (len(head), 3)),
+        ])
+        self.assertEqual(self.lengths(head, finish=True), [
+            ("response", (len(head), 0)), ("done", (len(head), 0)),
+        ])
+
+    def test_no_body(self):
+        for status, method in ((b"204 No Content", b"GET"), (b"304 Not Modified", b"GET"),
+                               (b"200 OK", b"HEAD")):
+            head = b"HTTP/1.1 " + status + b"\r\nContent-Length: 10\r\n\r\n"
+            with self.subTest(status=status, method=method):
+                self.assertEqual(self.lengths(head, expect=(method,)), [
+                    ("response", (len(head), 0)), ("done", (len(head), 0)),
+                ])
+
+    def test_nonfinal_then_final(self):
+        early = b"HTTP/1.1 100 Continue\r\n\r\n"
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        final = self.HEAD + b"Content-Length: 2\r\n\r\n"
+        self.assertEqual(self.lengths(early + hints + final + b"ok"), [
+            ("nonfinal", (len(early), 0)), ("nonfinal", (len(hints), 0)),
+            ("response", (len(final), 0)), ("done", (len(final), 2)),
+        ])
+
+    def test_pipelined_responses_each_their_own(self):
+        one = self.HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+        one_body = b"3\r\nabc\r\n0\r\n\r\n"
+        two = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"
+        self.assertEqual(self.lengths(one + one_body + two + b"x", expect=(b"GET", b"GET")), [
+            ("response", (len(one), 0)), ("done", (len(one), len(one_body))),
+            ("response", (len(two), 0)), ("done", (len(two), 1)),
+        ])
+
+    def test_requests(self):
+        get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        post = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        post_body = b"2\r\nhi\r\n0\r\n\r\n"
+        put = b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+        self.assertEqual(self.lengths(get + post + post_body + put + b"abc", True), [
+            ("head", (len(get), 0)), ("done", (len(get), 0)),
+            ("head", (len(post), 0)), ("done", (len(post), len(post_body))),
+            ("head", (len(put), 0)), ("done", (len(put), 3)),
+        ])
 
 
 class TestErrors(unittest.TestCase):

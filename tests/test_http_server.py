@@ -830,7 +830,8 @@ class MalformedTest(ServerTestCase):
         client.send(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                     b"3\r\nabcXX")
         self.run_until(lambda: client.eof)
-        self.assertEqual([type(e) for e in errors], [error.ChunkError])
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIsInstance(errors[0], error.ChunkError)  # ChunkTerminatorError
         self.assertTrue(client.data.startswith(b"HTTP/1.1 400 "))
 
     def test_obs_fold_is_accepted(self):
@@ -1324,6 +1325,53 @@ class CycleTest(ServerTestCase):
         self.exchanges.clear()
         self.assertEqual(len(refs), 2)
         self.assertEqual([ref() for ref in refs], [None, None])
+
+
+class Thor017NamesTest(ServerTestCase):
+    """The names programs written for Thor 0.17 use (REDbot's daemon)."""
+
+    def test_redbot_style_handler(self):
+        seen = {}
+
+        def handler(exchange):
+            # REDbot: "if not exchange.http_conn.tcp_conn: return", then
+            # the client's address from the socket.
+            conn = exchange.http_conn
+            self.assertIs(conn, exchange.connection)
+            self.assertIs(conn.tcp_conn, conn.tcp)
+            seen["ip"] = conn.tcp_conn.socket.getpeername()[0]
+            seen["idle"] = conn.is_idle
+
+            def start(method, uri, headers):
+                seen["start"] = (exchange.req_complete, exchange.response_started)
+
+            def done(trailers):
+                seen["done"] = exchange.req_complete
+                exchange.response_start(b"200", b"OK", [(b"Content-Type", b"text/plain")])
+                seen["started"] = exchange.response_started
+                exchange.response_body(b"ok")
+                exchange.response_done([])
+                seen["res_done"] = exchange.res_done
+
+            exchange.on("request_start", start)
+            exchange.on("request_done", done)
+
+        self.handler = handler
+        self.assertIs(self.server.loop, self.loop)
+        self.assertFalse(self.server.shutting_down)
+        client, [(status, _, body)] = self.exchange_raw(GET % b"redbot")
+        self.assertEqual((status, body), (200, b"ok"))
+        self.assertEqual(seen, {
+            "ip": "127.0.0.1", "idle": False, "start": (False, False), "done": True,
+            "started": True, "res_done": True,
+        })
+        [conn] = self.server.connections
+        self.assertTrue(conn.is_idle)
+        conn.close_conn()
+        self.assertIsNone(conn.tcp_conn)
+        self.run_until(lambda: client.eof)
+        self.server.graceful_shutdown()
+        self.assertTrue(self.server.shutting_down)
 
 
 @unittest.skipUnless(has_ipv6(), "no IPv6 loopback")

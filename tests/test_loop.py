@@ -196,6 +196,40 @@ class LoopTests:
         self.assertEqual(fired.count, 1)
         self.assertEqual(self.timeouts, [2.5])  # one sleep, the whole way
 
+    def test_default_precision_reads_0_1_and_bounds_nothing(self):
+        # Thor 0.17's default value, for code that reads it; thor's timers
+        # do not need the tick, so the loop still sleeps the whole way.
+        clock = FakeClock()
+        loop = self.make_loop(clock)
+        self.assertEqual(loop.precision, 0.1)
+        self.assertEqual(thor.loop.DEFAULT_PRECISION, 0.1)
+        loop.schedule(2.5, loop.stop)
+        self.run_loop(loop)
+        self.assertEqual(self.timeouts, [2.5])
+
+    def test_precision_set_later_takes_effect_and_is_checked(self):
+        clock = FakeClock()
+        loop = self.make_loop(clock, precision=0.5)
+        for bad in (0, -1, float("nan")):
+            with self.assertRaisesRegex(ValueError, "precision"):
+                loop.precision = bad
+        for bad in ("0.2", True):
+            with self.assertRaises(TypeError):
+                loop.precision = bad
+        self.assertEqual(loop.precision, 0.5)
+        loop.precision = 0.2  # as REDbot does to the default loop
+        loop.schedule(1.0, loop.stop)
+        self.run_loop(loop)
+        self.assertEqual(loop.precision, 0.2)
+        self.assertTrue(all(t <= 0.2 + 1e-9 for t in self.timeouts), self.timeouts)
+        self.assertAlmostEqual(sum(self.timeouts), 1.0)
+        loop.precision = None  # no bound again: one sleep, the whole way
+        self.assertEqual(loop.precision, 0.1)
+        self.timeouts.clear()
+        loop.schedule(3.0, loop.stop)
+        self.run_loop(loop)
+        self.assertEqual(self.timeouts, [3.0])
+
     def test_precision_bounds_sleep_without_delaying_timer(self):
         clock = FakeClock()
         loop = self.make_loop(clock, precision=0.3)
@@ -301,12 +335,13 @@ class LoopTests:
         self.assertEqual(log, [("first", 1), ("second", 2)])
         self.assertEqual(self.timeouts, [1, 0])  # no sleep before "soon" work
 
-    def test_schedule_negative_is_soon(self):
+    def test_schedule_negative_raises(self):
+        # As in Thor 0.17: a negative delta is a mistake, not "soon".
         loop = self.make_loop(FakeClock())
-        log = []
-        loop.schedule(-5, lambda: (log.append(self.passes), loop.stop()))
-        self.run_loop(loop)
-        self.assertEqual((log, self.timeouts), ([1], [0]))
+        for delta in (-5, -0.001, float("nan")):
+            with self.assertRaisesRegex(ValueError, "delta"):
+                loop.schedule(delta, loop.stop)
+        self.assertEqual(loop.scheduled_events(), [])
 
     def test_soon_runs_in_order_of_scheduling(self):
         loop = self.make_loop(FakeClock())
@@ -391,13 +426,24 @@ class LoopTests:
         self.assertLessEqual(max(sizes), 2 * 1 + 66 + 100)
 
     def test_scheduled_events(self):
-        loop = self.make_loop(FakeClock())
+        clock = FakeClock()
+        loop = self.make_loop(clock)
         late = loop.schedule(5, lambda: None)
         early = loop.schedule(1, lambda: None)
         gone = loop.schedule(2, lambda: None)
         soon = loop.schedule(0, lambda: None)
         gone.delete()
-        self.assertEqual(loop.scheduled_events(), [soon, early, late])
+        # (delay from now, handle) pairs, soonest first, as in Thor 0.17.
+        self.assertEqual(
+            loop.scheduled_events(), [(0.0, soon), (1.0, early), (5.0, late)]
+        )
+        clock.advance(0.25)
+        self.assertEqual(
+            loop.scheduled_events(), [(0.0, soon), (0.75, early), (4.75, late)]
+        )
+        for when, event in loop.scheduled_events():  # as REDbot's daemon reads it
+            self.assertIn("pending" if when else "ready", repr(event))
+            self.assertIn("lambda", repr(event))
 
     # -- stop, start, running -----------------------------------------------------
 
@@ -564,6 +610,31 @@ class LoopTests:
         b.send(b"x")
         err = stderr_of(self.run_loop, loop)
         self.assertIn("blocked the loop", err)
+
+    def test_debug_out_is_replaceable_per_loop(self):
+        # As REDbot does: loop.debug_out = print_debug(message, profile).
+        loop = self.make_loop()
+        other = self.make_loop()
+        loop.debug = other.debug = True
+        loop.slow_callback = other.slow_callback = 0.002
+        got = []
+        loop.debug_out = lambda message, profile: got.append((message, profile))
+
+        def slow():
+            busy_wait(0.01)
+            loop.stop()
+
+        loop.schedule(0, slow)
+        err = stderr_of(self.run_loop, loop)
+        self.assertEqual(err, "")
+        self.assertEqual(len(got), 1)
+        self.assertIn("blocked the loop", got[0][0])
+        self.assertIn("slow", got[0][0])
+        self.assertIsNone(got[0][1])
+        # Other loops keep the default: a line on stderr.
+        other.schedule(0, lambda: (busy_wait(0.01), other.stop()))
+        self.assertIn("blocked the loop", stderr_of(self.run_loop, other))
+        self.assertEqual(len(got), 1)
 
     def test_no_warning_without_debug(self):
         loop = self.make_loop()
@@ -803,6 +874,21 @@ class LoopTests:
         self.assertEqual(readable.count, 0)
         self.assertEqual(a.recv(10), b"x")  # not closed
 
+    def test_registered_fd_handlers(self):
+        loop = self.make_loop()
+        self.assertEqual(loop.registered_fd_handlers(), [])  # not the waker
+        a, _ = self.socketpair()
+        b, _ = self.socketpair()
+        first, second = EventSource(loop), EventSource(loop)
+        first.register_fd(a.fileno(), "fd_readable")
+        second.register_fd(b.fileno())
+        self.assertEqual(
+            sorted(map(id, loop.registered_fd_handlers())), sorted((id(first), id(second)))
+        )
+        first.unregister_fd()
+        self.assertEqual(loop.registered_fd_handlers(), [second])
+        self.assertIs(first.loop, loop)  # Thor 0.17's name for _loop
+
     def test_fd_count(self):
         loop = self.make_loop()
         self.assertEqual(loop.fd_count(), 0)
@@ -909,7 +995,7 @@ class LoopTests:
         loop._wake()  # the poll returns at once, but is asked to sleep long
         loop._run_once()
         self.assertLess(self.timeouts[-1], 24 * 86400)
-        self.assertEqual(loop.scheduled_events(), [handle])
+        self.assertEqual([h for _, h in loop.scheduled_events()], [handle])
 
     def test_stop_while_other_threads_hand_over_work(self):
         # stop() clears the ready queue while run_in_loop may be appending
@@ -1064,9 +1150,13 @@ class TestDefaultLoop(unittest.TestCase):
         self.addCleanup(loop.close)
         best = next(name for name in ("epoll", "kqueue", "poll") if name in POLLERS)
         self.assertEqual(loop.poller_name, best)
-        self.assertIsNone(loop.precision)
+        self.assertEqual(loop.precision, 0.1)  # as in Thor 0.17
         with self.assertRaises(KeyError):
             thor.loop.make(poller="no-such-poller")
+        for bad in (0, -1):
+            with self.assertRaisesRegex(ValueError, "precision"):
+                thor.loop.make(bad)
+        self.assertEqual(thor.loop._loop.precision, 0.1)
 
     def test_running_is_live_and_read_only(self):
         self.assertFalse(thor.loop.running)

@@ -374,6 +374,42 @@ class ConnectTest(ProxyTestCase):
         proxy = self.proxy(connect_ports=[port])
         self.assertEqual(self.connect_status(proxy, "127.0.0.1:%d" % port), 502)
 
+    def test_close_cuts_tunnels(self):
+        # The server forgets a connection it hands over to a tunnel: the
+        # proxy's close() cuts both ends itself.
+        from thor.tcp import TcpServer
+
+        target = TcpServer("127.0.0.1", 0, self.loop)
+        self.addCleanup(target.close)
+        accepted = []
+
+        def connected(conn):
+            accepted.append(conn)
+            conn.pause(False)
+
+        target.on("connect", connected)
+        proxy = self.proxy(connect_ports=[target.port])
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target.port)
+        sock.setblocking(False)
+        got = []
+
+        def read():
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return False
+            got.append(data)
+            return not data
+
+        self.run_until(lambda: accepted and (read() or b"\r\n\r\n" in b"".join(got)))
+        self.assertTrue(b"".join(got).startswith(b"HTTP/1.1 200 "))
+        closed = []
+        accepted[0].on("close", lambda: closed.append(True))
+        proxy.close()
+        self.run_until(lambda: read() and closed)
+
     def test_connect_refused_in_reverse_mode(self):
         proxy = self.proxy(upstreams=[self.url(self.tls_origin)],
                            connect_ports=[self.tls_origin.port])
@@ -499,6 +535,51 @@ class ReverseTest(ProxyTestCase):
         proxy = self.proxy(upstreams=["http://127.0.0.1:%d" % refusing_port(self)])
         result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
         self.assertEqual(result["status"], b"502")
+
+    def test_serves_a_socket_made_elsewhere(self):
+        # What a --workers worker does with the supervisor's socket; also
+        # over TLS.
+        origin = self.origin()
+        server_context, client_context, _ = tls_contexts()
+        for context in (None, server_context):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(16)
+            proxy = self.proxy(upstreams=[self.url(origin)], sock=sock,
+                               tls_context=context)
+            self.assertEqual(proxy.port, sock.getsockname()[1])
+            client = HttpClient(self.loop)
+            scheme = "http"
+            if context is not None:
+                client.tls_context = client_context
+                scheme = "https"
+            result = self.fetch("%s://localhost:%d/s" % (scheme, proxy.port), client=client)
+            self.assertEqual((result.get("status"), result.get("body")), (b"200", b"ok:"))
+            client.close()
+            proxy.close()
+            self.run_until(lambda: sock.fileno() == -1)  # closed with the proxy
+
+    def test_check_ip_refusal_is_403_and_not_down(self):
+        # The client's check_ip policy refusing an upstream's address is
+        # the proxy's own rule, not the upstream being down: 403, and the
+        # upstream stays in the rotation (nor is the request sent around).
+        a = self.origin("a")
+        b = HttpServer("127.0.0.2", 0, self.loop)
+        self.addCleanup(b.close)
+        answer_when_complete(b, lambda ex, body, trailers: (
+            self.seen.append(("b", ex.method, ex.uri, ex.req_hdrs, body, trailers)),
+            self.echo(ex, body, trailers),
+        ))
+        proxy = self.proxy(upstreams=[self.url(a), "http://127.0.0.2:%d" % b.port])
+        proxy.down_time = 60
+        proxy.client.check_ip = lambda ip: ip != "127.0.0.1"
+        result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.assertEqual(result["status"], b"403")
+        self.assertEqual(self.seen, [])
+        proxy.client.check_ip = None
+        for _ in range(2):
+            self.fetch("http://127.0.0.1:%d/" % proxy.port)
+        self.assertEqual(sorted(s[0] for s in self.seen), ["a", "b"])
 
     def test_read_timeout_is_504(self):
         origin = self.origin(handler=lambda ex, body, t: None)  # never answers
@@ -755,6 +836,32 @@ class HookTest(ProxyTestCase):
         self.assertRegex(log.getvalue(), LOG_LINE)
         self.assertIn('"GET /logged?q=1 HTTP/1.1" 200 3', log.getvalue())
 
+    def test_access_log_that_fails_stops_quietly(self):
+        import contextlib
+        import io
+
+        class BrokenPipe:
+            writes = 0
+
+            def write(self, text):
+                self.writes += 1
+                raise BrokenPipeError(32, "Broken pipe")
+
+            def flush(self):
+                pass
+
+        log = BrokenPipe()
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)], access_log=log)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            for _ in range(3):
+                self.assertEqual(self.fetch("http://127.0.0.1:%d/" % proxy.port)["status"],
+                                 b"200")
+        self.assertEqual(log.writes, 1)  # then logging stopped
+        self.assertEqual(err.getvalue().count("access log failed"), 1, err.getvalue())
+        # (and tearDown finds no exception reported to the loop)
+
 
 LOG_LINE = re.compile(
     r'^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
@@ -763,6 +870,10 @@ LOG_LINE = re.compile(
 
 
 class CommandLineTest(ProxyTestCase):
+    def setUp(self):
+        ProxyTestCase.setUp(self)
+        self.stderr_seen = {}  # proc -> what stderr_matches read of its stderr
+
     def run_proxy(self, *args):
         env = dict(os.environ, PYTHONPATH=ROOT)
         proc = subprocess.Popen(
@@ -778,26 +889,84 @@ class CommandLineTest(ProxyTestCase):
         self.addCleanup(cleanup)
         return proc
 
-    def listening_ports(self, proc, count=1, timeout=20):
-        """The ports named by the proxy's "listening on HOST:PORT" lines on
-        stderr (one per worker), read under a deadline. Raw reads, so that
-        two lines arriving together are both seen."""
+    def stderr_matches(self, proc, pattern, count=1, timeout=20):
+        """The matches of ``pattern`` (bytes regex) in what ``proc`` wrote
+        on stderr, once there are ``count`` of them, read under a deadline.
+        Raw reads, so that two lines arriving together are both seen; what
+        was read is kept for the next call."""
+        seen = self.stderr_seen
         fd = proc.stderr.fileno()
-        seen = b""
         deadline = time.monotonic() + timeout
         while True:
-            ports = [int(p) for p in re.findall(rb"listening on \S+:(\d+) ", seen)]
-            if len(ports) >= count:
-                return ports
+            found = re.findall(pattern, seen.get(proc, b""))
+            if len(found) >= count:
+                return found
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.fail("the proxy did not say it was listening: %r" % seen)
+                self.fail("no %d x %r on stderr: %r" % (count, pattern, seen.get(proc)))
             ready, _, _ = select.select([fd], [], [], remaining)
             if ready:
                 data = os.read(fd, 65536)
                 if not data:
-                    self.fail("the proxy exited: %r" % seen)
-                seen += data
+                    self.fail("the proxy exited: %r" % seen.get(proc))
+                seen[proc] = seen.get(proc, b"") + data
+
+    def stderr_rest(self, proc):
+        """All that ``proc`` wrote on stderr, once it has exited."""
+        proc.wait(20)
+        rest = proc.stderr.read()
+        return self.stderr_seen.get(proc, b"") + rest
+
+    def listening_ports(self, proc, count=1, timeout=20):
+        """The ports named by the proxy's "listening on HOST:PORT" lines on
+        stderr (one per worker)."""
+        found = self.stderr_matches(proc, rb"listening on \S+:(\d+) ", count, timeout)
+        return [int(port) for port in found]
+
+    def listening_pids(self, proc, count=1):
+        """The pids in the first ``count`` "listening on" lines."""
+        found = self.stderr_matches(proc, rb"listening on \S+:\d+ \(pid (\d+)\)", count)
+        return [int(pid) for pid in found[:count]]
+
+    def holding_origin(self):
+        """An origin that holds requests for /hold (they are appended to
+        the returned list) and echoes the others."""
+        held = []
+
+        def handler(ex, body, trailers):
+            if ex.uri == b"/hold":
+                held.append(ex)
+            else:
+                self.echo(ex, body, trailers)
+
+        return self.origin(handler=handler), held
+
+    def get_in_background(self, port, path):
+        """GET ``path`` from ``port`` in a thread; returns (thread, outcome),
+        outcome getting "response" (status, body) or "error"."""
+        outcome = {}
+
+        def get():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                conn.request("GET", path)
+                response = conn.getresponse()
+                outcome["response"] = (response.status, response.read())
+                conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                outcome["error"] = exc
+            self.loop.run_in_loop(_nothing)
+
+        thread = threading.Thread(target=get, daemon=True)
+        thread.start()
+        return thread, outcome
+
+    def refused(self, port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return False
+        except OSError:
+            return True
 
     def test_help(self):
         done = subprocess.run([sys.executable, "-m", "thor.http.proxy", "--help"],
@@ -805,7 +974,9 @@ class CommandLineTest(ProxyTestCase):
                               env=dict(os.environ, PYTHONPATH=ROOT))
         self.assertEqual(done.returncode, 0)
         for flag in (b"--listen", b"--upstream", b"--workers", b"--access-log",
-                     b"--connect-port"):
+                     b"--connect-port", b"--connect-timeout", b"--read-timeout",
+                     b"--queue-timeout", b"--send-timeout", b"--body-timeout",
+                     b"--shutdown-timeout"):
             self.assertIn(flag, done.stdout)
 
     def test_bad_arguments(self):
@@ -900,6 +1071,123 @@ class CommandLineTest(ProxyTestCase):
         self.assertEqual(proc.wait(10), 0)
         proc.communicate()
 
+
+    def test_supervisor(self):
+        origin, held = self.holding_origin()
+        proc = self.run_proxy("--listen", "127.0.0.1:0", "--workers", "2",
+                              "--upstream", self.url(origin))
+        port, _ = self.listening_ports(proc, count=2)
+        first, second = self.listening_pids(proc, count=2)
+        ticker = self.tick()
+        self.addCleanup(ticker.stop)
+        # The supervisor bound the port once, without SO_REUSEPORT: another
+        # instance (with workers or without) finds it in use, at once.
+        for extra in (["--workers", "2"], []):
+            done = self.in_thread(lambda: subprocess.run(
+                [sys.executable, "-m", "thor.http.proxy", "--listen",
+                 "127.0.0.1:%d" % port] + extra,
+                stderr=subprocess.PIPE, cwd=ROOT, timeout=20,
+                env=dict(os.environ, PYTHONPATH=ROOT),
+            ))
+            self.assertEqual(done.returncode, 1, done.stderr)
+            self.assertIn(b"in use", done.stderr)
+        # A worker killed with SIGKILL is started again, with a line.
+        os.kill(first, signal.SIGKILL)
+        self.stderr_matches(proc, rb"worker %d was killed by signal 9" % first)
+        self.listening_ports(proc, count=3)
+        # SIGHUP: new workers; the old ones finish what they started.
+        thread, outcome = self.get_in_background(port, "/hold")
+        self.run_until(lambda: held, 10)
+        proc.send_signal(signal.SIGHUP)
+        self.listening_ports(proc, count=5)
+        self.assertIsNone(proc.poll())
+        self.echo(held.pop(), b"", [])
+        self.run_until(lambda: not thread.is_alive(), 10)
+        self.assertEqual(outcome.get("response"), (200, b"ok:"))
+        replaced = self.listening_pids(proc, count=5)[3:]
+        self.assertNotIn(second, replaced)
+        self.assertEqual(self.fetch("http://127.0.0.1:%d/new" % port)["status"], b"200")
+        # SIGTERM drains; a second SIGTERM stops everything at once.
+        thread, outcome = self.get_in_background(port, "/hold")
+        self.run_until(lambda: held, 10)
+        proc.send_signal(signal.SIGTERM)
+        self.run_until(lambda: self.refused(port), 10)
+        self.assertIsNone(proc.poll())
+        proc.send_signal(signal.SIGTERM)
+        self.run_until(lambda: proc.poll() is not None, 10)
+        self.assertEqual(proc.returncode, 1)
+        self.run_until(lambda: not thread.is_alive(), 10)
+        self.assertIn("error", outcome)
+        self.assertIn(b"second signal", self.stderr_rest(proc))
+
+    def test_second_signal_stops_at_once(self):
+        origin, held = self.holding_origin()
+        proc = self.run_proxy("--listen", "127.0.0.1:0", "--upstream", self.url(origin))
+        port, = self.listening_ports(proc)
+        ticker = self.tick()
+        self.addCleanup(ticker.stop)
+        thread, outcome = self.get_in_background(port, "/hold")
+        self.run_until(lambda: held, 10)
+        proc.send_signal(signal.SIGTERM)
+        self.run_until(lambda: self.refused(port), 10)  # draining, for up to 30 s
+        self.assertIsNone(proc.poll())
+        proc.send_signal(signal.SIGINT)
+        self.run_until(lambda: proc.poll() is not None, 10)
+        self.assertEqual(proc.returncode, 1)
+        self.run_until(lambda: not thread.is_alive(), 10)
+        self.assertIn("error", outcome)
+
+    def test_shutdown_timeout_bounds_the_drain(self):
+        origin, held = self.holding_origin()
+        proc = self.run_proxy("--listen", "127.0.0.1:0", "--upstream", self.url(origin),
+                              "--shutdown-timeout", "0.3")
+        port, = self.listening_ports(proc)
+        ticker = self.tick()
+        self.addCleanup(ticker.stop)
+        thread, outcome = self.get_in_background(port, "/hold")
+        self.run_until(lambda: held, 10)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        self.run_until(lambda: proc.poll() is not None, 10)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(proc.returncode, 0)
+        self.run_until(lambda: not thread.is_alive(), 10)
+        self.assertIn("error", outcome)
+
+    def test_sighup_without_workers_is_ignored(self):
+        origin = self.origin()
+        proc = self.run_proxy("--listen", "127.0.0.1:0", "--upstream", self.url(origin))
+        port, = self.listening_ports(proc)
+        proc.send_signal(signal.SIGHUP)
+        self.stderr_matches(proc, rb"SIGHUP ignored")
+        self.assertEqual(self.fetch("http://127.0.0.1:%d/" % port)["status"], b"200")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(10), 0)
+
+    def test_access_log_on_a_closed_pipe(self):
+        origin = self.origin()
+        proc = self.run_proxy("--listen", "127.0.0.1:0", "--upstream", self.url(origin),
+                              "--access-log")
+        port, = self.listening_ports(proc)
+        proc.stdout.close()  # whoever read the log has gone
+
+        def get():
+            answers = []
+            for _ in range(3):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/logged")
+                response = conn.getresponse()
+                answers.append((response.status, response.read()))
+                conn.close()
+            return answers
+
+        self.assertEqual(self.in_thread(get), [(200, b"ok:")] * 3)
+        proc.send_signal(signal.SIGTERM)
+        err = self.stderr_rest(proc)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(err.count(b"access log failed"), 1, err)
+        self.assertNotIn(b"Traceback", err)
+        self.assertNotIn(b"Exception ignored", err)
 
 if __name__ == "__main__":
     unittest.main()

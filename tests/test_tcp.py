@@ -317,6 +317,145 @@ class TestConnect(TcpTestCase):
         self.assertEqual(left.fileno(), -1)
 
 
+class TestCheckIp(TcpTestCase):
+    """TcpClient.check_ip: a policy on the addresses a name resolves to,
+    applied before any socket is made."""
+
+    def client(self, check):
+        client = TcpClient(self.loop)
+        client.check_ip = check
+        return client
+
+    def test_refused_address_is_never_connected(self):
+        server = self.server()
+        checked = []
+        gc.collect()  # other tests' garbage must not close fds meanwhile
+        baseline = open_fds()
+        refuse = self.client(lambda ip: checked.append(ip) or False)
+        result = self.connect(self.host, server.port, client=refuse)
+        self.run_until(lambda: result)
+        self.assertEqual(result, [(PermissionError, errno.EACCES)])
+        self.assertEqual(checked, ["127.0.0.1"])
+        self.assertEqual(open_fds(), baseline)  # no socket was made
+        # A connection made after it is the first the server sees: the
+        # refused one never reached it.
+        self.connected(self.host, server.port)
+        self.run_until(lambda: self.accepted)
+        self.idle(0.02)
+        self.assertEqual(len(self.accepted), 1)
+        self.assertEqual(
+            self.accepted[0].peer_address[1], self.accepted[0].socket.getpeername()[1]
+        )
+
+    def test_allowed_address_connects(self):
+        server = self.echo_server()
+        checked = []
+        allow = self.client(lambda ip: checked.append(ip) or True)
+        result = self.connect(self.host, server.port, client=allow)
+        self.run_until(lambda: result)
+        conn = result[0][0]
+        self.addCleanup(conn.abort)
+        self.assertIsInstance(conn, TcpConnection)
+        self.assertEqual(checked, ["127.0.0.1"])
+        got = Collector(conn)
+        conn.write(b"ok")
+        self.run_until(lambda: got.data == b"ok")
+
+    def test_class_attribute_default_and_subclass(self):
+        self.assertIsNone(TcpClient.check_ip)
+
+        class Careful(TcpClient):
+            check_ip = staticmethod(lambda ip: False)
+
+        class Method(TcpClient):
+            def check_ip(self, ip):
+                return not isinstance(self, Method)
+
+        server = self.server()
+        for client in (Careful(self.loop), Method(self.loop)):
+            result = self.connect(self.host, server.port, client=client)
+            self.run_until(lambda: result)
+            self.assertEqual(result, [(PermissionError, errno.EACCES)])
+
+    def resolve_both(self, v6_port, v4_port):
+        """getaddrinfo answering ::1 first, then 127.0.0.1."""
+        return mock.patch.object(thor.dns.socket, "getaddrinfo", return_value=[
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", v6_port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", v4_port)),
+        ])
+
+    def test_only_the_allowed_address_of_a_name_is_tried(self):
+        v4 = self.server()
+        v4_accepted = self.accepted
+        v6_port = v4.port  # refused before any socket: need not exist
+        if has_ipv6():
+            v6 = self.server("::1")
+            v6_port = v6.port
+        checked = []
+        client = self.client(lambda ip: checked.append(ip) or ip == "127.0.0.1")
+        with self.resolve_both(v6_port, v4.port):
+            result = self.connect("both.test", 80, client=client)
+            self.run_until(lambda: result)
+        conn = result[0][0]
+        self.addCleanup(conn.abort)
+        self.assertEqual(checked, ["::1", "127.0.0.1"])  # no port, no brackets
+        self.assertEqual(conn.socket.family, socket.AF_INET)
+        self.assertEqual(conn.peer_address, ("127.0.0.1", v4.port))
+        self.assertEqual(conn.host, "both.test")
+        if has_ipv6():
+            self.run_until(lambda: v4_accepted)
+            self.idle(0.02)
+            self.assertEqual(self.accepted, [])  # the ::1 server's
+
+    @unittest.skipUnless(has_ipv6(), "no IPv6 loopback")
+    def test_only_the_allowed_v6_address_is_tried(self):
+        v4 = self.server()
+        v4_accepted = self.accepted
+        v6 = self.server("::1")
+        client = self.client(lambda ip: ip == "::1")
+        with self.resolve_both(v6.port, v4.port):
+            result = self.connect("both.test", 80, client=client)
+            self.run_until(lambda: result)
+        conn = result[0][0]
+        self.addCleanup(conn.abort)
+        self.assertEqual(conn.socket.family, socket.AF_INET6)
+        self.assertEqual(conn.peer_address[:2], ("::1", v6.port))
+        self.run_until(lambda: self.accepted)
+        self.idle(0.02)
+        self.assertEqual(v4_accepted, [])
+
+    def test_every_address_refused(self):
+        client = self.client(lambda ip: False)
+        with self.resolve_both(1, 1):
+            result = self.connect("both.test", 80, client=client)
+            self.run_until(lambda: result)
+        self.assertEqual(result, [(PermissionError, errno.EACCES)])
+        self.assertEqual(self.loop.fd_count(), 0)
+
+    def test_check_that_raises_is_reported_and_refuses(self):
+        server = self.server()
+        problem = ValueError("broken policy")
+
+        def check(ip):
+            raise problem
+
+        seen = []
+        self.loop.exception_handler = lambda loop, exc, callback: seen.append(
+            (exc, callback)
+        )
+        result = self.connect(self.host, server.port, client=self.client(check))
+        self.run_until(lambda: result)
+        self.assertEqual(seen, [(problem, check)])
+        self.assertEqual(result, [(PermissionError, errno.EACCES)])
+
+    def test_negative_timeout_is_refused_at_the_call(self):
+        client = TcpClient(self.loop)
+        for timeout in (-1, float("nan")):
+            with self.assertRaisesRegex(ValueError, "timeout"):
+                client.connect(self.host, 80, timeout)
+        self.assertEqual(self.loop.fd_count(), 0)
+
+
 class TestClose(TcpTestCase):
     def pair(self):
         server = self.server()
@@ -339,6 +478,26 @@ class TestClose(TcpTestCase):
         self.idle(0.02)
         self.assertEqual((got.closes, other.closes), (1, 1))
         self.assertEqual(self.loop.fd_count(), 1)  # the listener
+        self.assertEqual((client.error, served.error), (None, None))  # orderly
+
+    def test_peer_address_outlives_the_connection(self):
+        client, served = self.pair()
+        self.assertEqual(client.peer_address, served.socket.getsockname())
+        self.assertEqual(served.peer_address, client.socket.getsockname())
+        self.assertEqual(served.peer_address, (served.host, served.port))
+        client_side = client.socket.getsockname()
+        got = Collector(served)
+        client.close()
+        self.run_until(lambda: got.closes)
+        self.assertEqual(served.peer_address, client_side)
+        self.assertEqual(client.peer_address[0], "127.0.0.1")
+
+    def test_peer_address_of_a_connection_made_by_hand(self):
+        server = self.server()
+        sock = socket.create_connection((self.host, server.port))
+        conn = TcpConnection(sock, self.host, server.port, self.loop)
+        self.addCleanup(conn.abort)
+        self.assertEqual(conn.peer_address, (self.host, server.port))
 
     def test_close_flushes_first(self):
         client, served = self.pair()
@@ -374,6 +533,9 @@ class TestClose(TcpTestCase):
         client.abort()  # with SO_LINGER 0: a reset
         self.run_until(lambda: got.closes)
         self.assertEqual(got.closes, 1)
+        self.assertIsInstance(served.error, ConnectionResetError)
+        self.assertEqual(served.error.errno, errno.ECONNRESET)
+        self.assertIsNone(client.error)  # aborted by its own side
 
     def test_peer_reset_while_paused(self):
         client, served = self.pair()
@@ -384,6 +546,7 @@ class TestClose(TcpTestCase):
         client.abort()
         self.run_until(lambda: got.closes)
         self.assertEqual(self.loop.fd_count(), 1)
+        self.assertIsInstance(served.error, ConnectionResetError)
 
     def test_write_error_closes_from_the_loop(self):
         client, served = self.pair()
@@ -401,6 +564,7 @@ class TestClose(TcpTestCase):
         self.assertFalse(served.tcp_connected)
         self.assertEqual(got.closes, 0)
         self.run_until(lambda: got.closes)
+        self.assertIn(served.error.errno, (errno.ECONNRESET, errno.EPIPE))
 
     def test_half_close(self):
         # The peer sends a request and shuts its side; thor answers with more

@@ -118,6 +118,39 @@ class TestTls(TlsTestCase):
         self.run_until(lambda: served.closes and mine.closes)
         self.assertEqual(bytes(served.data), payload)
         self.assertEqual(self.loop.fd_count(), 1)
+        self.assertEqual((conn.error, self.accepted[0].error), (None, None))
+
+    def test_peer_address_and_check_ip(self):
+        server = self.server()
+        refused = TlsClient(self.loop, tls_context=trusting_context())
+        refused.check_ip = lambda ip: False
+        self.assertEqual(
+            self.connect(self.host, server.port, client=refused),
+            (PermissionError, errno.EACCES),
+        )
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        self.run_until(lambda: self.accepted)
+        self.assertEqual(len(self.accepted), 1)  # the refused one never arrived
+        served = self.accepted[0]
+        self.assertEqual(conn.peer_address, served.socket.getsockname())
+        self.assertEqual(served.peer_address, conn.socket.getsockname())
+        client_side = conn.socket.getsockname()
+        got = Collector(served)
+        conn.close()
+        self.run_until(lambda: got.closes)
+        self.assertEqual(served.peer_address, client_side)
+
+    def test_reset_is_kept_as_error(self):
+        server = self.server()
+        (conn,) = self.connect("localhost", server.port, tls_context=trusting_context())
+        self.run_until(lambda: self.accepted)
+        got = Collector(self.accepted[0])
+        conn.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        conn.abort()  # with SO_LINGER 0: a reset, no close_notify
+        self.run_until(lambda: got.closes)
+        self.assertIsInstance(self.accepted[0].error, ConnectionResetError)
 
     def test_untrusted_refused_by_default(self):
         server = self.server()

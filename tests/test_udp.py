@@ -122,7 +122,9 @@ class TestUdp(UdpTestCase):
         sender.shutdown()
         # The name resolves after the endpoint was shut down: dropped.
         callbacks[0]([(socket.AF_INET, socket.SOCK_DGRAM, 17, "", (self.host, left.port))])
-        sender.send(b"direct", self.host, left.port)
+        # Sending after it is the application's mistake, told at the call.
+        with self.assertRaisesRegex(OSError, "UDP endpoint closed"):
+            sender.send(b"direct", self.host, left.port)
         self.assertIsNone(sender.sock)
         left.shutdown()
         self.assertEqual(self.loop.fd_count(), 0)

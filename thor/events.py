@@ -15,9 +15,27 @@ Rules (documented in doc/events.md and tested in tests/test_events.py):
   ``obj.<event>(*args)`` if ``obj`` has such a method.
 - An exception raised by a listener propagates out of ``emit`` (the loop
   reports exceptions from the callbacks it dispatches; see thor.loop).
+- Pickling (and ``copy``) keeps an emitter's attributes but neither its
+  listeners nor its sink: they are callables bound to the running program,
+  often unpicklable, and a copy sharing them would be a second emitter
+  firing the first one's listeners.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+
+    Listener = Callable[..., Any]
+    _F = TypeVar("_F", bound=Callable[..., Any])
+    _E = TypeVar("_E", bound="EventEmitter")
+
 __all__ = ["EventEmitter", "on"]
+
+# Slots whose values are the emitter's own machinery, never pickled.
+_UNPICKLED = frozenset(("_events", "_sink", "__dict__", "__weakref__"))
 
 
 class _Once:
@@ -25,13 +43,13 @@ class _Once:
 
     __slots__ = ("listener", "emitter", "event", "fired")
 
-    def __init__(self, listener, emitter, event):
+    def __init__(self, listener: Listener, emitter: EventEmitter, event: str) -> None:
         self.listener = listener
         self.emitter = emitter
         self.event = event
         self.fired = False
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         # An outer emit still holds this wrapper in its snapshot when a
         # listener emits the same event again; the flag keeps it to one call.
         if self.fired:
@@ -51,11 +69,39 @@ class EventEmitter:
     # own attribute lookups as cheap as they can be in pure Python.
     __slots__ = ("_events", "_sink", "__dict__", "__weakref__")
 
-    def __init__(self):
+    _events: Dict[str, Tuple[Listener, ...]]
+    _sink: object
+
+    def __init__(self) -> None:
         self._events = {}
         self._sink = None
 
-    def on(self, event, listener):
+    def __getstate__(self) -> Dict[str, Any]:
+        """The emitter's attributes (its ``__dict__`` and the values of any
+        ``__slots__`` subclasses add), without its listeners or its sink.
+        Subclasses may delete further keys before returning it."""
+        state = dict(self.__dict__)
+        for name in _slot_names(type(self)):
+            try:
+                state[name] = getattr(self, name)
+            except AttributeError:
+                pass  # a slot never set
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Restore what ``__getstate__`` kept; the emitter starts with no
+        listeners and no sink."""
+        self._events = {}
+        self._sink = None
+        slots = _slot_names(type(self))
+        instance_dict = self.__dict__
+        for name, value in state.items():
+            if name in slots:
+                object.__setattr__(self, name, value)
+            elif name not in _UNPICKLED:
+                instance_dict[name] = value
+
+    def on(self: _E, event: str, listener: Listener) -> _E:
         """Call ``listener`` every time ``event`` is emitted."""
         events = self._events
         if event in events:
@@ -64,11 +110,11 @@ class EventEmitter:
             events[event] = (listener,)
         return self
 
-    def once(self, event, listener):
+    def once(self: _E, event: str, listener: Listener) -> _E:
         """Call ``listener`` the next time ``event`` is emitted, then forget it."""
         return self.on(event, _Once(listener, self, event))
 
-    def _remove(self, event, entry):
+    def _remove(self, event: str, entry: Listener) -> None:
         current = self._events.get(event)
         if not current:
             return
@@ -83,11 +129,11 @@ class EventEmitter:
                     del self._events[event]
                 return
 
-    def removeListener(self, event, listener):
+    def removeListener(self, event: str, listener: Listener) -> None:
         """Remove ``listener`` (the first registration of it) from ``event``."""
         self._remove(event, listener)
 
-    def removeListeners(self, *events):
+    def removeListeners(self, *events: str) -> None:
         """Remove every listener of each of ``events``; of all events when none are given."""
         if events:
             for event in events:
@@ -98,14 +144,14 @@ class EventEmitter:
     remove_listener = removeListener
     remove_listeners = removeListeners
 
-    def listeners(self, event):
+    def listeners(self, event: str) -> list[Listener]:
         """Return the callables listening for ``event``, as they were registered."""
         return [
             entry.listener if entry.__class__ is _Once else entry
             for entry in self._events.get(event, ())
         ]
 
-    def emit(self, event, *args):
+    def emit(self, event: str, *args: Any) -> None:
         """Call every listener of ``event`` with ``args``; or the sink's method if none."""
         listeners = self._events.get(event)
         if listeners:
@@ -116,18 +162,34 @@ class EventEmitter:
             if method is not None:
                 method(*args)
 
-    def sink(self, sink):
+    def sink(self, sink: object) -> None:
         """Send events that have no listeners to methods of ``sink`` with the event's name."""
         self._sink = sink
 
 
-def on(emitter, event=None):
+def _slot_names(cls: type) -> frozenset[str]:
+    """The attribute names of the slots ``cls`` and its bases declare,
+    mangled as Python stores them, less the emitter's own machinery."""
+    names = set()
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots:
+            if name.startswith("__") and not name.endswith("__"):
+                name = "_%s%s" % (klass.__name__.lstrip("_"), name)
+            names.add(name)
+    return frozenset(names - _UNPICKLED)
+
+
+def on(emitter: EventEmitter, event: Optional[str] = None) -> Callable[[_F], _F]:
     """Decorator: add the decorated function as a listener of ``event`` on ``emitter``.
 
-    When ``event`` is omitted, the function's name is the event.
+    When ``event`` is omitted, the function's name is the event. The
+    function is returned unchanged.
     """
 
-    def decorate(func):
+    def decorate(func: _F) -> _F:
         emitter.on(event or func.__name__, func)
         return func
 

@@ -17,9 +17,11 @@ Theory of operation
   a pass (a long callback, a loop not yet running), ``delete`` itself purges
   once dead entries are 7/8 of the heap, so memory stays proportional to the
   live timers either way.
-- The poller sleeps until the next deadline (zero when work is ready, forever
-  when there is nothing to do), so a timer fires on time and an idle loop
-  does not wake up. ``precision``, when given, only bounds the longest sleep.
+- The poller sleeps until the next deadline (zero when work is ready,
+  forever when there is nothing to do), so a timer fires on time and an
+  idle loop does not wake up. ``precision`` reads 0.1 (Thor 0.17's tick of
+  the timer check, which thor's timers do not need); one that is set only
+  bounds the longest sleep, for code that counts on the loop waking up.
 - Each pass dispatches the fds that were ready, moves due timers to the ready
   queue, and runs only the callbacks that were in that queue when the run
   began; anything scheduled for "now" by them runs on the next pass.
@@ -30,6 +32,8 @@ Theory of operation
   ``loop.exception_handler`` (by default, the traceback is printed on
   stderr) and the loop carries on.
 """
+
+from __future__ import annotations
 
 import heapq
 import os
@@ -42,11 +46,40 @@ import types
 import weakref
 from collections import deque
 
+from typing import TYPE_CHECKING
+
 from thor.events import EventEmitter
+
+if TYPE_CHECKING:
+    import cProfile
+    from typing import (
+        Any, Callable, Deque, Dict, Iterable, List, Optional, Protocol, Set,
+        Tuple, Type,
+    )
+
+    Callback = Callable[..., Any]
+    ExceptionHandler = Callable[["LoopBase", BaseException, Any], Any]
+    Events = List[Tuple[int, int]]
+
+    class _Poller(Protocol):
+        """What the loop needs of a poller adapter (see below)."""
+
+        name: str
+
+        def register(self, fd: int, mask: int) -> None: ...
+        def modify(self, fd: int, mask: int) -> None: ...
+        def unregister(self, fd: int) -> None: ...
+        def poll(self, timeout: Optional[float]) -> Events: ...
+        def close(self) -> None: ...
+
+    class _FdSource(Protocol):
+        """What the loop dispatches readiness to."""
+
+        def _fd_ready(self, mask: int) -> None: ...
 
 __all__ = [
     "make", "run", "stop", "schedule", "time", "run_in_loop", "running",
-    "debug", "EventSource", "LoopBase", "ScheduledEvent",
+    "debug", "EventSource", "LoopBase", "ScheduledEvent", "DEFAULT_PRECISION",
 ]
 
 # Readiness bits: the values poll(2) uses, shared by epoll on Linux.
@@ -66,11 +99,19 @@ _EVENT_BITS = {"fd_readable": READ, "fd_writable": WRITE}
 # up once an hour and goes back to sleep.
 _MAX_SLEEP = 3600.0
 
+# What ``precision`` reads when none was set: Thor 0.17's default, the tick
+# of its timer check. thor's timers fire at their deadlines, so it bounds
+# nothing; a precision that is set bounds the sleep (and never delays a
+# timer).
+DEFAULT_PRECISION = 0.1
+
 # Every loop made, so that a forked child can give each its own poller.
-_loops = weakref.WeakSet()
+_loops: weakref.WeakSet[LoopBase] = weakref.WeakSet()
 
 
-def default_exception_handler(loop, exc, callback):
+def default_exception_handler(
+    loop: LoopBase, exc: BaseException, callback: Any
+) -> None:
     """Print the exception and its traceback on stderr; the loop carries on."""
     sys.stderr.write("thor: exception in %r (the loop carries on):\n" % (callback,))
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
@@ -81,29 +122,45 @@ class ScheduledEvent:
 
     __slots__ = ("_callback", "_args", "_state", "_loop")
 
+    # The callback and its arguments are dropped (set to None) once done,
+    # so that a kept handle does not keep them alive; they are typed as
+    # never None because only a live handle's are ever read.
+    _callback: Callback
+    _args: Tuple[Any, ...]
+
     # _state: PENDING (in the heap), READY (in the ready queue), DONE.
-    def __init__(self, loop, callback, args, state):
+    def __init__(
+        self, loop: LoopBase, callback: Callback, args: Tuple[Any, ...], state: int
+    ) -> None:
         self._loop = loop
         self._callback = callback
         self._args = args
         self._state = state
 
-    def delete(self):
+    def delete(self) -> None:
         """Cancel the call if it has not run yet; harmless otherwise."""
         state = self._state
         if state == _DONE:
             return
         self._state = _DONE
-        self._callback = self._args = None
+        self._callback = self._args = None  # type: ignore[assignment]
         if state == _PENDING:
             loop = self._loop
             loop._cancelled += 1
             if loop._cancelled > 64 and loop._cancelled * 8 > len(loop._timers) * 7:
                 loop._purge_timers()
 
-    def __repr__(self):
-        return "<thor.loop.ScheduledEvent %s>" % (
-            ("pending", "ready", "done")[self._state],
+    @property
+    def callback(self) -> Optional[Callback]:
+        """The callable this handle will call; None once it has run or been
+        deleted."""
+        return self._callback
+
+    def __repr__(self) -> str:
+        if self._state == _DONE:
+            return "<thor.loop.ScheduledEvent done>"
+        return "<thor.loop.ScheduledEvent %s %r>" % (
+            ("pending", "ready")[self._state], self._callback,
         )
 
 
@@ -115,10 +172,10 @@ class _Waker:
 
     __slots__ = ("sock",)
 
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         try:
             while self.sock.recv(4096):
                 pass
@@ -135,22 +192,31 @@ class LoopBase(EventEmitter):
     # Where debug mode draws the line for a callback that blocks the loop.
     slow_callback = 0.1
 
-    def __init__(self, precision=None, clock=None, poller=None):
+    def __init__(
+        self,
+        precision: Optional[float] = None,
+        clock: Optional[Callable[[], float]] = None,
+        poller: Optional[Callable[[], _Poller]] = None,
+    ) -> None:
         EventEmitter.__init__(self)
-        self.precision = precision
+        self._precision: Optional[float] = None  # the bound on a sleep
+        if precision is not None:
+            self.precision = precision
         self.debug = False
-        self.exception_handler = default_exception_handler
-        self._clock = clock or _time.monotonic
-        self._poller = (poller or _default_poller)()
-        self._poll = None  # bound by the first pass (see _bind_poller)
-        self._forever = None
+        self.exception_handler: ExceptionHandler = default_exception_handler
+        self._clock: Callable[[], float] = clock or _time.monotonic
+        self._poller: _Poller = (poller or _default_poller)()
+        # The poll the pass calls, and its "forever": bound by the first
+        # pass (see _bind_poller).
+        self._poll: Optional[Callable[[Optional[float]], Events]] = None
+        self._forever: Optional[float] = None
         self._running = False
         self._stopping = False
-        self._fd_sources = {}
-        self._timers = []
+        self._fd_sources: Dict[int, _FdSource] = {}
+        self._timers: List[Tuple[float, int, ScheduledEvent]] = []
         self._timer_seq = 0
         self._cancelled = 0
-        self._ready = deque()
+        self._ready: Deque[ScheduledEvent] = deque()
         self._now = _time.time()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -161,7 +227,7 @@ class LoopBase(EventEmitter):
         self._closed = False
         _loops.add(self)
 
-    def _bind_poller(self):
+    def _bind_poller(self) -> Callable[[Optional[float]], Events]:
         # The adapter's poll, or the system call itself when the adapter
         # needs no translation (epoll's raw_poll): one Python call less per
         # pass. A poll replaced on the adapter instance (tests wrap it to
@@ -172,27 +238,49 @@ class LoopBase(EventEmitter):
         raw = getattr(poller, "raw_poll", None)
         if raw is not None and getattr(poll, "__func__", None) is type(poller).poll:
             self._poll = raw
-            self._forever = poller.forever
-        else:
-            self._poll = poll
-            self._forever = None
+            self._forever = getattr(poller, "forever", None)
+            return raw  # type: ignore[no-any-return]  # found by getattr
+        self._poll = poll
+        self._forever = None
+        return poll
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<thor loop (%s) %s>" % (
             self._poller.name, "running" if self._running else "stopped",
         )
 
     @property
-    def running(self):
+    def running(self) -> bool:
         """True while the loop is running."""
         return self._running
 
     @property
-    def poller_name(self):
+    def precision(self) -> float:
+        """Thor 0.17's precision, in seconds: ``DEFAULT_PRECISION`` unless
+        one was set. One that is set (here or to ``make``) is the longest
+        the loop sleeps between passes; it never delays a timer. Setting
+        None removes the bound."""
+        precision = self._precision
+        return DEFAULT_PRECISION if precision is None else precision
+
+    @precision.setter
+    def precision(self, value: Optional[float]) -> None:
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(
+                    "precision must be a number of seconds, not %s"
+                    % type(value).__name__
+                )
+            if not value > 0:  # also refuses NaN
+                raise ValueError("precision must be greater than zero, not %r" % value)
+        self._precision = value
+
+    @property
+    def poller_name(self) -> str:
         """Which poller this loop uses: "epoll", "kqueue" or "poll"."""
         return self._poller.name
 
-    def time(self):
+    def time(self) -> float:
         """The Unix time, read once per pass of the loop (read afresh when
         the loop is not running, so it is never older than the last pass)."""
         if self._running:
@@ -201,40 +289,46 @@ class LoopBase(EventEmitter):
 
     # -- timers ----------------------------------------------------------
 
-    def schedule(self, delta, callback, *args):
+    def schedule(self, delta: float, callback: Callback, *args: Any) -> ScheduledEvent:
         """Call ``callback(*args)`` ``delta`` seconds from now; returns a
-        ``ScheduledEvent`` whose ``delete()`` cancels it."""
+        ``ScheduledEvent`` whose ``delete()`` cancels it. A negative (or
+        NaN) ``delta`` raises ``ValueError``."""
         if delta > 0:
             handle = ScheduledEvent(self, callback, args, _PENDING)
             self._timer_seq += 1
             heapq.heappush(
                 self._timers, (self._clock() + delta, self._timer_seq, handle)
             )
-        else:
+        elif delta == 0:
             handle = ScheduledEvent(self, callback, args, _READY)
             self._ready.append(handle)
+        else:
+            raise ValueError("schedule delta must be non-negative, not %r" % (delta,))
         return handle
 
-    def _purge_timers(self):
+    def _purge_timers(self) -> None:
         # Drop every deleted entry in one batch rather than let dead entries
         # dominate the heap.
         self._timers = [e for e in self._timers if e[2]._state == _PENDING]
         heapq.heapify(self._timers)
         self._cancelled = 0
 
-    def scheduled_events(self):
-        """The pending ``ScheduledEvent``s, soonest first (for introspection)."""
+    def scheduled_events(self) -> List[Tuple[float, ScheduledEvent]]:
+        """The pending calls, soonest first, as ``(delay, handle)`` pairs:
+        ``delay`` is in seconds from now (0 for those due at once), as in
+        Thor 0.17; ``handle`` is the ``ScheduledEvent`` (for introspection)."""
+        now = self._clock()
         pending = sorted(e for e in self._timers if e[2]._state == _PENDING)
         # list() copies in one C call, safe while other threads append.
-        ready = [h for h in list(self._ready) if h._state == _READY]
-        return ready + [e[2] for e in pending]
+        ready = [(0.0, h) for h in list(self._ready) if h._state == _READY]
+        return ready + [(max(0.0, e[0] - now), e[2]) for e in pending]
 
-    def run_in_loop(self, callback, *args):
+    def run_in_loop(self, callback: Callback, *args: Any) -> None:
         """Thread-safe: run ``callback(*args)`` in the loop's thread, soon."""
         self._ready.append(ScheduledEvent(self, callback, args, _READY))
         self._wake()
 
-    def _wake(self):
+    def _wake(self) -> None:
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, InterruptedError):
@@ -244,18 +338,20 @@ class LoopBase(EventEmitter):
 
     # -- file descriptors --------------------------------------------------
 
-    def _register_fd(self, fd, mask, source):
+    def _register_fd(self, fd: int, mask: int, source: _FdSource) -> None:
         self._poller.register(fd, mask)
         self._fd_sources[fd] = source
 
-    def _modify_fd(self, fd, mask, source=None):
+    def _modify_fd(
+        self, fd: int, mask: int, source: Optional[_FdSource] = None
+    ) -> None:
         # With ``source``, act only if that source still owns the fd: after
         # the loop (or stop()) forgot it, the fd number may belong to another.
         current = self._fd_sources.get(fd)
         if current is not None and (source is None or current is source):
             self._poller.modify(fd, mask)
 
-    def _unregister_fd(self, fd, source=None):
+    def _unregister_fd(self, fd: int, source: Optional[_FdSource] = None) -> None:
         if source is not None and self._fd_sources.get(fd) is not source:
             return
         if self._fd_sources.pop(fd, None) is not None:
@@ -264,13 +360,32 @@ class LoopBase(EventEmitter):
             except (OSError, ValueError, KeyError):
                 pass  # already closed: the kernel forgot it for us
 
-    def fd_count(self):
+    def fd_count(self) -> int:
         """How many file descriptors the loop is watching for its users."""
         return len(self._fd_sources) - 1
 
+    def registered_fd_handlers(self) -> List[Any]:
+        """The sources (``EventSource``s: connections, servers...) whose file
+        descriptors the loop is watching, as in Thor 0.17."""
+        return [
+            source for source in self._fd_sources.values()
+            if source.__class__ is not _Waker
+        ]
+
+    def debug_out(
+        self, message: str, profile: Optional[cProfile.Profile] = None
+    ) -> None:
+        """Report a ``debug`` warning (a callback that blocked the loop):
+        by default, a line on stderr. Replace it on the instance to send
+        the warnings elsewhere (``loop.debug_out = my_function``). thor
+        passes no ``profile`` (None); the argument is Thor 0.17's, where it
+        was a ``cProfile.Profile``, so that replacements written for it
+        work unchanged."""
+        sys.stderr.write("thor: %s\n" % message)
+
     # -- running -----------------------------------------------------------
 
-    def run(self):
+    def run(self) -> None:
         """Run until ``stop()`` is called."""
         if self._running:
             raise RuntimeError("the loop is already running")
@@ -287,7 +402,7 @@ class LoopBase(EventEmitter):
             self._clear()
         self.emit("stop")
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the loop, clearing scheduled events and forgetting file
         descriptors; 'stop' is emitted once the loop has stopped."""
         if self._running:
@@ -296,7 +411,7 @@ class LoopBase(EventEmitter):
         else:
             self._clear()
 
-    def _clear(self):
+    def _clear(self) -> None:
         for fd in list(self._fd_sources):
             if fd != self._waker_fd:
                 self._unregister_fd(fd)
@@ -314,7 +429,7 @@ class LoopBase(EventEmitter):
             except IndexError:
                 break
 
-    def close(self):
+    def close(self) -> None:
         """Release the loop's own resources (poller, wake-up sockets)."""
         self._clear()
         self._closed = True
@@ -323,7 +438,7 @@ class LoopBase(EventEmitter):
         self._wake_r.close()
         self._wake_w.close()
 
-    def _after_fork(self):
+    def _after_fork(self) -> None:
         # Theory of operation: a forked child inherits the parent's epoll
         # instance (kqueue is not inherited at all), and an epoll instance
         # is shared by every process holding it: a registration changed in
@@ -357,11 +472,13 @@ class LoopBase(EventEmitter):
                 continue  # closed meanwhile: nothing to watch
             self._fd_sources[fd] = source
 
-    def _run_once(self):
+    def _run_once(self) -> None:
         if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
             self._purge_timers()
         ready = self._ready
         timers = self._timers
+        precision = self._precision
+        timeout: Optional[float]
         if ready:
             timeout = 0
         elif timers:
@@ -373,20 +490,19 @@ class LoopBase(EventEmitter):
                 if timeout < 0:
                     timeout = 0
             else:
-                timeout = self.precision
+                timeout = precision
         else:
-            timeout = self.precision
+            timeout = precision
         if timeout is None:
             timeout = self._forever
         else:
-            if self.precision is not None and timeout > self.precision:
-                timeout = self.precision
+            if precision is not None and timeout > precision:
+                timeout = precision
             if timeout > _MAX_SLEEP:
                 timeout = _MAX_SLEEP
         poll = self._poll
         if poll is None:
-            self._bind_poller()
-            poll = self._poll
+            poll = self._bind_poller()
             if timeout is None:
                 timeout = self._forever
         events = poll(timeout)
@@ -433,7 +549,7 @@ class LoopBase(EventEmitter):
             handle._state = _DONE
             callback = handle._callback
             args = handle._args
-            handle._callback = handle._args = None
+            handle._callback = handle._args = None  # type: ignore[assignment]
             try:
                 if debug:
                     self._timed(callback, args)
@@ -442,15 +558,15 @@ class LoopBase(EventEmitter):
             except Exception as exc:
                 self.exception_handler(self, exc, callback)
 
-    def _timed(self, callback, args):
+    def _timed(self, callback: Callback, args: Tuple[Any, ...]) -> None:
         started = _time.perf_counter()
         try:
             callback(*args)
         finally:
             took = _time.perf_counter() - started
             if took > self.slow_callback:
-                sys.stderr.write(
-                    "thor: %r blocked the loop for %.3f seconds\n" % (callback, took)
+                self.debug_out(
+                    "%r blocked the loop for %.3f seconds" % (callback, took), None
                 )
 
 
@@ -473,7 +589,18 @@ class LazyTimer:
 
     __slots__ = ("_deadline", "_timer", "_timer_due")
 
-    def _set_deadline(self, timeout):
+    if TYPE_CHECKING:
+        # What the host provides (see above), and the slots' types.
+        loop: LoopBase
+        _deadline: Optional[float]
+        _timer: Optional[ScheduledEvent]
+        _timer_due: float
+
+        def _timeouts(self) -> Iterable[Optional[float]]: ...
+
+        def _on_timer(self) -> None: ...
+
+    def _set_deadline(self, timeout: Optional[float]) -> None:
         """The deadline is ``timeout`` seconds from now (None: no deadline)."""
         if timeout is None:
             self._deadline = None
@@ -483,7 +610,7 @@ class LazyTimer:
         if self._timer is None or deadline < self._timer_due:
             self._arm(now, timeout)
 
-    def _arm(self, now, delay):
+    def _arm(self, now: float, delay: float) -> None:
         if self._timer is not None:
             self._timer.delete()
         for other in self._timeouts():
@@ -491,10 +618,12 @@ class LazyTimer:
             # the timer on every pass until a longer deadline came.
             if other is not None and 0 < other < delay:
                 delay = other
+        if delay < 0:
+            delay = 0  # a negative timeout acts at once (schedule refuses it)
         self._timer_due = now + delay
         self._timer = self.loop.schedule(delay, self._on_timer)
 
-    def _deadline_passed(self):
+    def _deadline_passed(self) -> bool:
         """For ``_on_timer``: True once the deadline has passed (it is then
         cleared); with none, or one still ahead (re-armed), False."""
         deadline = self._deadline
@@ -507,7 +636,7 @@ class LazyTimer:
         self._deadline = None
         return True
 
-    def _stop_timer(self):
+    def _stop_timer(self) -> None:
         self._deadline = None
         if self._timer is not None:
             self._timer.delete()
@@ -524,49 +653,59 @@ class EventSource(EventEmitter):
     must close or unregister.
     """
 
-    def __init__(self, loop=None):
+    def __init__(self, loop: Optional[LoopBase] = None) -> None:
         EventEmitter.__init__(self)
-        self._loop = loop or _loop
-        self._fd = None
+        self._loop: LoopBase = loop or _loop
+        self._fd: Optional[int] = None
         self._interest = 0
 
-    def register_fd(self, fd, event=None):
+    @property
+    def loop(self) -> LoopBase:
+        """The loop this source belongs to (Thor 0.17's name)."""
+        return self._loop
+
+    @loop.setter
+    def loop(self, loop: LoopBase) -> None:
+        # Thor 0.17 had a plain attribute, which subclasses may set.
+        self._loop = loop
+
+    def register_fd(self, fd: int, event: Optional[str] = None) -> None:
         """Watch ``fd``; ``event`` ('fd_readable'/'fd_writable') is the first interest."""
         self._fd = fd
         self._interest = _EVENT_BITS[event] if event else 0
         self._loop._register_fd(fd, self._interest, self)
 
-    def unregister_fd(self):
+    def unregister_fd(self) -> None:
         """Stop watching the fd (it is not closed)."""
         if self._fd is not None:
             self._loop._unregister_fd(self._fd, self)
             self._fd = None
             self._interest = 0
 
-    def event_add(self, event):
+    def event_add(self, event: str) -> None:
         """Start reporting ``event`` ('fd_readable' or 'fd_writable')."""
         interest = self._interest | _EVENT_BITS[event]
         if interest != self._interest and self._fd is not None:
             self._interest = interest
             self._loop._modify_fd(self._fd, interest, self)
 
-    def event_del(self, event):
+    def event_del(self, event: str) -> None:
         """Stop reporting ``event``."""
         interest = self._interest & ~_EVENT_BITS[event]
         if interest != self._interest and self._fd is not None:
             self._interest = interest
             self._loop._modify_fd(self._fd, interest, self)
 
-    def interesting_events(self):
+    def interesting_events(self) -> Set[str]:
         """The set of events currently reported."""
         return {name for name, bit in _EVENT_BITS.items() if self._interest & bit}
 
-    def watched(self):
+    def watched(self) -> bool:
         """True while the loop watches this source's fd: from register_fd()
         until unregister_fd(), or until the loop forgets every fd (stop())."""
         return self._fd is not None and self._loop._fd_sources.get(self._fd) is self
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         if mask & (ERROR | INVALID):
             self.emit("fd_error")
             return
@@ -593,7 +732,7 @@ class _EpollPoller:
     # poll, called by the loop directly (it takes seconds, as the loop does).
     forever = -1
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._epoll = select.epoll()
         self.register = self._epoll.register
         self.modify = self._epoll.modify
@@ -601,7 +740,7 @@ class _EpollPoller:
         self.close = self._epoll.close
         self.raw_poll = self._epoll.poll
 
-    def poll(self, timeout):
+    def poll(self, timeout: Optional[float]) -> Events:
         # epoll takes -1 for "forever"; it rounds sub-millisecond timeouts
         # *up*, so a timer is never run early.
         return self._epoll.poll(-1 if timeout is None else timeout)
@@ -613,19 +752,27 @@ class _PollPoller:
 
     name = "poll"
 
-    def __init__(self):
+    _poll: Optional[select.poll]
+
+    def __init__(self) -> None:
         self._poll = select.poll()
         self.register = self._poll.register
         self.modify = self._poll.modify
         self.unregister = self._poll.unregister
 
-    def poll(self, timeout):
+    def poll(self, timeout: Optional[float]) -> Events:
         if timeout is None:
-            return self._poll.poll()
-        return self._poll.poll(-(-timeout * 1000 // 1))
+            return self._poll.poll()  # type: ignore[union-attr]  # None once closed
+        return self._poll.poll(-(-timeout * 1000 // 1))  # type: ignore[union-attr]
 
-    def close(self):
+    def close(self) -> None:
         self._poll = None
+
+
+# The select module as the kqueue adapter sees it: typeshed leaves kqueue
+# out on Linux, and this name (the same module) keeps the adapter checked
+# everywhere at no cost.
+_kqselect: Any = select
 
 
 class _KqueuePoller:
@@ -636,54 +783,57 @@ class _KqueuePoller:
 
     name = "kqueue"
 
-    def __init__(self):
-        self._kq = select.kqueue()
-        self._masks = {}
+    def __init__(self) -> None:
+        self._kq = _kqselect.kqueue()
+        self._masks: Dict[int, int] = {}
 
-    def _control(self, fd, old, new):
+    def _control(self, fd: int, old: int, new: int) -> None:
         changes = []
-        for bit, filt in ((READ, select.KQ_FILTER_READ), (WRITE, select.KQ_FILTER_WRITE)):
+        for bit, filt in (
+            (READ, _kqselect.KQ_FILTER_READ), (WRITE, _kqselect.KQ_FILTER_WRITE)
+        ):
             if new & bit and not old & bit:
-                changes.append(select.kevent(fd, filt, select.KQ_EV_ADD))
+                changes.append(_kqselect.kevent(fd, filt, _kqselect.KQ_EV_ADD))
             elif old & bit and not new & bit:
-                changes.append(select.kevent(fd, filt, select.KQ_EV_DELETE))
+                changes.append(_kqselect.kevent(fd, filt, _kqselect.KQ_EV_DELETE))
         if changes:
             self._kq.control(changes, 0, 0)
 
-    def register(self, fd, mask):
+    def register(self, fd: int, mask: int) -> None:
         self._masks[fd] = mask
         self._control(fd, 0, mask)
 
-    def modify(self, fd, mask):
+    def modify(self, fd: int, mask: int) -> None:
         old = self._masks[fd]
         self._masks[fd] = mask
         self._control(fd, old, mask)
 
-    def unregister(self, fd):
+    def unregister(self, fd: int) -> None:
         old = self._masks.pop(fd)
         try:
             self._control(fd, old, 0)
         except OSError:
             pass
 
-    def poll(self, timeout):
+    def poll(self, timeout: Optional[float]) -> Events:
         events = self._kq.control(None, max(len(self._masks), 1) * 2, timeout)
-        merged = {}
+        merged: Dict[int, int] = {}
         for kev in events:
             mask = merged.get(kev.ident, 0)
-            if kev.flags & select.KQ_EV_ERROR:
+            if kev.flags & _kqselect.KQ_EV_ERROR:
                 mask |= ERROR
-            elif kev.filter == select.KQ_FILTER_READ:
+            elif kev.filter == _kqselect.KQ_FILTER_READ:
                 mask |= READ
-            elif kev.filter == select.KQ_FILTER_WRITE:
+            elif kev.filter == _kqselect.KQ_FILTER_WRITE:
                 mask |= WRITE
             merged[kev.ident] = mask
         return list(merged.items())
 
-    def close(self):
+    def close(self) -> None:
         self._kq.close()
 
 
+_default_poller: Type[_Poller]
 if hasattr(select, "epoll"):
     _default_poller = _EpollPoller
 elif hasattr(select, "kqueue"):
@@ -691,7 +841,7 @@ elif hasattr(select, "kqueue"):
 else:
     _default_poller = _PollPoller
 
-POLLERS = {
+POLLERS: Dict[str, Type[_Poller]] = {
     name: cls
     for name, cls, present in (
         ("epoll", _EpollPoller, hasattr(select, "epoll")),
@@ -702,10 +852,12 @@ POLLERS = {
 }
 
 
-def make(precision=None, poller=None):
-    """Create a new loop. ``precision`` (seconds), when given, bounds how long
-    the loop sleeps between passes; it never delays a timer. ``poller`` picks
-    one of ``POLLERS`` by name (the best available by default)."""
+def make(precision: Optional[float] = None, poller: Optional[str] = None) -> LoopBase:
+    """Create a new loop. ``precision`` (seconds), when given, bounds how
+    long the loop sleeps between passes; it never delays a timer, and a
+    value that is not above zero raises ``ValueError``.
+    ``poller`` picks one of ``POLLERS`` by name (the best available by
+    default)."""
     return LoopBase(precision, poller=POLLERS[poller] if poller else None)
 
 
@@ -721,7 +873,7 @@ scheduled_events = _loop.scheduled_events
 on = _loop.on
 
 
-def _reinit_after_fork():
+def _reinit_after_fork() -> None:
     # Every open loop (the default one included) gets its own poller and
     # wake-up sockets in the child; see LoopBase._after_fork.
     for loop in list(_loops):
@@ -738,23 +890,23 @@ class _LoopModule(types.ModuleType):
     default loop (``running`` read-only, as documented)."""
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return _loop._running
 
     @property
-    def debug(self):
+    def debug(self) -> bool:
         return _loop.debug
 
     @debug.setter
-    def debug(self, value):
+    def debug(self, value: bool) -> None:
         _loop.debug = bool(value)
 
     @property
-    def exception_handler(self):
+    def exception_handler(self) -> ExceptionHandler:
         return _loop.exception_handler
 
     @exception_handler.setter
-    def exception_handler(self, value):
+    def exception_handler(self, value: ExceptionHandler) -> None:
         _loop.exception_handler = value
 
 

@@ -28,13 +28,29 @@ Theory of operation
   an error is a reset: the connection closes at once. HUP after the peer's
   EOF means that writing is over too, so the connection closes (it would
   otherwise sit half-closed, unwatched, until the application next wrote).
+- A connection that a failure ends (a reset, a failed send) keeps that
+  ``OSError`` in ``error``, so that the layer above can say "reset" rather
+  than "closed"; an orderly end leaves it None.
 """
 
+from __future__ import annotations
+
 import errno
+import os
 import socket
+from typing import TYPE_CHECKING
 
 from thor import dns
 from thor.loop import ERROR, HUP, INVALID, READ, WRITE, EventSource
+
+if TYPE_CHECKING:
+    from typing import (
+        Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Type, Union,
+    )
+
+    from thor.dns import AddrInfo
+    from thor.loop import LoopBase, ScheduledEvent
+    from thor.types import Address
 
 __all__ = ["TcpConnection", "TcpServer", "TcpClient"]
 
@@ -62,7 +78,11 @@ _NODELAY_FAMILIES = frozenset(
 )
 
 
-def _set_nodelay(sock):
+def _reset() -> OSError:
+    return ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+
+
+def _set_nodelay(sock: socket.socket) -> None:
     if sock.family in _NODELAY_FAMILIES:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -79,6 +99,14 @@ class TcpConnection(EventSource):
     Connections start paused: call ``pause(False)`` to get ``data`` events.
     ``write_buffered`` is the number of bytes queued for sending.
 
+    Public attributes: ``socket`` (the ``socket.socket``; an
+    ``ssl.SSLSocket`` under TLS), ``host`` and ``port`` (what ``connect``
+    was given, the name as ``str``, on a client's connection; the peer's IP
+    address and port on a server's), ``peer_address`` (the peer's socket
+    address, kept after the close), ``tcp_connected``, and ``error`` (the
+    ``OSError`` that ended the connection; None while it is open and after
+    an orderly end).
+
     ``half_close`` (class attribute, settable per connection, default
     False) chooses what the peer's end of file does. False: reading stops,
     what is queued is sent, and the connection closes (``close``). True:
@@ -91,9 +119,9 @@ class TcpConnection(EventSource):
     """
 
     __slots__ = (
-        "socket", "host", "port", "tcp_connected", "_loop", "_fd", "_interest",
-        "_buffer", "_recv", "_send", "_closing", "_read_eof",
-        "_write_paused", "_server", "_hup", "_ended",
+        "socket", "host", "port", "tcp_connected", "error", "_loop", "_fd",
+        "_interest", "_buffer", "_recv", "_send", "_closing", "_read_eof",
+        "_write_paused", "_server", "_hup", "_ended", "_peer",
     )
 
     # Output backpressure: pause(True) once more than write_high bytes are
@@ -110,26 +138,33 @@ class TcpConnection(EventSource):
     # See the class docstring: False keeps the classic "EOF closes".
     half_close = False
 
-    def __init__(self, sock, host, port, loop=None):
+    def __init__(
+        self, sock: socket.socket, host: str, port: int, loop: Optional[LoopBase] = None
+    ) -> None:
         EventSource.__init__(self, loop)
         self.socket = sock
         self.host = host
         self.port = port
         self.tcp_connected = True
+        self.error: Optional[OSError] = None
         self._buffer = bytearray()
         self._closing = False
         self._read_eof = False
         self._write_paused = False
-        self._server = None
+        self._server: Optional[TcpServer] = None
         self._hup = False  # HUP seen while paused: fd not watched for now
         self._ended = False  # 'end' emitted: EOF does not close when drained
+        # The peer's address: set by whoever made the connection (from
+        # accept() or getpeername() at connect time), else asked for on
+        # first use.
+        self._peer: Optional[Address] = None
         sock.setblocking(False)
         _set_nodelay(sock)
-        self._recv = sock.recv
-        self._send = sock.send
+        self._recv: Callable[[int], Optional[bytes]] = sock.recv
+        self._send: Callable[[Any], int] = sock.send
         self.register_fd(sock.fileno())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = []
         if not self.tcp_connected:
             state.append("closed")
@@ -146,21 +181,44 @@ class TcpConnection(EventSource):
         )
 
     @property
-    def write_buffered(self):
+    def write_buffered(self) -> int:
         """How many bytes are queued, waiting for the socket to take them."""
         return len(self._buffer)
 
+    @property
+    def peer_address(self) -> Optional[Address]:
+        """The peer's socket address, as ``getpeername()`` gives it:
+        ``(ip, port)``, or ``(ip, port, flowinfo, scope_id)`` over IPv6.
+        Taken when the connection was made, so it is still there after the
+        close; None if the socket could not tell."""
+        peer = self._peer
+        if peer is None and self.tcp_connected:
+            try:
+                peer = self._peer = self.socket.getpeername()
+            except OSError:
+                return None
+        return peer
+
+    def _pending_error(self) -> Optional[OSError]:
+        """The error the kernel holds for the socket (SO_ERROR), if any."""
+        try:
+            code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as why:
+            return why
+        # OSError(code, ...) is the errno's own subclass (ConnectionResetError...).
+        return OSError(code, os.strerror(code)) if code else None
+
     # -- the loop's side ---------------------------------------------------
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         got_data = False
         if mask & READ and self._interest & READ:
             try:
                 data = self._recv(self.read_size)
             except _BLOCKED:
                 data = None
-            except OSError:  # ECONNRESET, ETIMEDOUT, ...
-                self._close_now(True)
+            except OSError as why:  # ECONNRESET, ETIMEDOUT, ...
+                self._close_now(True, error=why)
                 return
             if data:
                 listeners = self._events.get("data")
@@ -173,24 +231,30 @@ class TcpConnection(EventSource):
                     return  # the usual event: nothing more to look at
                 got_data = True
             elif data is not None:
+                if mask & ERROR:
+                    # An end with an error pending is a reset that the read
+                    # reported as an end: TLS does (OpenSSL takes the errno
+                    # and says "EOF"). No 'end', no goodbye: it is over.
+                    self._close_now(True, error=self._pending_error() or _reset())
+                    return
                 self._peer_eof()
-                if mask & (ERROR | HUP | INVALID) and self._ended:
+                if mask & (HUP | INVALID) and self._ended:
                     # Writing is over too; with no interest left, the loop
                     # would drop the fd and no event would ever close it.
-                    self._close_now(True)
+                    self._close_now(True, error=self._pending_error())
                 return
         if mask & WRITE and self._interest & WRITE:
             self._flush()
         if mask & (ERROR | HUP | INVALID) and self.tcp_connected:
             if mask & (ERROR | INVALID):
-                self._close_now(True)
+                self._close_now(True, error=self._pending_error())
             elif not self._interest & READ:
                 self._hup_while_paused()
             elif not got_data:
-                self._close_now(True)
+                self._close_now(True, error=self._pending_error())
             # else: read the rest (and the EOF) on the next pass
 
-    def _hup_while_paused(self):
+    def _hup_while_paused(self) -> None:
         # The peer is gone, but may have left data that the application,
         # having paused, is not reading yet. Anything queued cannot be sent
         # (the send fails and closes); otherwise stop watching the fd, as
@@ -203,19 +267,19 @@ class TcpConnection(EventSource):
             # After the end of file (half_close) nothing is left to read:
             # waiting, unwatched, for a write that may never come would
             # keep a dead connection, and its 'close', forever.
-            self._close_now(True)
+            self._close_now(True, error=self._pending_error())
         elif not self._hup:
             self._hup = True
-            self._loop._unregister_fd(self._fd, self)
+            self._loop._unregister_fd(self._fd, self)  # type: ignore[arg-type]  # open: has an fd
 
-    def _flush(self):
+    def _flush(self) -> None:
         buffer = self._buffer
         try:
             sent = self._send(buffer)
         except _BLOCKED:
             return
-        except OSError:  # EPIPE, ECONNRESET, ...
-            self._close_now(True)
+        except OSError as why:  # EPIPE, ECONNRESET, ...
+            self._close_now(True, error=why)
             return
         if sent:
             del buffer[:sent]
@@ -228,7 +292,7 @@ class TcpConnection(EventSource):
             self._write_paused = False
             self.emit("pause", False)
 
-    def _peer_eof(self):
+    def _peer_eof(self) -> None:
         self._read_eof = True
         self.event_del("fd_readable")
         if self.half_close and not self._closing and self._may_half_close():
@@ -237,14 +301,18 @@ class TcpConnection(EventSource):
         elif not self._buffer:
             self._close_now(True, True)
 
-    def _may_half_close(self):
+    def _may_half_close(self) -> bool:
         """Whether the transport lets this side go on sending after the
         peer's end (TLS before 1.3 does not)."""
         return True
 
-    def _close_now(self, in_dispatch, graceful=False):
+    def _close_now(
+        self, in_dispatch: bool, graceful: bool = False, error: Optional[OSError] = None
+    ) -> None:
         if not self.tcp_connected:
             return
+        if error is not None:
+            self.error = error
         self.tcp_connected = False
         self._closing = True
         self.unregister_fd()
@@ -259,7 +327,7 @@ class TcpConnection(EventSource):
         else:
             self._loop.schedule(0, self.emit, "close")
 
-    def _release(self, graceful):
+    def _release(self, graceful: bool) -> None:
         """Close the socket; ``graceful`` when the connection ended without
         an error or an abort (TLS then says goodbye first)."""
         try:
@@ -269,7 +337,7 @@ class TcpConnection(EventSource):
 
     # -- the application's side ---------------------------------------------
 
-    def write(self, data):
+    def write(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
         """Send ``data`` (bytes-like, or ``str`` sent as UTF-8) without
         blocking; what the socket does not take now is queued. A no-op once
         the connection is closing or closed."""
@@ -290,8 +358,8 @@ class TcpConnection(EventSource):
                 sent = self._send(data)
             except _BLOCKED:
                 sent = 0
-            except OSError:
-                self._close_now(False)
+            except OSError as why:
+                self._close_now(False, error=why)
                 return
             if sent == len(data):
                 return
@@ -304,7 +372,7 @@ class TcpConnection(EventSource):
             self._write_paused = True
             self.emit("pause", True)
 
-    def pause(self, paused):
+    def pause(self, paused: bool) -> None:
         """Stop (True) or start (False) ``data`` events."""
         if paused:
             self.event_del("fd_readable")
@@ -313,11 +381,11 @@ class TcpConnection(EventSource):
                 # Watch the fd again; the HUP comes back with READ.
                 self._hup = False
                 self._interest |= READ
-                self._loop._register_fd(self._fd, self._interest, self)
+                self._loop._register_fd(self._fd, self._interest, self)  # type: ignore[arg-type]  # open: has an fd
             else:
                 self.event_add("fd_readable")
 
-    def close(self):
+    def close(self) -> None:
         """Close once everything queued has been sent. No more ``data``
         events are emitted; ``close`` follows from the loop."""
         if self._closing:
@@ -328,7 +396,7 @@ class TcpConnection(EventSource):
         else:
             self._close_now(False, True)
 
-    def abort(self):
+    def abort(self) -> None:
         """Close at once, dropping anything queued; ``close`` follows from
         the loop."""
         self._close_now(False)
@@ -349,29 +417,39 @@ class TcpServer(EventSource):
     # How long to stop accepting after the process runs out of descriptors
     # or memory; the pending connections wait in the kernel's backlog.
     accept_backoff = 0.1
-    connection_class = TcpConnection
+    connection_class: Type[TcpConnection] = TcpConnection
 
-    def __init__(self, host, port, loop=None, *, reuse_port=False, backlog=511):
+    def __init__(
+        self,
+        host: Union[str, bytes, None],
+        port: Union[int, str],
+        loop: Optional[LoopBase] = None,
+        *,
+        reuse_port: bool = False,
+        backlog: int = 511,
+    ) -> None:
         EventSource.__init__(self, loop)
         host = dns.parse_host(host) if host is not None else ""
         self.sock = _listen(host, int(port), reuse_port, backlog)
         bound = self.sock.getsockname()
-        self.host = host
-        self.port = bound[1]
-        self._connections = set()
+        self.host: str = host
+        self.port: int = bound[1]
+        # Accepted connections, and (TLS) handshakes in progress: anything
+        # with abort().
+        self._connections: Set[Any] = set()
         self._accepting = True
         self._graceful = False
-        self._backoff = None
+        self._backoff: Optional[ScheduledEvent] = None
         self.register_fd(self.sock.fileno(), "fd_readable")
         self._loop.schedule(0, self.emit, "start")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s %s:%s %d connections%s>" % (
             self.__class__.__name__, self.host, self.port, len(self._connections),
             "" if self._accepting else ", not accepting",
         )
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         accept = self.sock.accept
         for _ in range(self.accept_batch):
             if not self._accepting:
@@ -392,35 +470,36 @@ class TcpServer(EventSource):
                 raise
             self._accepted(sock, address)
 
-    def _accepted(self, sock, address):
+    def _accepted(self, sock: socket.socket, address: Address) -> None:
         try:
             conn = self.connection_class(sock, address[0], address[1], self._loop)
         except OSError:
             sock.close()
             return
+        conn._peer = address  # what getpeername() would say, without asking
         self._serve(conn)
 
-    def _serve(self, conn):
+    def _serve(self, conn: TcpConnection) -> None:
         conn._server = self
         self._connections.add(conn)
         self.emit("connect", conn)
 
-    def _back_off(self):
+    def _back_off(self) -> None:
         self.event_del("fd_readable")
         self._backoff = self._loop.schedule(self.accept_backoff, self._resume)
 
-    def _resume(self):
+    def _resume(self) -> None:
         self._backoff = None
         if self._accepting:
             self.event_add("fd_readable")
 
-    def _forget(self, conn):
+    def _forget(self, conn: Any) -> None:
         self._connections.discard(conn)
         if self._graceful and not self._connections:
             self._graceful = False
             self._loop.schedule(0, self.emit, "stop")
 
-    def _stop_accepting(self):
+    def _stop_accepting(self) -> bool:
         if not self._accepting:
             return False
         self._accepting = False
@@ -434,7 +513,7 @@ class TcpServer(EventSource):
             pass
         return True
 
-    def close(self):
+    def close(self) -> None:
         """Stop accepting connections and close the listening socket;
         ``stop`` follows from the loop. Open connections are not touched."""
         if self._stop_accepting() or self._graceful:
@@ -443,7 +522,7 @@ class TcpServer(EventSource):
 
     shutdown = close
 
-    def graceful_shutdown(self):
+    def graceful_shutdown(self) -> None:
         """Stop accepting now; emit ``stop`` once every connection this
         server accepted has closed."""
         if not self._stop_accepting():
@@ -454,8 +533,9 @@ class TcpServer(EventSource):
             self._loop.schedule(0, self.emit, "stop")
 
 
-def _listen(host, port, reuse_port, backlog):
+def _listen(host: str, port: int, reuse_port: bool, backlog: int) -> socket.socket:
     family = dns.literal_family(host) if host else None
+    candidates: List[Tuple[int, Any]]
     if family is not None:
         sockaddr = (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
         candidates = [(family, sockaddr)]
@@ -468,7 +548,7 @@ def _listen(host, port, reuse_port, backlog):
                 host or None, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
             )
         ]
-    error = None
+    error: Optional[OSError] = None
     for family, sockaddr in candidates:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -482,6 +562,8 @@ def _listen(host, port, reuse_port, backlog):
         except OSError as why:
             sock.close()
             error = why
+    if error is None:  # getaddrinfo never answers with nothing; just in case
+        error = OSError(errno.EADDRNOTAVAIL, "no address to listen on")
     raise error
 
 
@@ -490,25 +572,43 @@ class TcpClient(EventSource):
 
     Emits: connect(TcpConnection), connect_error(errtype, error) where
     ``errtype`` is ``socket.error`` (``OSError``) with an errno (``ETIMEDOUT``
-    when the timeout passes) or ``socket.gaierror`` with a resolver code.
+    when the timeout passes), ``socket.gaierror`` with a resolver code, or
+    ``PermissionError`` with ``errno.EACCES`` when ``check_ip`` refused
+    every address.
 
     Each ``connect()`` is independent; a client may have several in flight.
+
+    ``check_ip`` (class attribute, settable per client; None by default):
+    a callable given each address a name resolves to, as an IP string (no
+    port, no brackets), before any socket is made; it returns True to allow
+    the address. Refused addresses are skipped. If it raises, the exception
+    goes to the loop's exception handler and the address counts as refused.
+    On a class, it is a method (``def check_ip(self, ip)``) or a
+    staticmethod, as Python binds it.
     """
 
-    connection_class = TcpConnection
+    connection_class: Type[TcpConnection] = TcpConnection
+    check_ip: Optional[Callable[[str], bool]] = None
 
-    def __init__(self, loop=None):
+    def __init__(self, loop: Optional[LoopBase] = None) -> None:
         EventSource.__init__(self, loop)
 
-    def connect(self, host, port, timeout=None):
+    def connect(
+        self,
+        host: Union[str, bytes],
+        port: Union[int, str],
+        timeout: Optional[float] = None,
+    ) -> None:
         """Connect to ``port`` on ``host`` (a name or IP literal; names are
         resolved off the loop and each address is tried in turn).
-        ``timeout`` (seconds) bounds the whole attempt."""
+        ``timeout`` (seconds) bounds the whole attempt; None or 0: none."""
+        if timeout and not timeout > 0:
+            raise ValueError("timeout must be positive (or None), not %r" % (timeout,))
         _Connector(self, host, port, timeout)
 
     # Called by _Connector with a connected socket; TlsClient overrides it to
     # run a handshake first.
-    def _established(self, connector, sock):
+    def _established(self, connector: _Connector, sock: socket.socket) -> None:
         try:
             conn = self.connection_class(sock, connector.host, connector.port, self._loop)
         except OSError as why:
@@ -526,23 +626,30 @@ class _Connector(EventSource):
         "_last_errno", "_cancel",
     )
 
-    def __init__(self, client, host, port, timeout):
+    def __init__(
+        self,
+        client: TcpClient,
+        host: Union[str, bytes],
+        port: Union[int, str],
+        timeout: Optional[float],
+    ) -> None:
         EventSource.__init__(self, client._loop)
         self.client = client
-        self.host = host
-        self.port = port
-        self._addresses = None
-        self._sock = None
+        # As given until the name is resolved; then parsed (str, int).
+        self.host: Any = host
+        self.port: Any = port
+        self._addresses: Iterator[AddrInfo] = iter(())
+        self._sock: Optional[socket.socket] = None
         self._done = False
         self._last_errno = errno.ECONNREFUSED
         # Something to call to give up a later stage (a TLS handshake).
-        self._cancel = None
-        self._timer = (
+        self._cancel: Optional[Callable[[], None]] = None
+        self._timer: Optional[ScheduledEvent] = (
             self._loop.schedule(timeout, self._timed_out) if timeout else None
         )
         dns.lookup(host, port, self._resolved, self._loop)
 
-    def _resolved(self, result):
+    def _resolved(self, result: Union[Sequence[AddrInfo], Exception]) -> None:
         if self._done:
             return
         if isinstance(result, Exception):
@@ -552,15 +659,31 @@ class _Connector(EventSource):
                 self.fail(OSError, getattr(result, "errno", None) or errno.EINVAL)
             return
         self.host = dns.parse_host(self.host)
+        self.port = int(self.port)  # lookup() accepted it
+        check = self.client.check_ip
+        if check is not None:
+            result = [info for info in result if self._allowed(check, info[4][0])]
+            if not result:
+                self.fail(PermissionError, errno.EACCES)
+                return
         self._addresses = iter(result)
         self._try_next()
 
-    def _try_next(self):
+    def _allowed(self, check: Callable[[str], bool], address: str) -> bool:
+        try:
+            return bool(check(address))
+        except Exception as exc:
+            # A broken policy refuses rather than lets through; the
+            # exception is reported, not lost.
+            self._loop.exception_handler(self._loop, exc, check)
+            return False
+
+    def _try_next(self) -> None:
         for family, type_, proto, _, sockaddr in self._addresses:
             try:
                 sock = socket.socket(family, type_, proto)
             except OSError as why:
-                self._last_errno = why.errno
+                self._last_errno = why.errno or errno.EINVAL
                 continue
             try:
                 sock.setblocking(False)
@@ -580,14 +703,16 @@ class _Connector(EventSource):
             self._last_errno = code
         self.fail(OSError, self._last_errno)
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         sock = self._sock
+        if sock is None:
+            return  # not reached: finishing unregisters the fd too
         self.unregister_fd()
         self._sock = None
         try:
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         except OSError as why:
-            code = why.errno
+            code = why.errno or errno.EINVAL
         if code == 0 and mask & (ERROR | HUP | INVALID):
             code = errno.ECONNRESET
         if code:
@@ -597,11 +722,11 @@ class _Connector(EventSource):
         else:
             self.client._established(self, sock)
 
-    def _timed_out(self):
+    def _timed_out(self) -> None:
         self._timer = None
         self.fail(OSError, errno.ETIMEDOUT)
 
-    def _finish(self):
+    def _finish(self) -> bool:
         if self._done:
             return False
         self._done = True
@@ -617,13 +742,17 @@ class _Connector(EventSource):
             cancel()
         return True
 
-    def fail(self, errtype, error):
+    def fail(self, errtype: Type[Exception], error: Any) -> None:
         if self._finish():
             self.client.emit("connect_error", errtype, error)
 
-    def succeed(self, conn):
+    def succeed(self, conn: TcpConnection) -> None:
         self._cancel = None
         if self._finish():
+            try:
+                conn._peer = conn.socket.getpeername()
+            except OSError:
+                pass  # gone already: peer_address will say None
             self.client.emit("connect", conn)
         else:
             conn.abort()

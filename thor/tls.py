@@ -28,14 +28,28 @@ Theory of operation
   write; in both cases the end closes as it does without ``half_close``.
 """
 
+from __future__ import annotations
+
 import errno
 import ssl
 import sys
 import weakref
 from functools import partial
+from typing import TYPE_CHECKING
 
 from thor.loop import ERROR, HUP, INVALID, READ, EventSource
 from thor.tcp import TcpClient, TcpConnection, TcpServer
+
+if TYPE_CHECKING:
+    import socket
+    from typing import Any, Callable, Optional, Tuple, Type, Union
+
+    from thor.loop import LoopBase, ScheduledEvent
+    from thor.tcp import _Connector
+    from thor.types import Address
+
+    # What a handshake reports: the socket, or None and the error.
+    HandshakeDone = Callable[[Optional[ssl.SSLSocket], Optional[Exception]], None]
 
 __all__ = ["TlsClient", "TlsConnection", "TlsServer"]
 
@@ -49,10 +63,10 @@ _CLOSE_ANSWERS_CLOSE = frozenset(("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"))
 # close_notify from a truncation: half_close is not honoured there.
 _WRITE_PROBE_TELLS = sys.version_info >= (3, 10)
 
-_default_context = None
+_default_context: Optional[ssl.SSLContext] = None
 
 
-def default_context():
+def default_context() -> ssl.SSLContext:
     """The shared client context: ``ssl.create_default_context()``
     (certificate and host name verified against the system trust store),
     made once because loading the trust store is slow."""
@@ -71,7 +85,11 @@ class TlsConnection(TcpConnection):
 
     __slots__ = ("_eof_held",)
 
-    def __init__(self, sock, host, port, loop=None):
+    socket: ssl.SSLSocket
+
+    def __init__(
+        self, sock: ssl.SSLSocket, host: str, port: int, loop: Optional[LoopBase] = None
+    ) -> None:
         TcpConnection.__init__(self, sock, host, port, loop)
         # OpenSSL has taken the peer's end off the socket: see _tls_recv.
         self._eof_held = False
@@ -79,7 +97,7 @@ class TlsConnection(TcpConnection):
         self._recv = partial(_tls_recv, sock, weakref.ref(self))
         self._send = partial(_tls_send, sock)
 
-    def pause(self, paused):
+    def pause(self, paused: bool) -> None:
         TcpConnection.pause(self, paused)
         if not paused and self._interest & READ and (
             self._eof_held or self.socket.pending()
@@ -89,11 +107,11 @@ class TlsConnection(TcpConnection):
             # the socket readable again.
             self._loop.schedule(0, self._fd_ready, READ)
 
-    def _hold_eof(self):
+    def _hold_eof(self) -> None:
         self._eof_held = True
         self._loop.schedule(0, self._fd_ready, READ)
 
-    def _may_half_close(self):
+    def _may_half_close(self) -> bool:
         sock = self.socket
         if sock.version() in _CLOSE_ANSWERS_CLOSE or not _WRITE_PROBE_TELLS:
             return False
@@ -106,7 +124,7 @@ class TlsConnection(TcpConnection):
             return False
         return True
 
-    def _release(self, graceful):
+    def _release(self, graceful: bool) -> None:
         if graceful:
             # Send close_notify so that the peer can tell an end from a
             # truncation; do not wait for the peer's.
@@ -117,7 +135,9 @@ class TlsConnection(TcpConnection):
         TcpConnection._release(self, graceful)
 
 
-def _tls_recv(sock, conn_ref, size):
+def _tls_recv(
+    sock: ssl.SSLSocket, conn_ref: weakref.ref[TlsConnection], size: int
+) -> Optional[bytes]:
     """One readable event's worth of plain text: None when OpenSSL has no
     complete record yet, b"" at the end."""
     try:
@@ -156,7 +176,7 @@ def _tls_recv(sock, conn_ref, size):
     return b"".join(chunks)
 
 
-def _tls_send(sock, data):
+def _tls_send(sock: ssl.SSLSocket, data: Any) -> int:
     """Send records until the socket is full; BlockingIOError if none fit."""
     send = sock.send
     size = len(data)
@@ -178,24 +198,32 @@ class _TlsHandshake(EventSource):
 
     __slots__ = ("sock", "_done", "_timer")
 
-    def __init__(self, sock, loop, done, timeout=None):
+    def __init__(
+        self,
+        sock: ssl.SSLSocket,
+        loop: LoopBase,
+        done: HandshakeDone,
+        timeout: Optional[float] = None,
+    ) -> None:
         EventSource.__init__(self, loop)
-        self.sock = sock
-        self._done = done
-        self._timer = loop.schedule(timeout, self._timed_out) if timeout else None
+        self.sock: Optional[ssl.SSLSocket] = sock
+        self._done: Optional[HandshakeDone] = done
+        self._timer: Optional[ScheduledEvent] = (
+            loop.schedule(timeout, self._timed_out) if timeout else None
+        )
         self.register_fd(sock.fileno())
 
-    def start(self):
+    def start(self) -> None:
         """Begin; ``done`` may be called before this returns."""
         self._step()
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         if self.sock is not None:
             self._step(mask)
 
-    def _step(self, mask=0):
+    def _step(self, mask: int = 0) -> None:
         try:
-            self.sock.do_handshake()
+            self.sock.do_handshake()  # type: ignore[union-attr]  # None only once finished
         except ssl.SSLWantReadError:
             if mask & (ERROR | HUP | INVALID):
                 self._finish(ConnectionResetError(
@@ -212,18 +240,18 @@ class _TlsHandshake(EventSource):
         else:
             self._finish(None)
 
-    def _timed_out(self):
+    def _timed_out(self) -> None:
         self._timer = None
         self._finish(TimeoutError(errno.ETIMEDOUT, "TLS handshake timed out"))
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Give up: close the socket; ``done`` is not called."""
         self._done = None
         self._finish(ConnectionAbortedError(errno.ECONNABORTED, "cancelled"))
 
     abort = cancel  # so that a server's connections can all be aborted alike
 
-    def _finish(self, error):
+    def _finish(self, error: Optional[Exception]) -> None:
         sock = self.sock
         if sock is None:
             return
@@ -256,15 +284,17 @@ class TlsClient(TcpClient):
     server name sent (SNI) and checked is the host given to ``connect``.
     """
 
-    connection_class = TlsConnection
-    tls_context = None
+    connection_class: Type[TcpConnection] = TlsConnection
+    tls_context: Optional[ssl.SSLContext] = None
 
-    def __init__(self, loop=None, tls_context=None):
+    def __init__(
+        self, loop: Optional[LoopBase] = None, tls_context: Optional[ssl.SSLContext] = None
+    ) -> None:
         TcpClient.__init__(self, loop)
         if tls_context is not None:
             self.tls_context = tls_context
 
-    def _established(self, connector, sock):
+    def _established(self, connector: _Connector, sock: socket.socket) -> None:
         context = self.tls_context or default_context()
         try:
             # Python leaves SNI out by itself when the name is an IP literal,
@@ -278,8 +308,8 @@ class TlsClient(TcpClient):
             connector.fail(*_client_error(why))
             return
 
-        def done(tls_sock, error):
-            if error is not None:
+        def done(tls_sock: Optional[ssl.SSLSocket], error: Optional[Exception]) -> None:
+            if error is not None or tls_sock is None:
                 connector.fail(*_client_error(error))
             else:
                 connector.succeed(self.connection_class(
@@ -291,7 +321,7 @@ class TlsClient(TcpClient):
         handshake.start()
 
 
-def _client_error(error):
+def _client_error(error: Optional[BaseException]) -> Tuple[Type[Exception], Any]:
     if isinstance(error, ssl.SSLError):
         return ssl.SSLError, error
     if isinstance(error, OSError) and error.errno:
@@ -312,16 +342,23 @@ class TlsServer(TcpServer):
     seconds, is dropped without a word.
     """
 
-    connection_class = TlsConnection
+    connection_class: Type[TcpConnection] = TlsConnection
     # Long enough for a slow client on a bad network, short enough that
     # idle sockets that never say hello do not pile up.
-    handshake_timeout = 30
+    handshake_timeout: Optional[float] = 30
 
-    def __init__(self, host, port, tls_context, loop=None, **kw):
+    def __init__(
+        self,
+        host: Union[str, bytes, None],
+        port: Union[int, str],
+        tls_context: ssl.SSLContext,
+        loop: Optional[LoopBase] = None,
+        **kw: Any,
+    ) -> None:
         self.tls_context = tls_context
         TcpServer.__init__(self, host, port, loop, **kw)
 
-    def _accepted(self, sock, address):
+    def _accepted(self, sock: socket.socket, address: Address) -> None:
         try:
             sock.setblocking(False)
             tls_sock = self.tls_context.wrap_socket(
@@ -332,14 +369,15 @@ class TlsServer(TcpServer):
             return
         host, port = address[0], address[1]
 
-        def done(tls_sock, error):
-            if error is None:
+        def done(tls_sock: Optional[ssl.SSLSocket], error: Optional[Exception]) -> None:
+            if error is None and tls_sock is not None:
                 try:
                     conn = self.connection_class(tls_sock, host, port, self._loop)
                 except OSError:  # e.g. the client already went away
                     tls_sock.close()
                     self._forget(handshake)
                     return
+                conn._peer = address
                 self._connections.discard(handshake)
                 self._serve(conn)
             else:

@@ -12,11 +12,20 @@ Theory of operation
   refuses (ECONNREFUSED) is dropped, not queued.
 """
 
+from __future__ import annotations
+
 import errno
 import socket
+from typing import TYPE_CHECKING
 
 from thor import dns
 from thor.loop import ERROR, READ, EventSource
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, Tuple, Union
+
+    from thor.dns import Result
+    from thor.loop import LoopBase
 
 __all__ = ["UdpEndpoint"]
 
@@ -47,40 +56,41 @@ class UdpEndpoint(EventSource):
     recv_size = 65536
     read_batch = 16
 
-    def __init__(self, loop=None):
+    def __init__(self, loop: Optional[LoopBase] = None) -> None:
         EventSource.__init__(self, loop)
-        self.sock = None
-        self.host = None
-        self.port = None
+        self.sock: Optional[socket.socket] = None
+        self.host: Optional[str] = None
+        self.port: Optional[int] = None
         self._paused = True
-        self._recvfrom = None
+        self._recvfrom: Optional[Callable[[int], Tuple[bytes, Any]]] = None
         self._shut = False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s %s:%s%s>" % (
             self.__class__.__name__, self.host, self.port,
             " paused" if self._paused else "",
         )
 
-    def _open(self, family):
+    def _open(self, family: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
         self.sock = sock
         self._recvfrom = sock.recvfrom
         return sock
 
-    def _registered(self):
-        sockname = self.sock.getsockname()
+    def _registered(self, sock: socket.socket) -> None:
+        sockname = sock.getsockname()
         self.host, self.port = sockname[0], sockname[1]
-        self.register_fd(self.sock.fileno(), None if self._paused else "fd_readable")
+        self.register_fd(sock.fileno(), None if self._paused else "fd_readable")
 
-    def bind(self, host, port):
+    def bind(self, host: Union[str, bytes, None], port: Union[int, str]) -> None:
         """Bind to ``port`` on ``host`` (a local address; port 0 lets the
         system choose: see ``port`` afterwards). Call before ``send()``."""
         if self.sock is not None:
             raise RuntimeError("the endpoint already has a socket")
         host = dns.parse_host(host) if host is not None else ""
         family = dns.literal_family(host) if host else None
+        sockaddr: Tuple[Any, ...]
         if family is None:
             # A local name, resolved before any traffic flows: a blocking
             # lookup here holds up nothing.
@@ -99,20 +109,27 @@ class UdpEndpoint(EventSource):
             self.sock = None
             raise
         self._shut = False
-        self._registered()
+        self._registered(sock)
 
-    def send(self, datagram, host, port):
+    def send(
+        self,
+        datagram: Union[bytes, bytearray, memoryview, str],
+        host: Union[str, bytes],
+        port: Union[int, str],
+    ) -> None:
         """Send ``datagram`` (bytes, or ``str`` sent as UTF-8) to ``port`` on
         ``host``. Without ``bind()``, the first send opens a socket on a
         port the system chooses, of the family of ``host``. A name is
         resolved off the loop, and the datagram sent once it has been.
-        After ``shutdown()``, datagrams are dropped (no socket is opened
-        again), as are those whose name resolves after it."""
+        After ``shutdown()`` (and until ``bind()``), ``send`` raises
+        ``OSError``; a datagram whose name resolves after it is dropped."""
+        if self._shut:
+            raise OSError(errno.EBADF, "UDP endpoint closed (shutdown() was called)")
         if datagram.__class__ is not bytes and isinstance(datagram, str):
             datagram = datagram.encode("utf-8")
         if len(datagram) > self.max_dgram:
             raise ValueError(
-                "datagram of %d bytes is over max_dgram (%d)"
+                "UDP datagram of %d bytes is over max_dgram (%d)"
                 % (len(datagram), self.max_dgram)
             )
         host = dns.parse_host(host)
@@ -123,15 +140,15 @@ class UdpEndpoint(EventSource):
             return
         self._sendto(datagram, family, host, int(port))
 
-    def _resolved(self, datagram):
-        def send(result):
+    def _resolved(self, datagram: Any) -> Callable[[Result], None]:
+        def send(result: Result) -> None:
             if isinstance(result, Exception) or not result:
                 return  # like any lost datagram: UDP reports nothing
             family, _, _, _, sockaddr = result[0]
             self._sendto(datagram, family, sockaddr[0], sockaddr[1])
         return send
 
-    def _sendto(self, datagram, family, host, port):
+    def _sendto(self, datagram: Any, family: int, host: str, port: int) -> None:
         if self._shut:
             return
         sock = self.sock
@@ -140,7 +157,8 @@ class UdpEndpoint(EventSource):
             # What the first sendto would do anyway, but now, so that the
             # port is known (and datagrams in reply are received) at once.
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-            self._registered()
+            self._registered(sock)
+        address: Tuple[Any, ...]
         if sock.family == socket.AF_INET6:
             if family == socket.AF_INET:
                 host = "::ffff:" + host  # a v4-mapped address
@@ -155,7 +173,7 @@ class UdpEndpoint(EventSource):
             if why.errno not in _DROPPED:
                 raise
 
-    def pause(self, paused):
+    def pause(self, paused: bool) -> None:
         """Stop (True) or start (False) ``datagram`` events."""
         self._paused = bool(paused)
         if paused:
@@ -163,7 +181,7 @@ class UdpEndpoint(EventSource):
         else:
             self.event_add("fd_readable")
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         """Stop the endpoint and close its socket."""
         self._shut = True
         if self.sock is not None:
@@ -172,7 +190,7 @@ class UdpEndpoint(EventSource):
             self.sock = None
             self._recvfrom = None
 
-    def _fd_ready(self, mask):
+    def _fd_ready(self, mask: int) -> None:
         if mask & ERROR and self.sock is not None:
             # An ICMP error queued on the socket: reading it clears it.
             self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -183,7 +201,7 @@ class UdpEndpoint(EventSource):
             if not self._interest & READ:
                 return  # paused, or shut down, by a listener
             try:
-                data, address = self._recvfrom(size)
+                data, address = self._recvfrom(size)  # type: ignore[misc]  # set while watched
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:

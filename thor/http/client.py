@@ -2,13 +2,15 @@
 
 Connections are pooled per origin (scheme, host, port); at most
 ``max_server_conn`` are open to one origin and requests beyond that wait in
-a queue, served in order as connections come free. A connection carries one
-exchange at a time (no pipelining), and goes back to the pool only when its
-response ended cleanly, the request was sent in full and nothing followed
-the response: bytes that arrive while it is idle, or beyond the end of a
-response, mean it cannot be trusted and it is closed. Before an idle
-connection is reused, its socket is checked (a non-blocking peek) so that
-one the server has closed in the meantime is not handed a request.
+a queue (at most ``queue_timeout`` seconds), served in order as connections
+come free. A connection carries one exchange at a time (no pipelining), and
+goes back to the pool only when its response ended cleanly, the request was
+sent in full and nothing followed the response: bytes that arrive while it
+is idle, or beyond the end of a response, mean it cannot be trusted and it
+is closed (bytes that came with the response are reported to its exchange,
+after response_done, as ExtraDataError). Before an idle connection is
+reused, its socket is checked (a non-blocking peek) so that one the server
+has closed in the meantime is not handed a request.
 
 A request whose connection closes before any byte of its response arrived
 is retried on a new connection (``retry_limit`` times, ``retry_delay``
@@ -16,7 +18,9 @@ apart) when that is safe: its method is idempotent (RFC 9110 9.2.2), or
 nothing of it had been sent; and its body was small enough to keep
 (``_REPLAY_LIMIT``). A POST that was sent is never replayed: it fails with
 ``ConnectionClosedError``. Every other failure is an ``error`` event, after
-which the exchange emits nothing more.
+which the exchange emits nothing more; that includes an exception raised
+by one of the exchange's own listeners (``ListenerError``, reported to the
+loop's exception handler first).
 
 Response framing is the parser's (thor.http.parser, RFC 9112 6.3): HEAD,
 1xx, 204 and 304 responses have no body; Transfer-Encoding overrides
@@ -24,8 +28,16 @@ Content-Length and the connection is closed after such a response; a body
 without either runs to the close; a body cut short is an error, never
 ``response_done``.
 
+What an origin can make the client hold is bounded: the parser's limits
+bound a head and a chunk line, a paused response stops reading, at most
+``_MAX_NONFINAL`` interim (1xx) responses are taken per request, a head
+must arrive whole within ``read_timeout`` (when set), and ``send_timeout``
+ends a request the origin does not read.
+
 Run ``python -m thor.http.client --help`` for the command line.
 """
+
+from __future__ import annotations
 
 import errno
 import os
@@ -34,6 +46,7 @@ import sys
 import time as _time
 from collections import deque
 from itertools import chain
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import thor.loop
@@ -45,6 +58,25 @@ from thor.http.headers import (
     CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN,
 )
 from thor.http.parser import HttpParser
+
+if TYPE_CHECKING:
+    import ssl
+    from typing import (
+        Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple, Type, Union,
+    )
+
+    from thor.loop import LoopBase, ScheduledEvent
+    from thor.tcp import TcpConnection
+    from thor.types import BodyInput, OriginType, RawHeaderListType, TextInput
+
+    # A request's fields as request_start keeps them: (name, lower-cased
+    # name, value).
+    _CheckedField = Tuple[bytes, bytes, bytes]
+    # (origin key, request-target, authority) for a URL.
+    _ParsedUrl = Tuple[OriginType, bytes, bytes]
+    # (request-target, authority, Content-Length or None).
+    _HeadFields = Tuple[bytes, bytes, Optional[int]]
+    _HeaderList = List[Tuple[Any, Any]]
 
 __all__ = ["HttpClient", "HttpClientExchange"]
 
@@ -61,6 +93,10 @@ _REPLAY_LIMIT = 65536
 # Request body buffered while no connection is ready before the exchange
 # emits pause(True): the same as a TCP connection's write_high.
 _PRECONNECT_HIGH = 65536
+# Interim (1xx) responses taken for one request: a server sends one or two
+# (100 Continue, 103 Early Hints); an endless stream of them would hold
+# the exchange forever, each one resetting read_timeout.
+_MAX_NONFINAL = 100
 
 _monotonic = _time.monotonic
 _peek = socket.socket.recv  # the raw socket's, also for an SSLSocket
@@ -77,11 +113,11 @@ _REQUEST_SPECIAL = {
 }
 
 # Field names already checked: name as given -> (bytes, lower-cased bytes).
-_name_cache = {}
+_name_cache: Dict[object, Tuple[bytes, bytes]] = {}
 _NAME_CACHE_MAX = 512
 
 
-def _field_name(name):
+def _field_name(name: object) -> Tuple[bytes, bytes]:
     cached = _name_cache.get(name)
     if cached is None:
         raw = encode_field_name(name)
@@ -91,20 +127,20 @@ def _field_name(name):
     return cached
 
 
-_methods = {}
+_methods: Dict[Union[str, bytes], bytes] = {}
 for _method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS",
                 b"TRACE", b"PATCH", b"CONNECT"):
     _methods[_method] = _methods[_method.decode("ascii")] = _method
 del _method
 
 
-def _encode_method(method):
+def _encode_method(method: object) -> bytes:
     raw = _methods.get(method) if method.__class__ in (bytes, str) else None
     if raw is not None:
         return raw
     raw = to_bytes_field(method, error.ApplicationError)
     if not is_token(raw):
-        raise error.ApplicationError("request method is not a token: %r" % (method,))
+        raise error.ApplicationError("request method is not a token: " + error.detail_text(raw))
     return raw
 
 
@@ -114,47 +150,78 @@ class HttpClient:
     Settings are class variables; setting one on an instance works too:
     ``tcp_client_class`` (TcpClient), ``tls_client_class`` (None:
     thor.tls.TlsClient), ``connect_timeout`` (None), ``read_timeout``
-    (None), ``idle_timeout`` (60), ``retry_limit`` (2), ``retry_delay``
+    (None), ``idle_timeout`` (60), ``queue_timeout`` (60: longest wait in
+    the queue for a connection), ``send_timeout`` (60: longest the origin
+    may read nothing of the request), ``retry_limit`` (2), ``retry_delay``
     (0.5), ``max_server_conn`` (6), ``tls_context`` (None: the system's
-    trust store, certificates and host names verified), ``parser_limits``
-    (keyword arguments for thor.http.parser.HttpParser).
+    trust store, certificates and host names verified), ``check_ip``
+    (None, or a callable given each address a host name resolves to, as
+    a string, that returns False to refuse it: AccessError), ``careful``
+    (True; False accepts what RFC 9112 lets a recipient recover from, such
+    as a bare LF ending a header line), ``parser_limits`` (keyword
+    arguments for thor.http.parser.HttpParser).
     """
 
-    tcp_client_class = TcpClient
-    tls_client_class = None  # thor.tls.TlsClient, imported when first needed
-    connect_timeout = None
-    read_timeout = None
-    idle_timeout = 60
-    retry_limit = 2
-    retry_delay = 0.5
+    tcp_client_class: Type[TcpClient] = TcpClient
+    tls_client_class: Optional[Type[TcpClient]] = None  # None: thor.tls.TlsClient, imported when first needed
+    connect_timeout: Optional[float] = None
+    read_timeout: Optional[float] = None
+    idle_timeout: Optional[float] = 60
+    queue_timeout: Optional[float] = 60
+    send_timeout: Optional[float] = 60
+    retry_limit: int = 2
+    retry_delay: float = 0.5
     # Six connections per origin: what browsers settled on (RFC 9112 9.4
     # asks clients to limit them; RFC 2616's old figure was two).
-    max_server_conn = 6
-    tls_context = None
-    parser_limits = {}
+    max_server_conn: int = 6
+    tls_context: Optional[ssl.SSLContext] = None
+    check_ip: Optional[Callable[[str], bool]] = None
+    careful: bool = True
+    parser_limits: Dict[str, Any] = {}
 
-    def __init__(self, loop=None, idle_timeout=None):
-        self.loop = loop or thor.loop._loop
+    def __init__(self, loop: Optional[LoopBase] = None, idle_timeout: Optional[float] = None) -> None:
+        self.loop: LoopBase = loop or thor.loop._loop
         if idle_timeout is not None:
             self.idle_timeout = idle_timeout
-        self._origins = {}
+        self._origins: Dict[OriginType, _Origin] = {}
 
-    def exchange(self):
+    def exchange(self) -> HttpClientExchange:
         """Create a request/response exchange."""
         return HttpClientExchange(self)
 
-    def close(self):
+    def close(self) -> None:
         """Close every idle pooled connection. Exchanges in progress carry
         on; their connections close when they are done with them."""
         for origin in list(self._origins.values()):
             for conn in list(origin.idle):
                 conn.close()
 
+    def _ip_policy(self) -> Optional[Callable[[str], bool]]:
+        """``check_ip`` as it was set: a function set on the class would
+        come back from ``self.check_ip`` as a bound method."""
+        policy = self.__dict__.get("check_ip")
+        if policy is not None:
+            return policy  # type: ignore[no-any-return]  # what was set
+        for cls in type(self).__mro__:
+            if "check_ip" in cls.__dict__:
+                policy = cls.__dict__["check_ip"]
+                if isinstance(policy, staticmethod):
+                    policy = policy.__func__
+                return policy
+        return None
+
+    def _parser_options(self) -> Dict[str, Any]:
+        options = self.parser_limits
+        if not self.careful:
+            options = dict(options)
+            options.setdefault("lenient_bare_lf", True)
+        return options
+
     # -- pooling -------------------------------------------------------------
 
-    def _acquire(self, exchange):
+    def _acquire(self, exchange: HttpClientExchange) -> None:
         """Give ``exchange`` a connection now, or queue it for one."""
-        key = exchange._origin_key
+        key: OriginType = exchange._origin_key  # type: ignore[assignment]  # set by request_start
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(key)
@@ -177,7 +244,7 @@ class HttpClient:
                         # attach(), inline: once per request.
                         conn.exchange = exchange
                         exchange._conn = conn
-                        conn.parser.expect_response(exchange.method)
+                        conn.parser.expect_response(exchange.method)  # type: ignore[arg-type]  # set by request_start
                         conn._deadline = None
                         if exchange._input_paused:
                             conn.pause(True)
@@ -189,32 +256,89 @@ class HttpClient:
         if origin.count < self.max_server_conn:
             self._connect(origin, exchange)
         else:
-            origin.queue.append(exchange)
+            self._enqueue(origin, exchange)
 
-    def _connect(self, origin, exchange):
+    def _enqueue(self, origin: _Origin, exchange: HttpClientExchange) -> None:
+        """``exchange`` waits for a connection to ``origin``, for at most
+        ``queue_timeout`` seconds: one timer per origin, for the queue's
+        earliest deadline."""
+        timeout = self.queue_timeout
+        if timeout is not None:
+            exchange._queue_deadline = _monotonic() + timeout
+            if origin.timer is None:
+                origin.timer = self.loop.schedule(max(timeout, 0), self._queue_expired, origin)
+        origin.queue.append(exchange)
+
+    def _queue_expired(self, origin: _Origin) -> None:
+        """Fail the exchanges that have waited in ``origin``'s queue past
+        their deadline; wait for the next deadline."""
+        origin.timer = None
+        now = _monotonic()
+        expired = []
+        waiting: Deque[HttpClientExchange] = deque()
+        soonest = None
+        for exchange in origin.queue:
+            if exchange._state == _DONE:
+                continue  # aborted, or failed meanwhile
+            deadline = exchange._queue_deadline
+            if deadline is not None and deadline <= now:
+                expired.append(exchange)
+                continue
+            waiting.append(exchange)
+            if deadline is not None and (soonest is None or deadline < soonest):
+                soonest = deadline
+        origin.queue = waiting
+        if soonest is not None:
+            origin.timer = self.loop.schedule(soonest - now, self._queue_expired, origin)
+        for exchange in expired:
+            exchange._fail(error.QueueTimeoutError(
+                "no connection to %s://%s:%d came free within %s seconds"
+                % (origin.key[0], origin.key[1], origin.key[2], self.queue_timeout)
+            ))
+        if not origin.count and not origin.queue and self._origins.get(origin.key) is origin:
+            del self._origins[origin.key]
+
+    def _connect(self, origin: _Origin, exchange: HttpClientExchange) -> None:
         origin.count += 1
         scheme, host, port = origin.key
+        tcp_client: TcpClient
         if scheme == "https":
             tls_class = self.tls_client_class
             if tls_class is None:
-                from thor.tls import TlsClient as tls_class
-            tcp_client = tls_class(self.loop, tls_context=self.tls_context)
+                from thor.tls import TlsClient
+
+                tls_class = TlsClient
+            tcp_client = tls_class(self.loop, tls_context=self.tls_context)  # type: ignore[call-arg]  # a TlsClient takes it
         else:
             tcp_client = self.tcp_client_class(self.loop)
         pending = _PendingConnect(self, origin, exchange)
+        policy = self._ip_policy()
+        if policy is not None:
+            if not hasattr(type(tcp_client), "check_ip"):
+                # A transport that would not apply the policy: refused,
+                # rather than connected unchecked (from the loop, as a
+                # connect error comes).
+                exchange._pending_connect = pending
+                self.loop.schedule(0, pending.failed, PermissionError, errno.EACCES)
+                return
+            # Enforced by the TcpClient after resolution, before any socket
+            # is made: connect_error(PermissionError, EACCES) if it refuses
+            # every address.
+            tcp_client.check_ip = policy
         tcp_client.on("connect", pending.connected)
         tcp_client.on("connect_error", pending.failed)
         exchange._pending_connect = pending
         tcp_client.connect(host, port, self.connect_timeout)
 
-    def _release(self, conn):
-        """``conn`` finished an exchange cleanly: reuse it or pool it."""
+    def _release(self, conn: _ClientConnection) -> None:
+        """``conn`` is free and has never carried a response: reuse it or
+        pool it."""
         if conn.closed or not conn.parser.idle:
-            conn.close()  # bytes beyond the response: not to be trusted
+            conn.close()  # bytes nobody asked for: not to be trusted
             return
         self._reuse(conn)
 
-    def _reuse(self, conn):
+    def _reuse(self, conn: _ClientConnection) -> None:
         """``conn`` is open, idle, with nothing unread: give it to the next
         exchange waiting, or put it in the pool."""
         origin = conn.origin
@@ -227,7 +351,7 @@ class HttpClient:
         conn.go_idle()
         origin.idle.append(conn)
 
-    def _connection_gone(self, conn):
+    def _connection_gone(self, conn: _ClientConnection) -> None:
         origin = conn.origin
         origin.count -= 1
         try:
@@ -236,7 +360,7 @@ class HttpClient:
             pass
         self._dequeue(origin)
 
-    def _dequeue(self, origin):
+    def _dequeue(self, origin: _Origin) -> None:
         queue = origin.queue
         while queue and origin.count < self.max_server_conn:
             exchange = queue.popleft()
@@ -244,19 +368,24 @@ class HttpClient:
                 self._connect(origin, exchange)
         if not origin.count and not queue and self._origins.get(origin.key) is origin:
             del self._origins[origin.key]
+            if origin.timer is not None:
+                origin.timer.delete()
+                origin.timer = None
 
 
 class _Origin:
     """The connections to one (scheme, host, port): ``count`` open or
-    opening, ``idle`` ones in the pool, exchanges waiting in ``queue``."""
+    opening, ``idle`` ones in the pool, exchanges waiting in ``queue``,
+    and the ``timer`` for the queue's next deadline."""
 
-    __slots__ = ("key", "idle", "count", "queue")
+    __slots__ = ("key", "idle", "count", "queue", "timer")
 
-    def __init__(self, key):
+    def __init__(self, key: OriginType) -> None:
         self.key = key
-        self.idle = []
+        self.idle: List[_ClientConnection] = []
         self.count = 0
-        self.queue = deque()
+        self.queue: Deque[HttpClientExchange] = deque()
+        self.timer: Optional[ScheduledEvent] = None
 
 
 class _PendingConnect:
@@ -266,13 +395,13 @@ class _PendingConnect:
 
     __slots__ = ("client", "origin", "exchange", "cancelled")
 
-    def __init__(self, client, origin, exchange):
+    def __init__(self, client: HttpClient, origin: _Origin, exchange: HttpClientExchange) -> None:
         self.client = client
         self.origin = origin
         self.exchange = exchange
         self.cancelled = False
 
-    def connected(self, tcp_conn):
+    def connected(self, tcp_conn: TcpConnection) -> None:
         conn = _ClientConnection(self.client, self.origin, tcp_conn)
         exchange = self.exchange
         if exchange._pending_connect is self:
@@ -282,67 +411,125 @@ class _PendingConnect:
         else:
             conn.attach(exchange)
 
-    def failed(self, errtype, err):
+    def failed(self, errtype: Any, err: Any) -> None:
         self.origin.count -= 1
         exchange = self.exchange
         if exchange._pending_connect is self:
             exchange._pending_connect = None
         if not self.cancelled and exchange._state != _DONE:
-            exchange._fail(_connect_error(errtype, err))
+            exchange._fail(_connect_error(errtype, err, self.origin.key[1]))
         self.client._dequeue(self.origin)
 
 
-def _connect_error(errtype, err):
+# getaddrinfo's error codes by number, for messages.
+_GAI_NAMES = {
+    getattr(socket, name): name for name in dir(socket) if name.startswith("EAI_")
+}
+
+
+def _connect_error(errtype: Any, err: Any, host: str) -> error.HttpError:
     """The HttpError for a TcpClient / TlsClient connect_error."""
     if errtype is OSError and err == errno.ETIMEDOUT:
-        return error.ConnectTimeoutError("connect timed out")
+        return error.ConnectTimeoutError("connect to %s timed out" % host)
+    if errtype is PermissionError:
+        # TcpClient.check_ip refused every address (the OS's own EACCES
+        # comes as OSError).
+        return error.AccessError("check_ip refused every address of %s" % host)
+    if errtype is socket.gaierror:
+        return error.DnsError("cannot resolve %s (%s)" % (host, _GAI_NAMES.get(err, err)))
     if errtype is OSError and isinstance(err, int):
         detail = "%s: %s" % (errno.errorcode.get(err, err), os.strerror(err))
-    elif errtype is socket.gaierror:
-        detail = "cannot resolve the host name (%s)" % (err,)
     else:
         detail = "%s: %s" % (getattr(errtype, "__name__", errtype), err)
     return error.ConnectError(detail)
 
 
+def _unsent(tcp: TcpConnection) -> int:
+    """How many bytes written to ``tcp`` the peer has not taken: those it
+    queues, and, where the system tells, those in the kernel's send queue
+    (without them, a peer reading slowly makes no progress visible until
+    a third of the send buffer, megabytes, has drained)."""
+    queued: int = getattr(tcp, "write_buffered", 0)
+    sock = getattr(tcp, "socket", None)
+    if sock is None:
+        return queued
+    try:
+        if sys.platform.startswith("linux"):
+            import fcntl
+            import termios
+
+            # SIOCOUTQ: sent but not acknowledged, and not yet sent.
+            raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            queued += int.from_bytes(raw, sys.byteorder, signed=True)
+        elif sys.platform == "darwin":
+            queued += sock.getsockopt(socket.SOL_SOCKET, 0x1024)  # SO_NWRITE
+    except (OSError, ValueError, ImportError, AttributeError):
+        pass
+    return queued
+
+
 class _ClientConnection(thor.loop.LazyTimer):
     """One pooled connection, its response parser and its timer (a
     LazyTimer: the deadline moves on every read without touching the
-    loop's heap)."""
+    loop's heap).
+
+    Thor 0.17's names for what a program may use (as ``exchange.conn``):
+    ``tcp_conn``, ``tcp_connected``, ``res_version`` and ``close()``.
+    """
 
     __slots__ = (
         "client", "loop", "origin", "tcp", "parser", "exchange", "closed",
-        "_idle_since", "_release_pending", "_in_feed", "_paused", "_out_paused",
+        "_idle_since", "_in_feed", "_paused", "_out_paused", "_send_mark", "_send_since",
     )
 
-    def __init__(self, client, origin, tcp_conn):
+    def __init__(self, client: HttpClient, origin: _Origin, tcp_conn: TcpConnection) -> None:
         self.client = client
         self.loop = client.loop
         self.origin = origin
         self.tcp = tcp_conn
-        self.parser = HttpParser(self, False, **client.parser_limits)
-        self.exchange = None
+        self.parser = HttpParser(self, False, **client._parser_options())
+        self.exchange: Optional[HttpClientExchange] = None
         self.closed = False
         self._deadline = None
         self._timer = None
         self._timer_due = 0.0
-        self._idle_since = None
-        self._release_pending = False
+        self._idle_since: Optional[float] = None
         self._in_feed = False
         self._paused = False      # the application paused the response
         self._out_paused = False  # the socket's write side is full
+        # While it is: how many bytes were queued, and since when, the last
+        # time the origin was seen to take some (send_timeout).
+        self._send_mark = 0
+        self._send_since = 0.0
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
         tcp_conn.pause(False)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<_ClientConnection %r %s>" % (
             self.origin.key, "closed" if self.closed else
             "idle" if self.exchange is None else "busy",
         )
 
-    def usable(self, quick=True):
+    # -- Thor 0.17's names -----------------------------------------------------
+
+    @property
+    def tcp_conn(self) -> TcpConnection:
+        """The TcpConnection (or TlsConnection) under this connection."""
+        return self.tcp
+
+    @property
+    def tcp_connected(self) -> bool:
+        return not self.closed and bool(getattr(self.tcp, "tcp_connected", True))
+
+    @property
+    def res_version(self) -> Optional[bytes]:
+        """The HTTP version of the last response head read (interim ones
+        included): b"1.1" or b"1.0"."""
+        return self.parser.version
+
+    def usable(self, quick: bool = True) -> bool:
         """Still open, with nothing waiting to be read (an idle connection
         that has data or an EOF pending cannot take a request). ``quick``:
         trust a connection that went idle in this pass without asking the
@@ -369,11 +556,11 @@ class _ClientConnection(thor.loop.LazyTimer):
 
     # -- timers --------------------------------------------------------------
 
-    def _timeouts(self):
+    def _timeouts(self) -> Tuple[Optional[float], ...]:
         client = self.client
-        return client.read_timeout, client.idle_timeout
+        return client.read_timeout, client.idle_timeout, client.send_timeout
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self._timer = None
         if self.closed or not self._deadline_passed():
             return
@@ -381,23 +568,50 @@ class _ClientConnection(thor.loop.LazyTimer):
         if exchange is None:
             self.close()  # idle for idle_timeout
             return
+        client = self.client
+        if self._out_paused and client.send_timeout is not None:
+            self._check_send(exchange, client.send_timeout)
+            return
         if self._paused or (not exchange._request_sent and not self._out_paused):
             # Waiting on the application (not reading the response, or not
             # giving the rest of the request): not the server's stall.
-            self._set_deadline(self.client.read_timeout)
+            self._set_deadline(client.read_timeout)
             return
+        read_timeout = client.read_timeout
+        if read_timeout is None:
+            return  # a deadline of a phase that has passed
         self.exchange = None
         self.abort()
         exchange._fail(error.ReadTimeoutError(
-            "nothing received for %s seconds" % self.client.read_timeout
+            "nothing received for %s seconds" % read_timeout
+            if exchange.res_status is not None else
+            "no complete response head within %s seconds" % read_timeout
+        ))
+
+    def _check_send(self, exchange: HttpClientExchange, send_timeout: float) -> None:
+        """The write side has been full since ``_send_since``: fail the
+        exchange if the origin has taken nothing for ``send_timeout``."""
+        now = _monotonic()
+        queued = _unsent(self.tcp)
+        if queued < self._send_mark:
+            self._send_mark = queued  # it took some: progress
+            self._send_since = now
+        waited = now - self._send_since
+        if waited < send_timeout:
+            self._set_deadline(send_timeout - waited)
+            return
+        self.exchange = None
+        self.abort()
+        exchange._fail(error.SendTimeoutError(
+            "the server read nothing of the request for %s seconds" % send_timeout
         ))
 
     # -- exchanges -----------------------------------------------------------
 
-    def attach(self, exchange):
+    def attach(self, exchange: HttpClientExchange) -> None:
         self.exchange = exchange
         exchange._conn = self
-        self.parser.expect_response(exchange.method)
+        self.parser.expect_response(exchange.method)  # type: ignore[arg-type]  # set by request_start
         self._deadline = None
         if exchange._input_paused:
             self.pause(True)
@@ -405,13 +619,13 @@ class _ClientConnection(thor.loop.LazyTimer):
             exchange._connected()
         # else: the head waits for the first body chunk or request_done
 
-    def request_sent(self):
+    def request_sent(self) -> None:
         """The whole request is written: the server's turn."""
         read_timeout = self.client.read_timeout
         if read_timeout is not None:
             self._set_deadline(read_timeout)
 
-    def go_idle(self):
+    def go_idle(self) -> None:
         self.exchange = None
         if self._paused:
             self._paused = False
@@ -419,11 +633,14 @@ class _ClientConnection(thor.loop.LazyTimer):
         self._idle_since = self.loop.time()
         self._set_deadline(self.client.idle_timeout)
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         if not self.closed:
+            if self._out_paused:
+                # Written past the pause: not the origin's progress.
+                self._send_mark += len(data)
             self.tcp.write(data)
 
-    def pause(self, paused):
+    def pause(self, paused: bool) -> None:
         if paused == self._paused:
             return
         self._paused = paused
@@ -442,37 +659,43 @@ class _ClientConnection(thor.loop.LazyTimer):
             self.parser.resume()
         finally:
             self._in_feed = False
-        self._after_feed()
+        if self.closed and self.exchange is not None and not self._paused:
+            self._input_ended()  # the close came while paused
 
     # -- input ---------------------------------------------------------------
 
-    def _on_data(self, data):
+    def _on_data(self, data: bytes) -> None:
         read_timeout = self.client.read_timeout
-        if read_timeout is not None and self.exchange is not None:
-            self._set_deadline(read_timeout)
+        if read_timeout is not None:
+            exchange = self.exchange
+            # The final head must arrive whole within read_timeout: bytes
+            # that trickle in do not move the deadline until it has (a
+            # whole interim response does, below).
+            if exchange is not None and exchange.res_status is not None:
+                self._set_deadline(read_timeout)
         self._in_feed = True
         try:
             self.parser.feed(data)
         finally:
             self._in_feed = False
-        if self._release_pending:
-            self._after_feed()
 
-    def _after_feed(self):
-        if self._release_pending:
-            self._release_pending = False
-            if not self.closed:
-                self.client._release(self)
-        elif self.closed and self.exchange is not None and not self._paused:
-            self._input_ended()
-
-    def on_response_nonfinal(self, status, phrase, headers):
+    def on_response_nonfinal(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
         exchange = self.exchange
         if exchange is not None:
             exchange._response_seen = True
+            count = exchange._nonfinal = exchange._nonfinal + 1
+            if count > _MAX_NONFINAL:
+                self.on_error(error.TooManyMsgsError(
+                    "more than %d interim (1xx) responses" % _MAX_NONFINAL
+                ))
+                return
+            exchange.input_header_length = self.parser.head_length
+            read_timeout = self.client.read_timeout
+            if read_timeout is not None:
+                self._set_deadline(read_timeout)  # a whole message: progress
             exchange._emit("response_nonfinal", status, phrase, headers)
 
-    def on_response_head(self, status, phrase, headers):
+    def on_response_head(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
         exchange = self.exchange
         if exchange is None:
             return
@@ -486,17 +709,19 @@ class _ClientConnection(thor.loop.LazyTimer):
         elif exchange.method == b"CONNECT" and status[0] == 50:
             exchange._switching = True
         exchange.res_status = status
-        exchange.res_version = self.parser.version
+        parser = self.parser
+        exchange.res_version = parser.version
+        exchange.input_header_length = parser.head_length
         listeners = exchange._events.get("response_start")
         if listeners and len(listeners) == 1:
             try:
                 listeners[0](status, phrase, headers)
             except Exception as exc:
-                exchange._listener_failed(exc)
+                exchange._listener_failed(exc, "response_start")
         elif listeners or exchange._sink is not None:
             exchange._emit("response_start", status, phrase, headers)
 
-    def on_body(self, chunk):
+    def on_body(self, chunk: bytes) -> None:
         exchange = self.exchange
         if exchange is not None:
             listeners = exchange._events.get("response_body")
@@ -504,16 +729,18 @@ class _ClientConnection(thor.loop.LazyTimer):
                 try:
                     listeners[0](chunk)
                 except Exception as exc:
-                    exchange._listener_failed(exc)
+                    exchange._listener_failed(exc, "response_body")
             elif listeners or exchange._sink is not None:
                 exchange._emit("response_body", chunk)
 
-    def on_message_done(self, trailers):
+    def on_message_done(self, trailers: RawHeaderListType) -> None:
         exchange = self.exchange
         if exchange is None:
             return
         self.exchange = None
         exchange._state = _DONE
+        parser = self.parser
+        exchange.input_transfer_length = parser.transfer_length
         if exchange._switching:
             # The parser has paused: what follows is not HTTP. The
             # application takes the connection with tunnel() while
@@ -525,16 +752,24 @@ class _ClientConnection(thor.loop.LazyTimer):
                 self.abort()
             return
         exchange._conn = None
-        parser = self.parser
-        if parser.close or exchange._request_close or not exchange._request_sent:
+        extra = None
+        if not parser.idle:
+            # Bytes follow the response in what was read, and no request
+            # awaits them: the connection cannot be trusted. They are
+            # taken from the parser (which would report them to nobody),
+            # and reported to this exchange once response_done is out.
+            parser.pause()
+            extra = parser.leftover()
+            self.close()
+        elif parser.close or exchange._request_close or not exchange._request_sent:
             # The server said so, or framing forced it; or it answered
             # before the request was all sent, which then cannot be.
             self.close()
-        elif parser.idle:
-            # Nothing follows the response in what was read: the connection
-            # is free before response_done, so that a request made by its
-            # listener (the usual place) reuses it rather than queueing or
-            # opening another.
+        else:
+            # Nothing follows the response: the connection is free before
+            # response_done, so that a request made by its listener (the
+            # usual place) reuses it rather than queueing or opening
+            # another.
             origin = self.origin
             if origin.queue or self._paused:
                 self.client._reuse(self)
@@ -543,19 +778,20 @@ class _ClientConnection(thor.loop.LazyTimer):
                 # deadline is set below, if no request takes it meanwhile.
                 self._idle_since = self.loop.time()
                 origin.idle.append(self)
-        else:
-            # More input: once the parser has seen it (ExtraDataError, as
-            # no response is expected), the release closes the connection.
-            self._release_pending = True
         listeners = exchange._events.get("response_done")
         if listeners and len(listeners) == 1:
             try:
                 listeners[0](trailers)
             except Exception as exc:
-                exchange._listener_failed(exc)
+                exchange._listener_failed(exc, "response_done")
         else:
             exchange._emit("response_done", trailers)
-        if self.exchange is None and not self.closed and not self._release_pending:
+        if extra is not None:
+            # Whitespace alone (a stray CRLF after a body, common enough)
+            # only costs the connection.
+            if extra.strip(b" \t\r\n") and not exchange._failed:
+                exchange._fail(error.ExtraDataError(extra))
+        elif self.exchange is None and not self.closed:
             # Still idle (pooled) after response_done: go_idle's deadline.
             timeout = self.client.idle_timeout
             if timeout is None:
@@ -569,28 +805,48 @@ class _ClientConnection(thor.loop.LazyTimer):
         # way to write them) would leave a cycle for the garbage collector.
         exchange._events.clear()
 
-    def on_request_head(self, *args):  # pragma: no cover
+    def on_request_head(self, *args: Any) -> None:  # pragma: no cover
         raise AssertionError("a response parser never reports requests")
 
-    def on_error(self, err):
+    def on_error(self, err: error.HttpError) -> None:
         exchange = self.exchange
         self.exchange = None
-        self._release_pending = False
         self.abort()
         if exchange is not None:
+            if err.__class__ in _CUT_SHORT:
+                # The input ended inside the response (the parser reports
+                # these only then): a dropped connection, as Thor 0.17
+                # reports it.
+                closed = error.ConnectionClosedError(
+                    "the server closed the connection inside the response %s"
+                    % ("head" if err.__class__ is error.IncompleteHeadError else "body")
+                )
+                closed.__cause__ = err
+                err = closed
             exchange._fail(err)
 
-    def _on_tcp_pause(self, paused):
+    def _on_tcp_pause(self, paused: bool) -> None:
         self._out_paused = paused
         exchange = self.exchange
         if exchange is not None and exchange._state != _DONE:
-            if paused and self.client.read_timeout is not None and not exchange._request_sent:
-                self._set_deadline(self.client.read_timeout)  # the server is not reading
+            client = self.client
+            if paused:
+                send_timeout = client.send_timeout
+                if send_timeout is not None:
+                    # The server is not reading: how long it may go on not
+                    # reading (see _check_send).
+                    self._send_mark = _unsent(self.tcp)
+                    self._send_since = _monotonic()
+                    self._set_deadline(send_timeout)
+                elif client.read_timeout is not None and not exchange._request_sent:
+                    self._set_deadline(client.read_timeout)  # the server is not reading
+            else:
+                self._set_deadline(client.read_timeout)
             exchange._output_paused(paused)
 
     # -- closing -------------------------------------------------------------
 
-    def _closed(self):
+    def _closed(self) -> bool:
         """Forget the connection (once)."""
         if self.closed:
             return False
@@ -599,13 +855,20 @@ class _ClientConnection(thor.loop.LazyTimer):
         self.client._connection_gone(self)
         return True
 
-    def close(self):
-        """Close after what is queued is sent."""
+    def close(self) -> None:
+        """Close after what is queued is sent. An exchange that was using
+        the connection fails with ConnectionClosedError, from the loop (a
+        program may drop a request this way, as with Thor 0.17)."""
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            self.parser.pause()
+            exchange._orphaned()
         if self._closed():
             self.tcp.removeListener("close", self._on_close)
             self.tcp.close()
 
-    def abort(self):
+    def abort(self) -> None:
         """Close at once, dropping what is queued, reading nothing more."""
         self.parser.pause()
         if self._closed():
@@ -613,21 +876,21 @@ class _ClientConnection(thor.loop.LazyTimer):
             abort = getattr(self.tcp, "abort", None)
             (abort or self.tcp.close)()
 
-    def _on_close(self):
+    def _on_close(self) -> None:
         self._closed()
         if self.exchange is not None and not self._paused:
             self._input_ended()
         # else: the application paused the response; what the parser holds
-        # is delivered on resume, and then the end of input (_after_feed).
+        # is delivered on resume, and then the end of input (pause()).
 
-    def _input_ended(self):
+    def _input_ended(self) -> None:
         exchange = self.exchange
         self._in_feed = True
         try:
             self.parser.finish()  # completes a close-delimited body, or fails
         finally:
             self._in_feed = False
-        if self.exchange is not exchange or exchange._state == _DONE:
+        if exchange is None or self.exchange is not exchange or exchange._state == _DONE:
             return  # done, or failed
         self.exchange = None
         if not exchange._response_seen and exchange._replayable():
@@ -635,10 +898,11 @@ class _ClientConnection(thor.loop.LazyTimer):
             return
         exchange._fail(error.ConnectionClosedError(
             "the server closed the connection before responding"
+            + (" (%d attempts)" % (exchange._retries + 1) if exchange._retries else "")
             if not exchange._response_seen else "the server closed the connection"
         ))
 
-    def tunnel(self):
+    def tunnel(self) -> Tuple[TcpConnection, bytes]:
         """Hand over the TCP connection: (tcp, bytes read past the head)."""
         self._closed()
         tcp = self.tcp
@@ -649,11 +913,14 @@ class _ClientConnection(thor.loop.LazyTimer):
         return tcp, self.parser.leftover()
 
 
+# The parser's errors for input that ended inside a message.
+_CUT_SHORT = frozenset((error.IncompleteHeadError, error.IncompleteBodyError))
+
 _NEW, _STARTED, _DONE = 0, 1, 2
 _NO_FRAMING, _LENGTH, _CHUNKED = 0, 1, 2
 
 # URL -> (origin key, request-target, authority); bounded.
-_url_cache = {}
+_url_cache: Dict[bytes, _ParsedUrl] = {}
 _URL_CACHE_MAX = 1024
 # Bytes that may not appear in a URL as given: controls, space, DEL, non-ASCII.
 _URL_BAD = bytes(range(0x00, 0x21)) + bytes(range(0x7F, 0x100))
@@ -666,7 +933,7 @@ _flatten = chain.from_iterable
 # (method, URL, tuple(headers)) -> _KnownRequest, for requests whose every
 # part is exactly str or bytes and passed request_start's checks: an
 # intermediary sends the same few heads over and over. Emptied when full.
-_request_heads = {}
+_request_heads: Dict[Tuple[Any, Any, Tuple[Any, ...]], _KnownRequest] = {}
 _REQUEST_HEADS_MAX = 256
 
 
@@ -679,23 +946,23 @@ class _KnownRequest:
         "origin_key", "head_fields", "heads", "special",
     )
 
-    def __init__(self, exchange, expect):
-        self.method = exchange.method
-        self.uri = exchange.uri
-        self.req_hdrs = tuple(exchange.req_hdrs)
+    def __init__(self, exchange: HttpClientExchange, expect: bool) -> None:
+        self.method: bytes = exchange.method  # type: ignore[assignment]  # set by request_start
+        self.uri: bytes = exchange.uri  # type: ignore[assignment]  # set by request_start
+        self.req_hdrs: Tuple[Tuple[bytes, bytes], ...] = tuple(exchange.req_hdrs or ())
         self.request_close = exchange._request_close
         self.upgrade = exchange._upgrade
         self.expect = expect
-        self.origin_key = exchange._origin_key
-        self.head_fields = exchange._head_fields
-        self.heads = {}
-        self.special = (
+        self.origin_key: OriginType = exchange._origin_key  # type: ignore[assignment]  # set by request_start
+        self.head_fields: _HeadFields = exchange._head_fields  # type: ignore[assignment]  # set by request_start
+        self.heads: Dict[int, bytes] = {}
+        self.special = bool(
             self.request_close or self.upgrade or expect
             or self.head_fields[2] is not None
         )
 
     @staticmethod
-    def matches(headers):
+    def matches(headers: Iterable[Any]) -> bool:
         """The headers that compared equal to the key's are exactly its
         types too (a subclass may define equality as it likes): tuples of
         str or bytes."""
@@ -714,33 +981,45 @@ class HttpClientExchange(EventEmitter):
     nothing follows it), pause(paused) (request body backpressure: stop
     calling request_body while paused).
 
+    A listener that raises ends the exchange: the exception goes to the
+    loop's exception handler, then ``error`` comes with a ListenerError
+    whose ``__cause__`` is the exception, and the connection is closed.
+    Bytes that follow a complete response in what was read are reported
+    after its response_done, as an ``error`` (ExtraDataError).
+
     Attributes: method, uri, req_hdrs (as sent, without the fields thor
-    writes), res_status, res_version.
+    writes), res_status, res_version (b"1.1" or b"1.0", set before
+    response_start), conn (the connection while one carries the exchange,
+    else None), input_header_length (the response head's bytes) and
+    input_transfer_length (the response's bytes after its head, as they
+    came; complete at response_done).
     """
 
     # The state every exchange starts in is kept on the class: __init__
     # stores only what differs, and each attribute is set on the instance
     # when it first changes (HttpServerExchange does the same).
-    method = None
-    uri = None
-    req_hdrs = None
-    res_status = None
-    res_version = None
+    method: Optional[bytes] = None
+    uri: Optional[bytes] = None
+    req_hdrs: Optional[RawHeaderListType] = None
+    res_status: Optional[bytes] = None
+    res_version: Optional[bytes] = None
+    input_header_length = 0
+    input_transfer_length = 0
     _state = _NEW
-    _origin_key = None
-    _conn = None
-    _pending_connect = None
-    _head_fields = None
-    _head_entry = None  # the _request_heads entry this request matched
-    _framing = None
-    _length_left = None
-    _body = None  # request body not yet written (list)
+    _origin_key: Optional[OriginType] = None
+    _conn: Optional[_ClientConnection] = None
+    _pending_connect: Optional[_PendingConnect] = None
+    _head_fields: Optional[_HeadFields] = None
+    _head_entry: Optional[_KnownRequest] = None  # the _request_heads entry this request matched
+    _framing: Optional[int] = None
+    _length_left: Optional[int] = None
+    _body: Optional[List[bytes]] = None  # request body not yet written
     _body_size = 0
-    _kept = None  # request body kept for a replay (list)
+    _kept: Optional[List[bytes]] = None  # request body kept for a replay
     _kept_size = 0
     _replay_ok = True
     _req_done = False
-    _trailers = None
+    _trailers: Optional[_HeaderList] = None
     _request_sent = False
     _request_close = False
     _head_written = False
@@ -753,18 +1032,27 @@ class HttpClientExchange(EventEmitter):
     _failed = False
     _upgrade = False
     _fresh = False
+    _nonfinal = 0  # interim responses received
+    _queue_deadline: Optional[float] = None  # while it waits in its origin's queue
 
-    def __init__(self, client):
+    def __init__(self, client: HttpClient) -> None:
         self._events = {}  # EventEmitter.__init__, inline: once per request
         self._sink = None
         self.client = client
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<HttpClientExchange %r %r>" % (self.method, self.uri)
+
+    @property
+    def conn(self) -> Optional[_ClientConnection]:
+        """The connection carrying the exchange (None before it has one,
+        and once its response is done): Thor 0.17's ``exchange.conn``, with
+        ``tcp_conn``, ``res_version`` and ``close()``."""
+        return self._conn
 
     # -- the request ---------------------------------------------------------
 
-    def request_start(self, method, uri, headers):
+    def request_start(self, method: TextInput, uri: TextInput, headers: Iterable[Tuple[Any, Any]]) -> None:
         """Start the request to ``uri`` (an absolute http:// or https://
         URL). Hop-by-hop fields in ``headers`` and Host are dropped: thor
         writes Host from the URL, and its own framing and Connection
@@ -774,13 +1062,14 @@ class HttpClientExchange(EventEmitter):
             raise error.StateError("request_start called twice")
         if headers.__class__ is not list and headers.__class__ is not tuple:
             headers = list(headers)  # read more than once below
-        key = None
+        key: Optional[Tuple[Any, Any, Tuple[Any, ...]]] = None
         if method.__class__ in _EXACT and uri.__class__ in _EXACT:
             try:
                 key = (method, uri, tuple(headers))
                 known = _request_heads.get(key)
             except TypeError:  # unhashable parts: not cached
-                key = known = None
+                key = None
+                known = None
             if known is not None:
                 # _KnownRequest.matches, inline (a few C calls, whatever the
                 # number of fields).
@@ -801,10 +1090,10 @@ class HttpClientExchange(EventEmitter):
                     self.client._acquire(self)
                     return
         method = _encode_method(method)
-        fields = []
+        fields: List[_CheckedField] = []
         exact = key is not None and _KnownRequest.matches(headers)
-        content_length = None
-        tokens = None
+        content_length: Optional[int] = None
+        tokens: Optional[set[bytes]] = None
         expect = False
         special = _REQUEST_SPECIAL
         for name, value in headers:
@@ -813,7 +1102,7 @@ class HttpClientExchange(EventEmitter):
                 value = value.strip(b" \t")
                 if len(value.translate(None, CTL_EXCEPT_HTAB)) != len(value):
                     raise error.BadHeaderError(
-                        "control character in field value: %r" % (value,)
+                        "control character in field value: " + error.detail_text(value)
                     )
             else:
                 value = encode_field_value(value)
@@ -831,7 +1120,7 @@ class HttpClientExchange(EventEmitter):
                 fields.append((raw, lower, value))
             elif kind == _LENGTH_FIELD:
                 if not value.isdigit() or len(value) > 18:
-                    raise error.BadHeaderError("Content-Length must be digits: %r" % value)
+                    raise error.BadHeaderError("Content-Length must be digits: " + error.detail_text(value))
                 if content_length is not None and int(value) != content_length:
                     raise error.BadHeaderError("conflicting Content-Length values")
                 content_length = int(value)
@@ -845,7 +1134,7 @@ class HttpClientExchange(EventEmitter):
             fields = [f for f in fields if f[1] not in tokens or f[1] == b"upgrade"]
         self.method = method
         self._state = _STARTED
-        self.req_hdrs = [(raw, value) for raw, _, value in fields] if fields else fields
+        self.req_hdrs = [(raw, value) for raw, _, value in fields]
         if content_length is not None:
             self._framing = _LENGTH
             self._length_left = content_length
@@ -853,19 +1142,18 @@ class HttpClientExchange(EventEmitter):
             # The head must go out before the body: the application may wait
             # for 100 Continue before sending any.
             self._framing = _CHUNKED
-        if uri.__class__ is not bytes:
-            uri = _url_bytes(uri)
-        self.uri = uri
-        parsed = _url_cache.get(uri)
+        raw_uri = uri if uri.__class__ is bytes else _url_bytes(uri)
+        self.uri = raw_uri
+        parsed = _url_cache.get(raw_uri) if raw_uri is not None else None
         if parsed is None:
             try:
-                parsed = _parse_url(uri)
+                parsed = _parse_url(raw_uri)
             except error.UrlError as exc:
                 self._state = _DONE
                 self.client.loop.schedule(0, self._fail, exc)
                 return
             if len(_url_cache) < _URL_CACHE_MAX:
-                _url_cache[uri] = parsed
+                _url_cache[raw_uri] = parsed  # type: ignore[index]  # not None: _parse_url refuses None
         origin_key, target, authority = parsed
         if method == b"CONNECT":
             target = authority
@@ -876,11 +1164,11 @@ class HttpClientExchange(EventEmitter):
             # might not compare, hash or encode as the value it shows).
             if len(_request_heads) >= _REQUEST_HEADS_MAX:
                 _request_heads.clear()  # one-off requests must not pin it
-            known = _request_heads[key] = _KnownRequest(self, expect)
+            known = _request_heads[key] = _KnownRequest(self, expect)  # type: ignore[index]  # exact: key is set
             self._head_entry = known
         self.client._acquire(self)
 
-    def _start_special(self, known):
+    def _start_special(self, known: _KnownRequest) -> None:
         """request_start's settings for a known request (_request_heads)
         that closes, upgrades, has a Content-Length or expects 100."""
         if known.request_close:
@@ -894,7 +1182,7 @@ class HttpClientExchange(EventEmitter):
         elif known.expect:
             self._framing = _CHUNKED
 
-    def request_body(self, chunk):
+    def request_body(self, chunk: BodyInput) -> None:
         """Send a chunk of the request body (bytes, or str as UTF-8).
         Raises BodyLengthError if it goes beyond the Content-Length given."""
         if self._state == _NEW or self._req_done:
@@ -907,11 +1195,11 @@ class HttpClientExchange(EventEmitter):
         if framing is None:
             framing = self._framing = _CHUNKED
         if framing == _LENGTH:
-            left = self._length_left - len(chunk)
+            left = self._length_left - len(chunk)  # type: ignore[operator]  # an int with _LENGTH
             if left < 0:
                 raise error.BodyLengthError(
                     "request body longer than its Content-Length (%d)"
-                    % self._head_fields[2]
+                    % self._head_fields[2]  # type: ignore[index, str-format]  # set by request_start
                 )
             self._length_left = left
             data = chunk
@@ -934,7 +1222,7 @@ class HttpClientExchange(EventEmitter):
             if self._body_size > _PRECONNECT_HIGH and not self._paused_out:
                 self._output_paused(True)
 
-    def request_done(self, trailers=None):
+    def request_done(self, trailers: Optional[_HeaderList] = None) -> None:
         """Finish the request. ``trailers`` go out with a chunked body.
         Raises BodyLengthError if the body is shorter than its
         Content-Length."""
@@ -972,7 +1260,7 @@ class HttpClientExchange(EventEmitter):
             self._write_head()
             self._write_end(conn)
 
-    def _keep(self, chunk):
+    def _keep(self, chunk: bytes) -> None:
         size = self._kept_size + len(chunk)
         if size > _REPLAY_LIMIT:
             self._replay_ok = False
@@ -984,24 +1272,25 @@ class HttpClientExchange(EventEmitter):
             else:
                 self._kept.append(chunk)
 
-    def _build_head(self):
+    def _build_head(self) -> bytes:
         known = self._head_entry
         if known is not None:
             # Built from the fields request_start checked, once per framing.
-            head = known.heads.get(self._framing)
+            framing: int = self._framing  # type: ignore[assignment]  # set once a head is built
+            head = known.heads.get(framing)
             if head is None:
-                head = known.heads[self._framing] = self._make_head(known.req_hdrs)
+                head = known.heads[framing] = self._make_head(known.req_hdrs)
             return head
-        return self._make_head(self.req_hdrs)
+        return self._make_head(self.req_hdrs or ())
 
-    def _make_head(self, req_hdrs):
-        target, authority, content_length = self._head_fields
-        lines = [self.method, b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
+    def _make_head(self, req_hdrs: Iterable[Tuple[bytes, bytes]]) -> bytes:
+        target, authority, content_length = self._head_fields  # type: ignore[misc]  # set by request_start
+        lines = [self.method or b"", b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
         for raw, value in req_hdrs:
             lines.append(raw + b": " + value + b"\r\n")
         framing = self._framing
         if framing == _LENGTH:
-            lines.append(b"Content-Length: %d\r\n" % content_length)
+            lines.append(b"Content-Length: %d\r\n" % content_length)  # type: ignore[str-format]  # an int with _LENGTH
         elif framing == _CHUNKED:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         elif self.method in _LENGTH_EXPECTED:
@@ -1013,11 +1302,11 @@ class HttpClientExchange(EventEmitter):
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def _write_head(self):
+    def _write_head(self) -> None:
         self._head_written = True
-        self._conn.write(self._build_head())
+        self._conn.write(self._build_head())  # type: ignore[union-attr]  # called with a connection
 
-    def _write_end(self, conn):
+    def _write_end(self, conn: _ClientConnection) -> None:
         if self._framing == _CHUNKED:
             trailers = self._trailers
             if trailers:
@@ -1034,9 +1323,9 @@ class HttpClientExchange(EventEmitter):
         self._request_sent = True
         conn.request_sent()
 
-    def _connected(self):
+    def _connected(self) -> None:
         """A connection is attached: write what the application has given."""
-        conn = self._conn
+        conn: _ClientConnection = self._conn  # type: ignore[assignment]  # just attached
         if self._framing is None:
             return  # the head waits for the first body chunk or request_done
         self._write_head()
@@ -1049,21 +1338,21 @@ class HttpClientExchange(EventEmitter):
         if self._paused_out and not conn.closed:
             self._output_paused(False)
 
-    def _output_paused(self, paused):
+    def _output_paused(self, paused: bool) -> None:
         if paused != self._paused_out:
             self._paused_out = paused
             self._emit("pause", paused)
 
     # -- retries -------------------------------------------------------------
 
-    def _replayable(self):
+    def _replayable(self) -> bool:
         return (
             self._replay_ok
             and self._retries < self.client.retry_limit
             and (self.method in IDEMPOTENT or not self._head_written)
         )
 
-    def _retry(self):
+    def _retry(self) -> None:
         self._retries += 1
         self._conn = None
         self._head_written = False
@@ -1077,13 +1366,13 @@ class HttpClientExchange(EventEmitter):
         self._body_size = sum(map(len, self._body))
         self.client.loop.schedule(self.client.retry_delay, self._retry_now)
 
-    def _retry_now(self):
+    def _retry_now(self) -> None:
         if self._state != _DONE:
             self.client._acquire(self)
 
     # -- response control ----------------------------------------------------
 
-    def pause(self, paused):
+    def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) response_body events; while
         paused, nothing more is read from the connection."""
         self._input_paused = paused = bool(paused)
@@ -1091,15 +1380,23 @@ class HttpClientExchange(EventEmitter):
         if conn is not None and conn.exchange is self:
             conn.pause(paused)
 
-    def abort(self):
+    # Thor 0.17's name.
+    res_body_pause = pause
+
+    def abort(self) -> None:
         """Abandon the exchange: its connection (if it has one) is closed,
         and it emits no further events."""
         if self._state == _DONE and not self._switching:
             self._events.clear()
             return
-        self._state = _DONE
         self._failed = True  # nothing more is emitted
         self._events.clear()
+        self._drop()
+
+    def _drop(self) -> None:
+        """End the exchange: give up its connection (closed: its state is
+        unknown) or its place in the queue."""
+        self._state = _DONE
         pending = self._pending_connect
         if pending is not None:
             pending.cancelled = True
@@ -1108,16 +1405,15 @@ class HttpClientExchange(EventEmitter):
         if conn is not None:
             if conn.exchange is self:
                 conn.exchange = None
-                conn._release_pending = False
             conn.abort()
-        origin = self.client._origins.get(self._origin_key)
+        origin = self.client._origins.get(self._origin_key)  # type: ignore[arg-type]  # None finds nothing
         if origin is not None:
             try:
                 origin.queue.remove(self)
             except ValueError:
                 pass
 
-    def tunnel(self):
+    def tunnel(self) -> Tuple[TcpConnection, bytes]:
         """From a ``response_done`` listener after a 101 answer to an
         Upgrade request (or a 2xx answer to CONNECT): take the connection.
         Returns ``(tcp_connection, buffered)``: the TcpConnection (or
@@ -1133,23 +1429,43 @@ class HttpClientExchange(EventEmitter):
 
     # -- events --------------------------------------------------------------
 
-    def _emit(self, event, *args):
+    def _emit(self, event: str, *args: Any) -> None:
         try:
             self.emit(event, *args)
         except Exception as exc:
             if event == "error":
+                # Reported, and that is all: the exchange has ended already.
                 loop = self.client.loop
                 loop.exception_handler(loop, exc, self)
             else:
-                self._listener_failed(exc)
+                self._listener_failed(exc, event)
 
-    def _listener_failed(self, exc):
-        """A listener raised: report it to the loop, abandon the exchange."""
+    def _listener_failed(self, exc: Exception, event: str) -> None:
+        """A listener raised: report it to the loop, and end the exchange
+        with ListenerError (its connection closed: the exchange was cut off
+        at an unknown point)."""
         loop = self.client.loop
         loop.exception_handler(loop, exc, self)
-        self.abort()
+        if self._failed:
+            return
+        err = error.ListenerError(
+            "a %s listener raised %s: %s" % (event, exc.__class__.__name__, exc)
+        )
+        err.__cause__ = exc
+        self._drop()
+        self._fail(err)
 
-    def _fail(self, err):
+    def _orphaned(self) -> None:
+        """The application closed the exchange's connection (Thor 0.17's
+        ``exchange.conn.close()``): it fails, from the loop, as Thor 0.17's
+        does once the close is seen."""
+        self._conn = None
+        self._state = _DONE
+        self.client.loop.schedule(0, self._fail, error.ConnectionClosedError(
+            "the connection was closed by the application"
+        ))
+
+    def _fail(self, err: error.HttpError) -> None:
         if self._failed:
             return
         self._failed = True
@@ -1159,7 +1475,7 @@ class HttpClientExchange(EventEmitter):
         self._events.clear()
 
 
-def _url_bytes(uri):
+def _url_bytes(uri: object) -> Optional[bytes]:
     if isinstance(uri, str):
         try:
             return uri.encode("ascii")
@@ -1170,42 +1486,58 @@ def _url_bytes(uri):
     raise TypeError("the URI is str or bytes, not %s" % type(uri).__name__)
 
 
-def _parse_url(uri):
+def _parse_url(uri: Optional[bytes]) -> _ParsedUrl:
     """((scheme, host, port), target, authority) for an absolute http(s) URL."""
     if uri is None:
         raise error.UrlError("URLs must be ASCII (percent-encode the rest)")
     if not uri or len(uri.translate(None, _URL_BAD)) != len(uri):
         raise error.UrlError("URL is empty or holds whitespace or control characters")
+    text = uri.decode("ascii")  # printable ASCII, checked just above
     try:
-        parts = urlsplit(uri.decode("ascii"))
+        parts = urlsplit(text)
         scheme = parts.scheme.lower()
         host = parts.hostname
-        port = parts.port
+        port: Optional[int] = parts.port
     except (ValueError, UnicodeDecodeError) as exc:
-        raise error.UrlError("%s: %r" % (exc, uri)) from None
+        raise error.UrlError("%s: %s" % (exc, text)) from None
     if scheme not in ("http", "https"):
-        raise error.UrlError("unsupported URL scheme %r" % scheme)
+        raise error.UrlError("unsupported URL scheme %r: %s" % (scheme, text))
     if not host:
-        raise error.UrlError("URL has no host: %r" % uri)
+        raise error.UrlError("URL has no host: %s" % text)
     default = 443 if scheme == "https" else 80
     if port is None:
         if parts.netloc.endswith(":"):
-            raise error.UrlError("URL has an empty port: %r" % uri)
+            raise error.UrlError("URL has an empty port: %s" % text)
         port = default
     if port == 0:
-        raise error.UrlError("URL port 0: %r" % uri)
+        raise error.UrlError("URL port 0: %s" % text)
     name = "[%s]" % host if ":" in host else host
     authority = name if port == default else "%s:%d" % (name, port)
     target = parts.path or "/"
-    if parts.query or uri.endswith(b"?"):
+    if parts.query or text.endswith("?"):
         target += "?" + parts.query
     return (scheme, host, port), target.encode("ascii"), authority.encode("ascii")
 
 
 # -- the command line --------------------------------------------------------
 
+# The exit status for a closed stdout: what a shell reports for cat killed
+# by SIGPIPE (128 + 13).
+_EXIT_PIPE = 141
 
-def main(argv=None):
+
+def _stdout_gone() -> None:
+    """stdout's reader has gone: send what is left to /dev/null, so that
+    the interpreter's own flush at exit does not fail (and print) too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     """``python -m thor.http.client``: make one request, print the body."""
     import argparse
 
@@ -1231,7 +1563,7 @@ def main(argv=None):
     parser.add_argument("url")
     args = parser.parse_args(argv)
 
-    headers = []
+    headers: List[Tuple[str, str]] = []
     for header in args.headers:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
@@ -1267,29 +1599,44 @@ def main(argv=None):
         context.verify_mode = ssl.CERT_NONE
         client.tls_context = context
     out = sys.stdout.buffer
-    result = {"code": 1}
+    result = {"code": 1, "status": 0}
     exchange = client.exchange()
 
+    def write(data: bytes) -> None:
+        try:
+            out.write(data)
+        except BrokenPipeError:
+            # The reader has gone (``| head``): stop, quietly, as cat does.
+            _stdout_gone()
+            result["code"] = _EXIT_PIPE
+            exchange.abort()
+            loop.stop()
+
     @on(exchange, "response_start")
-    def response_start(code, phrase, res_headers):
+    def response_start(code: bytes, phrase: bytes, res_headers: RawHeaderListType) -> None:
         if args.include:
-            out.write(b"HTTP/" + (exchange.res_version or b"1.1") + b" " + code
-                      + (b" " + phrase if phrase else b"") + b"\r\n")
-            for name, value in res_headers:
-                out.write(name + b":" + value + b"\r\n")
-            out.write(b"\r\n")
+            lines = [b"HTTP/" + (exchange.res_version or b"1.1") + b" " + code
+                     + (b" " + phrase if phrase else b"") + b"\r\n"]
+            lines.extend(name + b":" + value + b"\r\n" for name, value in res_headers)
+            lines.append(b"\r\n")
+            write(b"".join(lines))
         result["status"] = int(code)
 
-    exchange.on("response_body", out.write)
+    exchange.on("response_body", write)
 
     @on(exchange, "response_done")
-    def response_done(trailers):
-        out.flush()
-        result["code"] = 22 if args.fail and result["status"] >= 400 else 0
+    def response_done(trailers: RawHeaderListType) -> None:
+        try:
+            out.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+            result["code"] = _EXIT_PIPE
+        else:
+            result["code"] = 22 if args.fail and result["status"] >= 400 else 0
         loop.stop()
 
     @on(exchange, "error")
-    def on_error(err):
+    def on_error(err: error.HttpError) -> None:
         sys.stderr.write("thor: %s\n" % (err,))
         result["code"] = 1
         loop.stop()
@@ -1306,13 +1653,13 @@ def main(argv=None):
         loop.run()
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 1
     client.close()
-    try:
-        out.flush()
-    except BrokenPipeError:
-        return 1
+    if result["code"] != _EXIT_PIPE:
+        try:
+            out.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+            return _EXIT_PIPE
     return result["code"]
 
 

@@ -14,40 +14,59 @@ Each class says what a server answers when it meets that error
 (``server_status``, a ``(code, phrase)`` tuple of bytes, or None when the
 error can only happen on the client side), and whether the connection can
 be used again afterwards (``server_recoverable``, ``client_recoverable``).
+``detail`` is always text (or None): bytes given to the constructor are
+decoded (``detail_text``).
 
-Final names and server_status:
+Names are Thor 0.17's where it has one (its subclasses are listed under
+the thor class they refine), so that code written for it catches the same
+errors. Final names and server_status:
 
   Peer errors (parser)
     StartLineError             400  malformed request or status line, bare
-                                    CR / LF (strict) or CTL in it, bad
-                                    request-target form, an absolute-form
-                                    authority that is invalid (userinfo or
-                                    empty host in http/https), a CONNECT
-                                    port that is not 1-65535
-    HttpVersionError           505  HTTP-version well formed but not 1.0 or 1.1
+                                    LF (strict) in it, bad request-target
+                                    form, an absolute-form authority that is
+                                    invalid (userinfo or empty host in
+                                    http/https), a CONNECT port that is not
+                                    1-65535
+      RequestLineError         400  method not a token, request-target with
+                                    characters it may not hold, bare CR or
+                                    another control in the request line
+    HttpVersionError           505  not HTTP/1.0 or HTTP/1.1: a later or
+                                    earlier version, or another protocol
+                                    name (ICY/1.1)
     UriTooLongError            414  request line longer than the limit
     StartLineTooLongError      None status line longer than the limit (client)
     HeaderSpaceError           400  whitespace between field name and colon
     TopLineSpaceError          400  whitespace-led line after the start line
-    BadFieldError              400  bad field name / value bytes, no colon,
-                                    bare CR / LF (strict) in a field line
+    BadFieldError              400  a malformed field line:
+      HeaderNameError          400    field name empty or not a token
+      HeaderValueError         400    NUL or another control in a value
+      HeaderNoColonError       400    no colon
+      BareCRError              400    CR not followed by LF
+      HeaderLineEndingError    400    bare LF (strict)
+      ObsoleteFoldError        400    a trailer section that starts with a
+                                      folded (whitespace-led) line; folds
+                                      after a field are unfolded, not refused
     FieldSectionTooLargeError  431  header section longer than the limit
     TooManyFieldsError         431  more header (or trailer) fields than the limit
-    HostRequiredError          400  HTTP/1.1 request without Host, several
-                                    Host fields, or a Host value that is not
-                                    uri-host [":" port]
+    HostRequiredError          400  HTTP/1.1 request without Host
+      InvalidHostError         400  several Host fields, or a value that is
+                                    not uri-host [":" port]
     MalformedCLError           400  Content-Length not 1*DIGIT (max 18 digits),
                                     or not 0 on a CONNECT request
     DuplicateCLError           400  differing Content-Length values
     CLTEError                  400  request with Transfer-Encoding and
-                                    Content-Length
+                                    Content-Length (TransferEncodingCLError
+                                    is the same class)
     BadTransferCodeError       400  Transfer-Encoding that makes framing
-                                    unreliable: chunked not last, twice, with
+                                    unreliable: chunked twice, with
                                     parameters, empty or bad coding names,
                                     or any Transfer-Encoding in HTTP/1.0 or
                                     on a CONNECT request
+      RequestTransferEncodingError 400  request codings not ending in chunked
     TransferCodeError          501  codings before chunked (we decode none)
-    ChunkError                 400  bad chunk-size line or chunk-data end
+    ChunkError                 400  bad chunk-size line
+      ChunkTerminatorError     400  chunk data not followed by CRLF
     ChunkExtTooLargeError      400  chunk extensions longer than the limit
     TrailerTooLargeError       431  trailer section longer than the limit
     IncompleteHeadError        400  input ended inside a start line or header
@@ -59,67 +78,111 @@ Final names and server_status:
 
   Network and time
     ConnectError               502  could not connect to the origin (client)
-    ConnectTimeoutError        504  ConnectError: connect timed out
+      ConnectTimeoutError      504  connect timed out
+        QueueTimeoutError      504  waited too long for a connection
+      DnsError                 502  the name did not resolve
+      AccessError              403  check_ip refused every address
+      ConnectionClosedError    502  peer closed while an exchange was live
+                                    (a client's retries are spent, or the
+                                    body was cut off)
     ReadTimeoutError           504  response stalled (client)
     RequestTimeoutError        408  request head too slow (server)
-    ConnectionClosedError      None peer closed while an exchange was live
+      BodyTimeoutError         408  request body made no progress (server)
+    SendTimeoutError           504  the peer read nothing of what we sent
+    ListenerError              500  a listener of the exchange raised
 
   Application misuse (also ValueError; raised at the call)
     ApplicationError           500
-    UrlError                   400  unsupported or invalid URL (client)
-    LengthRequiredError        411  body without Content-Length where needed
-    BadStatusError             500  status code not 100-599, or bad phrase
-    BadHeaderError             500  field name not a token, CR/LF/NUL/CTL in
-                                    a value, non-Latin-1 text
-    BodyLengthError            500  body longer / shorter than Content-Length
-    StateError                 500  call out of order
-    InternalServerError        500  the application raised while handling
+      UrlError                 400  unsupported or invalid URL (client)
+      LengthRequiredError      411  body without Content-Length where needed
+      OutputError              500  what would be sent is wrong:
+        BodyLengthError        500    body longer / shorter than Content-Length
+        OutputSyntaxError      500    bytes that may not go on the wire:
+          BadStatusError       500      status code not 100-599, or bad phrase
+          BadHeaderError       500      field name not a token, CR/LF/NUL/CTL
+                                        in a value, non-Latin-1 text
+        OutputStateError       500    a call out of order:
+          StateError           500      (thor's name)
+      InternalServerError      500  the application raised while handling
+                                    (also a ListenerError)
 """
+
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
 
 __all__ = [
     "HttpError",
     # peer
-    "StartLineError", "HttpVersionError", "UriTooLongError", "StartLineTooLongError",
-    "HeaderSpaceError", "TopLineSpaceError", "BadFieldError",
+    "StartLineError", "RequestLineError", "HttpVersionError", "UriTooLongError",
+    "StartLineTooLongError", "HeaderSpaceError", "TopLineSpaceError", "BadFieldError",
+    "HeaderNameError", "HeaderValueError", "HeaderNoColonError", "BareCRError",
+    "HeaderLineEndingError", "ObsoleteFoldError",
     "FieldSectionTooLargeError", "TooManyFieldsError", "HostRequiredError",
-    "MalformedCLError", "DuplicateCLError", "CLTEError", "BadTransferCodeError",
-    "TransferCodeError", "ChunkError", "ChunkExtTooLargeError", "TrailerTooLargeError",
-    "IncompleteHeadError", "IncompleteBodyError", "ExtraDataError", "TooManyMsgsError",
+    "InvalidHostError", "MalformedCLError", "DuplicateCLError", "CLTEError",
+    "TransferEncodingCLError", "BadTransferCodeError", "RequestTransferEncodingError",
+    "TransferCodeError", "ChunkError", "ChunkTerminatorError", "ChunkExtTooLargeError",
+    "TrailerTooLargeError", "IncompleteHeadError", "IncompleteBodyError",
+    "ExtraDataError", "TooManyMsgsError",
     # network / time
     "ConnectError", "ConnectTimeoutError", "ReadTimeoutError", "RequestTimeoutError",
     "ConnectionClosedError", "DnsError", "AccessError", "QueueTimeoutError",
     "BodyTimeoutError", "SendTimeoutError", "ListenerError",
     # application
-    "ApplicationError", "UrlError", "LengthRequiredError", "BadStatusError",
-    "BadHeaderError", "BodyLengthError", "StateError", "InternalServerError",
+    "ApplicationError", "UrlError", "LengthRequiredError", "OutputError",
+    "OutputSyntaxError", "OutputStateError", "BadStatusError", "BadHeaderError",
+    "BodyLengthError", "StateError", "InternalServerError",
 ]
 
-_400 = (b"400", b"Bad Request")
-_500 = (b"500", b"Internal Server Error")
-_431 = (b"431", b"Request Header Fields Too Large")
+StatusType = Tuple[bytes, bytes]
+
+_400: StatusType = (b"400", b"Bad Request")
+_500: StatusType = (b"500", b"Internal Server Error")
+_431: StatusType = (b"431", b"Request Header Fields Too Large")
+
+# Controls but HTAB, shown as escapes, so that a detail prints on one line
+# and shows what was there.
+_ESCAPES = {c: "\\x%02x" % c for c in (*range(0x09), *range(0x0A, 0x20), 0x7F)}
+
+
+def detail_text(raw: Union[bytes, bytearray, memoryview, str], limit: int = 200) -> str:
+    """``raw`` as text for a ``detail``: bytes as UTF-8, with bytes that
+    are not UTF-8 and controls (but HTAB) as ``\\xNN``, cut after ``limit``
+    bytes (marked with "...")."""
+    if isinstance(raw, str):
+        text = raw[:limit]
+        more = len(raw) > limit
+    else:
+        data = bytes(raw[:limit])
+        more = len(raw) > limit
+        text = data.decode("utf-8", "backslashreplace")
+    text = text.translate(_ESCAPES)
+    return text + "..." if more else text
 
 
 class HttpError(Exception):
     """Base class. ``detail`` (str or None) says what exactly went wrong."""
 
     desc = "Unknown Error"
-    server_status = None
+    server_status: Optional[StatusType] = None
     server_recoverable = False
     client_recoverable = False
 
-    def __init__(self, detail=None):
+    def __init__(self, detail: Union[str, bytes, None] = None) -> None:
+        if detail is not None and not isinstance(detail, str):
+            detail = detail_text(detail)
         if detail is None:
             Exception.__init__(self)
         else:
             Exception.__init__(self, detail)
-        self.detail = detail
+        self.detail: Optional[str] = detail
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.detail is None:
             return self.desc
         return "%s (%s)" % (self.desc, self.detail)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.detail is None:
             return "%s()" % type(self).__name__
         return "%s(%r)" % (type(self).__name__, self.detail)
@@ -129,8 +192,15 @@ class HttpError(Exception):
 
 
 class StartLineError(HttpError):
-    desc = "Malformed start line"
+    desc = "The start line of the message couldn't be parsed"
     server_status = _400
+
+
+class RequestLineError(StartLineError):
+    """The method is not a token, or the request line holds a byte it may
+    not (Thor 0.17's name; thor refuses such a request)."""
+
+    desc = "Request-line contains unexpected characters"
 
 
 class HttpVersionError(HttpError):
@@ -148,6 +218,8 @@ class StartLineTooLongError(HttpError):
 
 
 class HeaderSpaceError(HttpError):
+    """``detail`` is the field name, with the whitespace."""
+
     desc = "Whitespace between a field name and its colon"
     server_status = _400
 
@@ -162,6 +234,30 @@ class BadFieldError(HttpError):
     server_status = _400
 
 
+class HeaderNameError(BadFieldError):
+    desc = "Invalid header field-name"
+
+
+class HeaderValueError(BadFieldError):
+    desc = "Invalid header field-value"
+
+
+class HeaderNoColonError(BadFieldError):
+    desc = "Header field line did not contain a colon"
+
+
+class BareCRError(BadFieldError):
+    desc = "Bare CR in field section"
+
+
+class HeaderLineEndingError(BadFieldError):
+    desc = "Header line was terminated with LF instead of CRLF"
+
+
+class ObsoleteFoldError(BadFieldError):
+    desc = "Obsolete folded header field"
+
+
 class FieldSectionTooLargeError(HttpError):
     desc = "Header section too large"
     server_status = _431
@@ -173,12 +269,16 @@ class TooManyFieldsError(HttpError):
 
 
 class HostRequiredError(HttpError):
-    desc = "Missing, repeated or invalid Host field"
+    desc = "Host header required"
     server_status = _400
 
 
+class InvalidHostError(HostRequiredError):
+    desc = "Invalid Host header"
+
+
 class MalformedCLError(HttpError):
-    desc = "Malformed Content-Length"
+    desc = "Malformed Content-Length header"
     server_status = _400
 
 
@@ -188,13 +288,21 @@ class DuplicateCLError(HttpError):
 
 
 class CLTEError(HttpError):
-    desc = "Both Transfer-Encoding and Content-Length in a request"
+    desc = "Both Transfer-Encoding and Content-Length present"
     server_status = _400
+
+
+# Thor 0.17's name for the same error.
+TransferEncodingCLError = CLTEError
 
 
 class BadTransferCodeError(HttpError):
     desc = "Transfer-Encoding makes the message framing unreliable"
     server_status = _400
+
+
+class RequestTransferEncodingError(BadTransferCodeError):
+    desc = "Request Transfer-Encoding does not end in chunked"
 
 
 class TransferCodeError(HttpError):
@@ -205,6 +313,10 @@ class TransferCodeError(HttpError):
 class ChunkError(HttpError):
     desc = "Chunked encoding error"
     server_status = _400
+
+
+class ChunkTerminatorError(ChunkError):
+    desc = "Chunked body chunk was not terminated with CRLF"
 
 
 class ChunkExtTooLargeError(HttpError):
@@ -228,11 +340,11 @@ class IncompleteBodyError(HttpError):
 
 
 class ExtraDataError(HttpError):
-    desc = "Data arrived after the message was supposed to end"
+    desc = "Extra data was sent after this message was supposed to end"
 
 
 class TooManyMsgsError(HttpError):
-    desc = "Too many pipelined messages"
+    desc = "Too many messages to parse"
     server_status = _400
 
 
@@ -250,7 +362,7 @@ class ConnectTimeoutError(ConnectError):
 
 
 class ReadTimeoutError(HttpError):
-    desc = "Read timeout"
+    desc = "Read Timeout"
     server_status = (b"504", b"Gateway Timeout")
 
 
@@ -259,7 +371,11 @@ class RequestTimeoutError(HttpError):
     server_status = (b"408", b"Request Timeout")
 
 
-class ConnectionClosedError(HttpError):
+class ConnectionClosedError(ConnectError):
+    """The peer closed the connection while an exchange was live: a
+    ConnectError, as Thor 0.17 reports a dropped connection (a proxy
+    answers 502 for it; a server cannot answer a client that left)."""
+
     desc = "Connection closed"
 
 
@@ -315,7 +431,7 @@ class ApplicationError(HttpError, ValueError):
 
 
 class UrlError(ApplicationError):
-    desc = "Unsupported or invalid URL"
+    desc = "Unsupported or invalid URI"
     server_status = _400
 
 
@@ -324,19 +440,33 @@ class LengthRequiredError(ApplicationError):
     server_status = (b"411", b"Length Required")
 
 
-class BadStatusError(ApplicationError):
+class OutputError(ApplicationError):
+    """What the application asked to send is wrong (Thor 0.17's name)."""
+
+    desc = "Invalid HTTP output"
+
+
+class OutputSyntaxError(OutputError):
+    desc = "Invalid HTTP output syntax"
+
+
+class OutputStateError(OutputError):
+    desc = "Invalid HTTP output state"
+
+
+class BadStatusError(OutputSyntaxError):
     desc = "Invalid status code or reason phrase"
 
 
-class BadHeaderError(ApplicationError):
+class BadHeaderError(OutputSyntaxError):
     desc = "Invalid header field"
 
 
-class BodyLengthError(ApplicationError):
+class BodyLengthError(OutputError):
     desc = "Body length does not match Content-Length"
 
 
-class StateError(ApplicationError):
+class StateError(OutputStateError):
     desc = "Call out of order"
 
 

@@ -14,6 +14,11 @@ closed, and the parser calls its delegate:
     on_message_done(trailers)
     on_error(err)                                     once; then nothing more
 
+(``ParserDelegate`` is that interface, as a typing Protocol.) The parser
+also says how long each message was on the wire: ``head_length`` and
+``transfer_length``, for a client's ``input_header_length`` and
+``input_transfer_length``.
+
 Anything RFC 9112 / 9110 say to reject is reported through ``on_error``
 with a ``thor.http.error`` class whose ``server_status`` is the answer; see
 that module's docstring for the list. Errors are sticky.
@@ -48,20 +53,49 @@ or field line (RFC 9112 2.2 lets a recipient do so); it does not apply to
 chunk-size lines or chunk-data ends. A bare CR is always an error.
 """
 
+from __future__ import annotations
+
 from collections import deque
 import re
+from typing import (
+    TYPE_CHECKING, Any, Collection, Deque, Dict, List, Optional, Protocol, Tuple, Type,
+    Union, overload,
+)
 
 from thor.http.error import (
-    HttpError, StartLineError, HttpVersionError, UriTooLongError,
-    StartLineTooLongError, HeaderSpaceError, TopLineSpaceError, BadFieldError,
-    FieldSectionTooLargeError, TooManyFieldsError, HostRequiredError,
+    HttpError, StartLineError, RequestLineError, HttpVersionError, UriTooLongError,
+    StartLineTooLongError, HeaderSpaceError, TopLineSpaceError,
+    HeaderNameError, HeaderValueError, HeaderNoColonError, BareCRError,
+    HeaderLineEndingError, ObsoleteFoldError,
+    FieldSectionTooLargeError, TooManyFieldsError, HostRequiredError, InvalidHostError,
     MalformedCLError, DuplicateCLError, CLTEError, BadTransferCodeError,
-    TransferCodeError, ChunkError, ChunkExtTooLargeError, TrailerTooLargeError,
-    IncompleteHeadError, IncompleteBodyError, ExtraDataError,
+    RequestTransferEncodingError, TransferCodeError, ChunkError, ChunkTerminatorError,
+    ChunkExtTooLargeError, TrailerTooLargeError, IncompleteHeadError,
+    IncompleteBodyError, ExtraDataError, detail_text,
 )
 from thor.http.headers import TCHAR, CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN, is_token
 
-__all__ = ["HttpParser", "NO_BODY", "LENGTH", "CHUNKED", "UNTIL_CLOSE"]
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from thor.types import RawHeaderListType
+
+    _Buffer = Union[bytes, bytearray]
+    _Field = Tuple[bytes, bytes]
+    # ((name, value), special kind or None, what it says: see _field_entry)
+    _Entry = Tuple[_Field, Optional[int], Any]
+    _StartLine = Tuple[bytes, bytes, bytes]
+    _Specials = List[Tuple[int, int]]
+    _KnownRequest = Tuple[
+        bytes, bytes, Tuple[_Field, ...], bytes, bool, bool, bool, int, Optional[int],
+        int, int, int, int,
+    ]
+    _KnownResponse = Tuple[
+        bytes, bytes, Tuple[_Field, ...], bytes, bool, bool, int, Optional[int], int, int,
+        int, int,
+    ]
+
+__all__ = ["HttpParser", "ParserDelegate", "NO_BODY", "LENGTH", "CHUNKED", "UNTIL_CLOSE"]
 
 # How the body of the current message is framed (HttpParser.body).
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
@@ -109,6 +143,9 @@ _CHUNK_EXT = re.compile(
     rb"(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*" % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
 
+# What is wrong with a line (HttpParser._line_error).
+_BARE_CR, _BARE_LF, _CONTROL = range(3)
+
 # The end of a head (or trailer section) when a bare LF ends lines.
 _LENIENT_END = re.compile(rb"\n\r?\n")
 
@@ -119,7 +156,7 @@ _MAX_EMPTY_LINES = 10
 # Received field names already checked, mapped to their lower-case form.
 # Peers send a few dozen distinct names; the bounds keep hostile ones from
 # growing it.
-_names = {}
+_names: Dict[bytes, bytes] = {}
 _NAMES_MAX = 1024
 _NAME_CACHE_LEN = 64
 for _name in (
@@ -149,10 +186,10 @@ del _name
 #   _special_lines: field line -> ((name, value), kind, what it says)
 #   _request_lines: request line -> (method, target, version)
 #   _status_lines:  status line -> (version, status, phrase)
-_plain_lines = {}
-_special_lines = {}
-_request_lines = {}
-_status_lines = {}
+_plain_lines: Dict[bytes, _Field] = {}
+_special_lines: Dict[bytes, _Entry] = {}
+_request_lines: Dict[bytes, _StartLine] = {}
+_status_lines: Dict[bytes, _StartLine] = {}
 _LINES_MAX = 1024
 _STATUS_LINES_MAX = 256
 _LINE_CACHE_LEN = 256
@@ -166,19 +203,19 @@ _LINE_CACHE_LEN = 256
 # The last two are checked against this parser's limits on a hit, unless its
 # limits hold any head that is cached (_cache_fits). Bounds: 256 heads of at
 # most 1024 bytes and 101 lines with what they map to, about 1 MB at worst.
-_request_heads = {}
+_request_heads: Dict[bytes, _KnownRequest] = {}
 # The same for response heads, for a client fetching from one origin: only
 # for requests whose method does not change the framing (not HEAD or
 # CONNECT), so that the head alone decides what it means.
 #   _response_heads: head -> (status, phrase, headers (copied out), version,
 #                             close, upgrade, body, content_length, state,
 #                             remaining, start line length, line count)
-_response_heads = {}
+_response_heads: Dict[bytes, _KnownResponse] = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LEN = 1024
 _HEAD_CACHE_LINES = 101  # the default max_fields, and the start line
 # What resume() and finish() feed: no input, just the parser's loop.
-_CARRY_ON = object()
+_CARRY_ON: Any = object()
 # What a special field says, for a Content-Length the fast path leaves to
 # the general one.
 _BAD_LENGTH = -1
@@ -187,14 +224,14 @@ _BAD_LENGTH = -1
 _VCHAR = bytes(range(0x21, 0x7F))
 
 
-def _remember(cache, line, value, most):
+def _remember(cache: Dict[bytes, Any], line: bytes, value: Any, most: int) -> None:
     if len(line) <= _LINE_CACHE_LEN:
         if len(cache) >= most:
             cache.clear()
         cache[line] = value
 
 
-def _field_entry(line):
+def _field_entry(line: bytes) -> Optional[_Entry]:
     """((name, value), special kind or None, what it says) for a field
     line, remembered; None if the general path must look at it (anything
     it might reject, or an obs-fold)."""
@@ -209,6 +246,7 @@ def _field_entry(line):
     if len(value.translate(None, CTL_EXCEPT_HTAB)) != len(value):
         return None  # a bare CR or LF, or another control character
     pair = (name, value.rstrip(_OWS))
+    meaning: Any
     kind = _SPECIAL.get(low)
     if kind is None:
         _remember(_plain_lines, line, pair, _LINES_MAX)
@@ -240,21 +278,21 @@ def _field_entry(line):
     return entry
 
 
-def _field_name(name):
+def _field_name(name: bytes) -> bytes:
     """Lower-case ``name``, or raise if it is not a token."""
     if not name:
-        raise BadFieldError("empty field name")
+        raise HeaderNameError("empty field name")
     if name.translate(None, TCHAR):
         if name[-1] in (32, 9):
-            raise HeaderSpaceError(repr(name))
-        raise BadFieldError("invalid field name %r" % name)
+            raise HeaderSpaceError(detail_text(name))  # the name, as Thor 0.17 gives it
+        raise HeaderNameError(detail_text(name))
     low = name.lower()
     if len(_names) < _NAMES_MAX and len(name) <= _NAME_CACHE_LEN:
         _names[name] = low
     return low
 
 
-def _tokens(values):
+def _tokens(values: Optional[List[bytes]]) -> Collection[bytes]:
     """The lower-cased members of comma-separated list fields."""
     if values is None:
         return ()
@@ -269,31 +307,32 @@ def _tokens(values):
     return out
 
 
-def _content_length(values):
+def _content_length(values: List[bytes]) -> int:
     """RFC 9110 8.6: 1*DIGIT; a list or repeats only of the same value."""
     if len(values) == 1:
         value = values[0].strip(_OWS)
         if value.isdigit() and len(value) <= 18:
             return int(value)
-    first = None
+    first: Optional[bytes] = None
     for value in values:
         for item in value.split(b","):
             item = item.strip(_OWS)
             # 18 digits stay below 2**63 (no overflow anywhere downstream).
             if not item.isdigit() or len(item) > 18:
-                raise MalformedCLError(repr(item))
+                raise MalformedCLError(detail_text(item))
             if first is None:
                 first = item
             elif item != first:
-                raise DuplicateCLError("%r and %r" % (first, item))
-    return int(first)
+                raise DuplicateCLError("%s and %s" % (detail_text(first), detail_text(item)))
+    return int(first)  # type: ignore[arg-type]  # values is never empty
 
 
-def _host_port(value):
+def _host_port(value: bytes) -> Optional[Tuple[bytes, Optional[bytes]]]:
     """(host, port) from ``uri-host [":" port]`` (RFC 3986 3.2.2, 3.2.3);
     port is None without a colon, and may be b"" (port = *DIGIT). None if
     ``value`` is not one: a stray colon or bracket, a bad character, a
     broken %-escape."""
+    port: Optional[bytes]
     if value[:1] == b"[":
         close = value.find(b"]")
         if close < 2:
@@ -321,7 +360,7 @@ def _host_port(value):
     return host, port
 
 
-def _transfer_codings(values):
+def _transfer_codings(values: List[bytes]) -> List[bytes]:
     """The lower-cased coding names of all Transfer-Encoding fields, in order."""
     names = []
     for value in values:
@@ -332,7 +371,7 @@ def _transfer_codings(values):
             name, semicolon, _ = item.partition(b";")
             name = name.rstrip(_OWS).lower()
             if not is_token(name):
-                raise BadTransferCodeError("invalid coding %r" % item)
+                raise BadTransferCodeError("invalid coding %s" % detail_text(item))
             if semicolon and name == b"chunked":
                 raise BadTransferCodeError("chunked takes no parameters")
             names.append(name)
@@ -341,18 +380,52 @@ def _transfer_codings(values):
     return names
 
 
-def _http_version(version, later_minor_ok=False):
-    """b"1.1" / b"1.0" for a version not spelt exactly so: a request must be
-    HTTP/1.0 or HTTP/1.1 (505 otherwise); a response of a later HTTP/1.x
-    reads as 1.1 (RFC 9110 2.5), since the client cannot answer it."""
+def _http_version(version: bytes, later_minor_ok: bool = False) -> bytes:
+    """b"1.1" for a version not spelt exactly HTTP/1.0 or HTTP/1.1 that is
+    still one: a response of a later HTTP/1.x reads as 1.1 (RFC 9110 2.5),
+    since the client cannot answer it; a request must be HTTP/1.0 or
+    HTTP/1.1. Otherwise HttpVersionError (505) for a well-formed version
+    of HTTP or of another protocol (ICY/1.1, as Thor 0.17), or
+    StartLineError for one that is not protocol "/" DIGIT "." DIGIT."""
+    name, slash, number = version.partition(b"/")
     if (
-        len(version) == 8 and version.startswith(b"HTTP/")
-        and 48 <= version[5] <= 57 and version[6] == 46 and 48 <= version[7] <= 57
+        slash and len(number) == 3 and 48 <= number[0] <= 57 and number[1] == 46
+        and 48 <= number[2] <= 57 and is_token(name)
     ):
-        if version[5] == 49 and later_minor_ok:
+        if name == b"HTTP" and number[0] == 49 and later_minor_ok:
             return b"1.1"
-        raise HttpVersionError(version.decode("ascii"))
-    raise StartLineError("bad HTTP version %r" % version)
+        raise HttpVersionError(detail_text(version))
+    raise StartLineError("bad HTTP version %s" % detail_text(version))
+
+
+class ParserDelegate(Protocol):
+    """What HttpParser calls: its owner (a server or client connection).
+
+    A request parser calls on_request_head, a response parser
+    on_response_nonfinal and on_response_head; both call on_body (a chunk
+    of the body, never empty), on_message_done (the trailer fields a
+    recipient may use; [] without) and on_error (once, then nothing more).
+    """
+
+    def on_request_head(self, method: bytes, target: bytes, headers: RawHeaderListType) -> None:
+        ...
+
+    def on_response_nonfinal(
+        self, status: bytes, phrase: bytes, headers: RawHeaderListType,
+    ) -> None:
+        ...
+
+    def on_response_head(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
+        ...
+
+    def on_body(self, chunk: bytes) -> None:
+        ...
+
+    def on_message_done(self, trailers: RawHeaderListType) -> None:
+        ...
+
+    def on_error(self, err: HttpError) -> None:
+        ...
 
 
 class HttpParser:
@@ -365,7 +438,12 @@ class HttpParser:
 
     Per message, before the head is reported: ``version`` (b"1.0" / b"1.1"),
     ``close``, ``expect_continue``, ``upgrade``, ``body`` (NO_BODY, LENGTH,
-    CHUNKED, UNTIL_CLOSE), ``content_length`` (int or None).
+    CHUNKED, UNTIL_CLOSE), ``content_length`` (int or None), and
+    ``head_length``, the head's bytes on the wire (start line through the
+    empty line; a 1xx head's at on_response_nonfinal). ``transfer_length``
+    (a property) is the bytes of the message after its head so far: 0 at
+    the head, all of them (chunked framing and trailers included) at
+    on_message_done, and unchanged from then until the next head.
 
     ``paused`` (read it, change it with pause() / resume()) is True while
     the parser holds its input; ``idle`` and ``buffered`` describe the
@@ -378,14 +456,14 @@ class HttpParser:
         "_cache_fits", "version", "close", "expect_continue", "upgrade", "body", "content_length",
         "_state", "_buf", "_pos", "_queued", "paused", "_busy", "_failed",
         "_eof", "_remaining", "_scanned", "_line_end",
-        "_empty_lines", "_expected", "_switch",
+        "_empty_lines", "_expected", "_switch", "head_length", "_transfer",
     )
 
     def __init__(
-        self, delegate, is_request, *, max_start_line=8190, max_field_section=65536,
-        max_fields=100, max_chunk_ext=4096, max_trailer_section=16384,
-        lenient_bare_lf=False,
-    ):
+        self, delegate: ParserDelegate, is_request: bool, *, max_start_line: int = 8190,
+        max_field_section: int = 65536, max_fields: int = 100, max_chunk_ext: int = 4096,
+        max_trailer_section: int = 16384, lenient_bare_lf: bool = False,
+    ) -> None:
         self._delegate = delegate
         self.is_request = bool(is_request)
         # Default limits: max_start_line 8190 is Apache's LimitRequestLine
@@ -401,16 +479,16 @@ class HttpParser:
         self.max_trailer_section = max_trailer_section
         self.lenient_bare_lf = lenient_bare_lf
         self._limits_changed()
-        self.version = None
+        self.version: Optional[bytes] = None
         self.close = False
         self.expect_continue = False
         self.upgrade = False
         self.body = NO_BODY
-        self.content_length = None
+        self.content_length: Optional[int] = None
         self._state = _HEAD
-        self._buf = b""
+        self._buf: _Buffer = b""
         self._pos = 0
-        self._queued = []      # input fed from inside a delegate call
+        self._queued: List[bytes] = []  # input fed from inside a delegate call
         self.paused = False
         self._busy = False     # inside feed's loop: feed/resume only note what to do
         self._failed = False
@@ -419,12 +497,16 @@ class HttpParser:
         self._scanned = 0      # bytes of an incomplete line / block already checked
         self._line_end = -1    # offset of the start line's LF, once seen
         self._empty_lines = 0
-        self._expected = deque()  # request methods awaiting a response (client)
+        self._expected: Deque[bytes] = deque()  # request methods awaiting a response
         self._switch = False   # pause after this message: the protocol may change
+        self.head_length = 0
+        # Chunked and close-delimited bodies: bytes of the message after its
+        # head, counted ahead for chunk data and its CRLF (transfer_length).
+        self._transfer = 0
 
     # -- limits ----------------------------------------------------------------
 
-    def _limits_changed(self):
+    def _limits_changed(self) -> None:
         # Every head in the caches fits these limits: a hit needs no check
         # of its sizes.
         self._cache_fits = (
@@ -433,26 +515,38 @@ class HttpParser:
             and self._max_fields + 1 >= _HEAD_CACHE_LINES
         )
 
-    def _limit(name):
-        slot = "_" + name
+    # The limits the head caches depend on (see _limits_changed).
 
-        def get(self):
-            return getattr(self, slot)
+    @property
+    def max_start_line(self) -> int:
+        return self._max_start_line
 
-        def set(self, value):
-            setattr(self, slot, value)
-            self._limits_changed()
+    @max_start_line.setter
+    def max_start_line(self, value: int) -> None:
+        self._max_start_line = value
+        self._limits_changed()
 
-        return property(get, set)
+    @property
+    def max_field_section(self) -> int:
+        return self._max_field_section
 
-    max_start_line = _limit("max_start_line")
-    max_field_section = _limit("max_field_section")
-    max_fields = _limit("max_fields")
-    del _limit
+    @max_field_section.setter
+    def max_field_section(self, value: int) -> None:
+        self._max_field_section = value
+        self._limits_changed()
+
+    @property
+    def max_fields(self) -> int:
+        return self._max_fields
+
+    @max_fields.setter
+    def max_fields(self, value: int) -> None:
+        self._max_fields = value
+        self._limits_changed()
 
     # -- the owner's calls ---------------------------------------------------
 
-    def finish(self):
+    def finish(self) -> None:
         """The input has ended: complete a close-delimited body, or report
         IncompleteHeadError / IncompleteBodyError inside a message."""
         if self._failed or self._eof:
@@ -461,12 +555,12 @@ class HttpParser:
         if not self.paused and not self._busy:
             self.feed(_CARRY_ON)
 
-    def pause(self):
+    def pause(self) -> None:
         """Stop delivering; from inside a delegate call, feed() / resume()
         return right after it, keeping the rest of the input."""
         self.paused = True
 
-    def resume(self):
+    def resume(self) -> None:
         """Carry on with buffered input (at once, or after the current
         delegate call when called from inside one)."""
         if not self.paused:
@@ -475,7 +569,7 @@ class HttpParser:
         if not self._busy and not self._failed:
             self.feed(_CARRY_ON)
 
-    def leftover(self):
+    def leftover(self) -> bytes:
         """Take the buffered, unparsed bytes (after a protocol switch)."""
         data = self._buf[self._pos:]
         if self._queued:
@@ -487,7 +581,7 @@ class HttpParser:
         self._line_end = -1
         return bytes(data)
 
-    def expect_response(self, method):
+    def expect_response(self, method: Union[bytes, str]) -> None:
         """Client side: a request with ``method`` was sent; its response is
         expected after those of earlier calls."""
         if isinstance(method, str):
@@ -495,20 +589,42 @@ class HttpParser:
         self._expected.append(method)
 
     @property
-    def idle(self):
+    def idle(self) -> bool:
         """True between messages with no byte of the next one buffered."""
         return (
             self._state == _HEAD and self._pos == len(self._buf) and not self._queued
         )
 
     @property
-    def buffered(self):
+    def buffered(self) -> int:
         """How many input bytes are held unparsed."""
         return len(self._buf) - self._pos + sum(map(len, self._queued))
 
+    @property
+    def transfer_length(self) -> int:
+        """Bytes of the current (or last) message after its head, as they
+        came: the body with its chunked framing and trailer section. 0 at
+        the head; the whole when on_message_done runs."""
+        # Worked out on demand: from what framing keeps anyway for a body of
+        # known length (no cost); from a count kept ahead of the parse, one
+        # addition per chunk or read, for chunked and close-delimited ones.
+        body = self.body
+        if body == LENGTH:
+            return self.content_length - self._remaining  # type: ignore[operator]  # an int
+        if body == CHUNKED:
+            state = self._state
+            if state == _CHUNK_DATA:
+                return self._transfer - self._remaining - 2
+            if state == _CHUNK_END or state == _TRAILERS:
+                return self._transfer - 2
+            return self._transfer
+        if body == UNTIL_CLOSE:
+            return self._transfer
+        return 0
+
     # -- input buffer --------------------------------------------------------
 
-    def _append(self, data):
+    def _append(self, data: Union[bytes, bytearray, memoryview]) -> None:
         buf = self._buf
         pos = self._pos
         if pos == len(buf):
@@ -523,7 +639,7 @@ class HttpParser:
             self._pos = 0
         buf += data
 
-    def _take_queued(self):
+    def _take_queued(self) -> bool:
         """Move input fed during a delegate call into the buffer."""
         if not self._queued:
             return False
@@ -535,7 +651,7 @@ class HttpParser:
 
     # -- the loop --------------------------------------------------------------
 
-    def feed(self, data):
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Parse ``data`` (bytes-like) as far as possible."""
         # Also the parser's own loop (data _CARRY_ON: go on with what is
         # buffered, for resume() and finish()): it handles buffered input
@@ -575,7 +691,9 @@ class HttpParser:
                     if self.is_request:
                         if buf[pos] == 13 or buf[pos] == 10:
                             try:
-                                pos = self._skip_empty_lines(buf, pos, end)
+                                # None (more input needed) is handled below.
+                                pos = self._skip_empty_lines(  # type: ignore[assignment]
+                                    buf, pos, end)
                             except HttpError as err:
                                 self._fail(err)
                                 break
@@ -639,6 +757,7 @@ class HttpParser:
                         self._fail(err)
                         break
                     self._pos = next_pos
+                    self.head_length = next_pos - pos
                     self._scanned = 0
                     self._line_end = -1
                     self._empty_lines = 0
@@ -690,6 +809,7 @@ class HttpParser:
                     if type(chunk) is not bytes:
                         chunk = bytes(chunk)
                     self._pos = end
+                    self._transfer += end - pos
                     delegate.on_body(chunk)
 
                 elif state == _CHUNK_END or state == _CHUNK_SIZE:
@@ -699,7 +819,7 @@ class HttpParser:
                                 continue
                             break
                         if buf[pos:pos + 2] != b"\r\n":
-                            self._fail(ChunkError("chunk data not followed by CRLF"))
+                            self._fail(ChunkTerminatorError("chunk data not followed by CRLF"))
                             break
                         pos += 2
                         self._pos = pos
@@ -709,6 +829,7 @@ class HttpParser:
                     # A chunk-size line of hex digits only, whole: what
                     # _chunk_size makes of it, without the call.
                     lf = buf.find(b"\n", pos, pos + 18) if not self._scanned else -1
+                    size: Optional[int]
                     if lf > pos + 1 and buf[lf - 1] == 13 and not (
                         buf[pos:lf - 1].translate(None, _HEX)
                     ):
@@ -724,11 +845,15 @@ class HttpParser:
                             if self._take_queued():
                                 continue
                             break
+                    # Counted ahead (see transfer_length): the data and its
+                    # CRLF, or the empty line that ends a trailer section.
                     if size:
                         self._remaining = size
                         self._state = _CHUNK_DATA
+                        self._transfer += self._pos - pos + size + 2
                     else:
                         self._state = _TRAILERS
+                        self._transfer += self._pos - pos + 2
 
                 else:  # _TRAILERS
                     if buf[pos] == 13 and end - pos > 1 and buf[pos + 1] == 10:
@@ -744,11 +869,14 @@ class HttpParser:
                                 continue
                             break
                         lines, next_pos = block
-                        trailers = lines and self._trailers(lines)
+                        # [] when there are no trailer lines
+                        trailers: RawHeaderListType = (
+                            lines and self._trailers(lines))  # type: ignore[assignment]
                     except HttpError as err:
                         self._fail(err)
                         break
                     self._pos = next_pos
+                    self._transfer += next_pos - pos - 2
                     self._scanned = 0
                     self._message_done(trailers)
 
@@ -772,14 +900,14 @@ class HttpParser:
             if self._queued and not self._failed:
                 self._take_queued()
 
-    def _fail(self, err):
+    def _fail(self, err: HttpError) -> None:
         self._failed = True
         self._buf = b""
         self._pos = 0
         self._queued = []
         self._delegate.on_error(err)
 
-    def _message_done(self, trailers):
+    def _message_done(self, trailers: RawHeaderListType) -> None:
         self._state = _HEAD
         if self._switch:
             # CONNECT, Upgrade or 101: what follows may not be HTTP. The
@@ -788,7 +916,7 @@ class HttpParser:
             self.paused = True
         self._delegate.on_message_done(trailers)
 
-    def _end_of_input(self):
+    def _end_of_input(self) -> None:
         # Runs whenever feed's loop ends after finish(): once it has run,
         # the parser has failed or holds nothing in state _HEAD, so a
         # repeat does nothing.
@@ -805,7 +933,7 @@ class HttpParser:
 
     # -- message heads ---------------------------------------------------------
 
-    def _skip_empty_lines(self, buf, pos, end):
+    def _skip_empty_lines(self, buf: _Buffer, pos: int, end: int) -> Optional[int]:
         """Consume empty lines before a request: the offset after them, or
         None if more input is needed to tell."""
         lenient = self.lenient_bare_lf
@@ -827,7 +955,9 @@ class HttpParser:
         self._pos = pos
         return pos
 
-    def _read_block(self, buf, start, end, trailer):
+    def _read_block(
+        self, buf: _Buffer, start: int, end: int, trailer: bool,
+    ) -> Optional[Tuple[List[bytes], int]]:
         """The lines of the head (or trailer section) at ``start`` and the
         offset after its empty line; None if more input is needed.
 
@@ -914,20 +1044,23 @@ class HttpParser:
         self._scanned = end - start
         return None
 
-    def _read_block_slowly(self, buf, start, end, trailer):
+    def _read_block_slowly(
+        self, buf: _Buffer, start: int, end: int, trailer: bool,
+    ) -> Optional[Tuple[List[bytes], int]]:
         """Line-at-a-time ``_read_block`` over ``buf[start:end]``: raises the
         first problem in byte order, checking the syntax of the lines before
         a byte-level problem so that theirs comes first."""
         lenient = self.lenient_bare_lf
         lines = []
         pos = start
+        too_large: Type[HttpError]
         try:
             if trailer:
                 limit = start + self.max_trailer_section
                 too_large = TrailerTooLargeError
             else:
                 found = self._next_line(
-                    buf, pos, end, start + self._max_start_line + 2, StartLineError,
+                    buf, pos, end, start + self._max_start_line + 2, True,
                     UriTooLongError if self.is_request else StartLineTooLongError,
                 )
                 if found is None:
@@ -946,7 +1079,7 @@ class HttpParser:
                         return lines, pos + 2
                 elif buf[pos] == 10 and lenient:
                     return lines, pos + 1
-                found = self._next_line(buf, pos, end, limit, BadFieldError, too_large)
+                found = self._next_line(buf, pos, end, limit, False, too_large)
                 if found is None:
                     return None
                 line, pos = found
@@ -956,7 +1089,9 @@ class HttpParser:
                 self._parse_lines(lines, trailer)
             raise
 
-    def _quick_head(self, buf, pos):
+    def _quick_head(
+        self, buf: _Buffer, pos: int,
+    ) -> Optional[Tuple[bytes, bytes, RawHeaderListType]]:
         """The fast path for a common head that is whole in ``buf`` at
         ``pos``: the arguments of the delegate's head call, with the parser
         set up exactly as the general path would; None to leave the head to
@@ -978,7 +1113,7 @@ class HttpParser:
         if request:
             known = _request_heads.get(block)
             if known is not None:
-                (method, target, headers, version, close, expect, upgrade, body,
+                (method, target, fields, version, close, expects, switch, body,
                  content_length, state, remaining, first, count) = known
                 if self._cache_fits or (
                     first <= self._max_start_line
@@ -988,23 +1123,25 @@ class HttpParser:
                     # What the code below sets, for this head.
                     self._state = state
                     self._remaining = remaining
-                    self.expect_continue = expect
-                    self.upgrade = self._switch = upgrade
+                    self.expect_continue = expects
+                    self.upgrade = self._switch = switch
                     self.version = version
                     self.close = close
                     self.body = body
                     self.content_length = content_length
                     self._pos = idx + 4
+                    self.head_length = idx + 4 - pos
+                    self._transfer = 0
                     self._empty_lines = 0
-                    return method, target, list(headers)
+                    return method, target, list(fields)
         else:
             method = self._expected[0]
             if method == b"CONNECT":
                 return None  # a 2xx answer switches protocols
-            known = _response_heads.get(block) if method != b"HEAD" else None
-            if known is not None:
-                (status, phrase, headers, version, close, upgrade, body,
-                 content_length, state, remaining, first, count) = known
+            seen = _response_heads.get(block) if method != b"HEAD" else None
+            if seen is not None:
+                (status, phrase, fields, version, close, switch, body,
+                 content_length, state, remaining, first, count) = seen
                 if self._cache_fits or (
                     first <= self._max_start_line
                     and idx - pos - first <= self._max_field_section
@@ -1016,13 +1153,15 @@ class HttpParser:
                     self._state = state
                     self._remaining = remaining
                     self._expected.popleft()
-                    self.upgrade = upgrade
+                    self.upgrade = switch
                     self.version = version
                     self.close = close
                     self.body = body
                     self.content_length = content_length
                     self._pos = idx + 4
-                    return status, phrase, list(headers)
+                    self.head_length = idx + 4 - pos
+                    self._transfer = 0
+                    return status, phrase, list(fields)
         lines = block.split(b"\r\n")
         start = lines[0]
         first = len(start)
@@ -1034,21 +1173,21 @@ class HttpParser:
         if request:
             parsed = _request_lines.get(start)
             if parsed is None:
-                parsed = start.split(b" ")
-                if len(parsed) != 3:
+                parts = start.split(b" ")
+                if len(parts) != 3:
                     return None
-                method, target, version = parsed
+                method, target, spelt = parts
                 # A method that needs no check, not CONNECT, and an
                 # origin-form target of visible ASCII: what _request_line
                 # accepts without further ado. The translate also rules
                 # out CR, LF and the other CTLs.
-                version = _VERSIONS.get(version)
+                known_version = _VERSIONS.get(spelt)
                 if (
-                    version is None or method not in _METHODS or method == b"CONNECT"
+                    known_version is None or method not in _METHODS or method == b"CONNECT"
                     or not target or target[0] != 47 or target.translate(None, _VCHAR)
                 ):
                     return None
-                parsed = (method, target, version)
+                parsed = (method, target, known_version)
                 _remember(_request_lines, start, parsed, _LINES_MAX)
             method, target, version = parsed
         else:
@@ -1064,10 +1203,17 @@ class HttpParser:
             version, status, phrase = parsed
             if status[0] == 49:
                 return None  # 1xx, 101 included
-        headers = []
+        headers: RawHeaderListType = []
         append = headers.append
         plain = _plain_lines
         special = _special_lines
+        # What the fields of each special kind say (see _field_entry).
+        host: Any
+        connection: Any
+        length: Any
+        chunked: Any
+        expect: Any
+        upgrade: Any
         host = connection = length = chunked = expect = upgrade = None
         for line in lines[1:]:
             pair = plain.get(line)
@@ -1118,6 +1264,7 @@ class HttpParser:
                 body = CHUNKED
                 content_length = None
                 self._state = _CHUNK_SIZE
+                self._transfer = 0
             elif length is not None:
                 if length == _BAD_LENGTH:
                     return None
@@ -1155,6 +1302,7 @@ class HttpParser:
                 body = CHUNKED
                 close = length is not None or close
                 self._state = _CHUNK_SIZE
+                self._transfer = 0
             elif length is not None:
                 if length == _BAD_LENGTH:
                     return None
@@ -1165,6 +1313,7 @@ class HttpParser:
                 body = UNTIL_CLOSE
                 close = True
                 self._state = _UNTIL_CLOSE
+                self._transfer = 0
             self._expected.popleft()
             self.upgrade = upgrade is not None and b"upgrade" in connection
             self.expect_continue = False
@@ -1173,6 +1322,7 @@ class HttpParser:
         self.body = body
         self.content_length = content_length
         self._pos = idx + 4
+        self.head_length = idx + 4 - pos
         self._empty_lines = 0
         if request:
             if len(block) <= _HEAD_CACHE_LEN and len(lines) <= _HEAD_CACHE_LINES:
@@ -1197,52 +1347,94 @@ class HttpParser:
             )
         return status, phrase, headers
 
-    def _next_line(self, buf, pos, end, limit, line_error, size_error):
-        """(line, next offset) for the line at ``pos``, which must end before
-        ``limit``; None if it has not ended yet."""
+    def _next_line(
+        self, buf: _Buffer, pos: int, end: int, limit: int, start_line: bool,
+        size_error: Type[HttpError],
+    ) -> Optional[Tuple[bytes, int]]:
+        """(line, next offset) for the line at ``pos`` (the start line, or a
+        field line), which must end before ``limit``; None if it has not
+        ended yet."""
         stop = end if end < limit else limit
         lf = buf.find(b"\n", pos, stop)
         if lf < 0:
             if stop - 1 > pos and buf.find(b"\r", pos, stop - 1) >= 0:
-                raise line_error("bare CR")
+                raise self._line_error(start_line, _BARE_CR, b"")
             if end >= limit:
                 raise size_error()
             return None
         if lf - 1 > pos and buf.find(b"\r", pos, lf - 1) >= 0:
-            raise line_error("bare CR")
+            raise self._line_error(start_line, _BARE_CR, b"")
         if lf > pos and buf[lf - 1] == 13:
             line = buf[pos:lf - 1]
         elif self.lenient_bare_lf:
             line = buf[pos:lf]
         else:
-            raise line_error("bare LF")
+            raise self._line_error(start_line, _BARE_LF, b"")
         if type(line) is not bytes:
             line = bytes(line)
         if len(line.translate(None, CTL_EXCEPT_HTAB)) != len(line):
-            raise line_error("control character in %r" % line)
+            raise self._line_error(start_line, _CONTROL, line)
         return line, lf + 1
 
-    def _parse_lines(self, lines, trailer):
+    def _line_error(self, start_line: bool, problem: int, line: bytes) -> HttpError:
+        """The error for a line with a bare CR, a bare LF (strict) or another
+        control character (``problem``; ``line`` is the line for the last)."""
+        if problem == _BARE_CR:
+            detail = "bare CR"
+        elif problem == _BARE_LF:
+            detail = "bare LF"
+        else:
+            detail = "control character in %s" % detail_text(line, 80)
+        if start_line:
+            if self.is_request and problem != _BARE_LF:
+                return RequestLineError(detail)
+            return StartLineError(detail)
+        if problem == _BARE_CR:
+            return BareCRError(detail)
+        if problem == _BARE_LF:
+            return HeaderLineEndingError(detail)
+        name, colon, _ = line.partition(b":")
+        if colon and len(name.translate(None, CTL_EXCEPT_HTAB)) == len(name):
+            return HeaderValueError(detail)
+        return HeaderNameError(detail)
+
+    @overload
+    def _parse_lines(
+        self, lines: List[bytes], trailer: Literal[False],
+    ) -> Tuple[_StartLine, Tuple[RawHeaderListType, _Specials]]:
+        ...
+
+    @overload
+    def _parse_lines(
+        self, lines: List[bytes], trailer: bool,
+    ) -> Tuple[Optional[_StartLine], Tuple[RawHeaderListType, _Specials]]:
+        ...
+
+    def _parse_lines(
+        self, lines: List[bytes], trailer: bool,
+    ) -> Tuple[Optional[_StartLine], Tuple[RawHeaderListType, _Specials]]:
         """Check the syntax of complete lines in order: (start line parts or
         None, (headers, special field indices))."""
         if trailer:
-            return None, self._read_fields(lines, 0, BadFieldError)
+            return None, self._read_fields(lines, 0, ObsoleteFoldError)
         if self.is_request:
             start = self._request_line(lines[0])
         else:
             start = self._status_line(lines[0])
         return start, self._read_fields(lines, 1, TopLineSpaceError)
 
-    def _read_fields(self, lines, first, fold_error):
+    def _read_fields(
+        self, lines: List[bytes], first: int, fold_error: Type[HttpError],
+    ) -> Tuple[RawHeaderListType, _Specials]:
         """(headers, [(special kind, index in headers)]) from field lines."""
-        headers = []
+        headers: RawHeaderListType = []
         append = headers.append
         specials = []
         names = _names
         special = _SPECIAL
         max_fields = self._max_fields
         counting = len(lines) - first > max_fields
-        folds = None  # {index in headers: [value, continuation, ...]}
+        folds: Optional[Dict[int, List[bytes]]] = None  # {index in headers: [value, ...]}
         for line in lines[first:] if first else lines:
             name, colon, value = line.partition(b":")
             low = names.get(name)
@@ -1251,7 +1443,7 @@ class HttpParser:
                     # RFC 9112 5.2: obs-fold; replace it with one SP. The
                     # pieces are joined once at the end, not re-copied per line.
                     if not headers:
-                        raise fold_error(repr(line))
+                        raise fold_error(detail_text(line))
                     line = line.strip(_OWS)
                     if line:
                         if folds is None:
@@ -1262,7 +1454,7 @@ class HttpParser:
                         parts.append(line)
                     continue
                 if not colon:
-                    raise BadFieldError("no colon in %r" % line)
+                    raise HeaderNoColonError(detail_text(line))
                 low = _field_name(name)
             if counting and len(headers) >= max_fields:
                 raise TooManyFieldsError("more than %d" % max_fields)
@@ -1275,16 +1467,16 @@ class HttpParser:
                 headers[index] = (headers[index][0], b" ".join(parts))
         return headers, specials
 
-    def _request_line(self, line):
+    def _request_line(self, line: bytes) -> _StartLine:
         parts = line.split(b" ")
         if len(parts) != 3:
-            raise StartLineError(repr(line))
+            raise StartLineError(detail_text(line))
         method, target, version = parts
         if method not in _METHODS and not is_token(method):
-            raise StartLineError("bad method %r" % method)
+            raise RequestLineError("method is not a token: %s" % detail_text(method))
         # Bytes checks already excluded other CTLs and DEL.
         if not target or not target.isascii() or b"\t" in target:
-            raise StartLineError("bad request-target %r" % target)
+            raise RequestLineError("bad request-target %s" % detail_text(target))
         version = _VERSIONS.get(version) or _http_version(version)
         # RFC 9112 3.2: authority-form only with CONNECT, which needs it;
         # asterisk-form only with OPTIONS.
@@ -1301,20 +1493,20 @@ class HttpParser:
                 found is None or not found[0] or not found[1]
                 or len(found[1]) > 5 or not 0 < int(found[1]) <= 65535
             ):
-                raise StartLineError("bad authority-form %r" % target)
+                raise StartLineError("bad authority-form %s" % detail_text(target))
         else:
             scheme, sep, rest = target.partition(b"://")
             if (
                 not sep or not scheme or not scheme[:1].isalpha()
                 or scheme.translate(None, _SCHEME_CHARS) or not rest or rest[0] == 47
             ):
-                raise StartLineError("bad request-target %r" % target)
+                raise StartLineError("bad request-target %s" % detail_text(target))
             # The authority is where the request goes (RFC 9112 3.2.2), so
             # it must read one way only. RFC 9110 4.2.1: an http(s) URI
             # with an empty host is invalid; 4.2.4: userinfo in one is an
             # error (it hides the real host: http://good.example@evil/).
-            found = _AUTHORITY_END.search(rest)
-            authority = rest[:found.start()] if found else rest
+            match = _AUTHORITY_END.search(rest)
+            authority = rest[:match.start()] if match else rest
             userinfo, at, authority = authority.rpartition(b"@")
             web = scheme.lower() in (b"http", b"https")
             found = _host_port(authority)
@@ -1324,10 +1516,10 @@ class HttpParser:
                             or not _PCT_OK.fullmatch(userinfo))
                 )
             ):
-                raise StartLineError("bad authority in %r" % target)
+                raise StartLineError("bad authority in %s" % detail_text(target))
         return method, target, version
 
-    def _status_line(self, line):
+    def _status_line(self, line: bytes) -> _StartLine:
         version, space, rest = line.partition(b" ")
         version = _VERSIONS.get(version) or _http_version(version, True)
         status = rest[:3]
@@ -1335,34 +1527,39 @@ class HttpParser:
             not space or len(status) != 3 or not status.isdigit()
             or status < b"100" or status > b"599"
         ):
-            raise StartLineError(repr(line))
+            raise StartLineError(detail_text(line))
         if len(rest) > 3:
             if rest[3] != 32:
-                raise StartLineError(repr(line))
+                raise StartLineError(detail_text(line))
             phrase = rest[4:]
         else:
             phrase = b""
         return version, status, phrase
 
-    def _request_head(self, start, headers, specials):
+    def _request_head(
+        self, start: _StartLine, headers: RawHeaderListType, specials: _Specials,
+    ) -> None:
         method, _, version = start
-        values = [None, None, None, None, None, None]
+        self._transfer = 0
+        # The values of the fields of each special kind, by kind.
+        values: List[Optional[List[bytes]]] = [None, None, None, None, None, None]
         for kind, index in specials:
-            if values[kind] is None:
+            seen = values[kind]
+            if seen is None:
                 values[kind] = [headers[index][1]]
             else:
-                values[kind].append(headers[index][1])
+                seen.append(headers[index][1])
         # RFC 9112 3.2: exactly one valid Host in HTTP/1.1; never several.
         hosts = values[_HOST]
         if hosts is None:
             if version == b"1.1":
                 raise HostRequiredError("no Host")
         elif len(hosts) > 1:
-            raise HostRequiredError("%d Host fields" % len(hosts))
+            raise InvalidHostError("%d Host fields" % len(hosts))
         else:
             host = hosts[0].strip(_OWS)
             if host.translate(None, _HOST_COMMON) and _host_port(host) is None:
-                raise HostRequiredError("invalid Host %r" % host)
+                raise InvalidHostError(detail_text(host))
         connection = _tokens(values[_CONNECTION])
         codings = values[_TRANSFER_ENCODING]
         lengths = values[_CONTENT_LENGTH]
@@ -1380,7 +1577,7 @@ class HttpParser:
                 raise CLTEError()
             names = _transfer_codings(codings)
             if names[-1] != b"chunked":
-                raise BadTransferCodeError("chunked is not the final coding")
+                raise RequestTransferEncodingError("chunked is not the final coding")
             if names.count(b"chunked") > 1:
                 raise BadTransferCodeError("chunked more than once")
             if len(names) > 1:
@@ -1413,18 +1610,25 @@ class HttpParser:
             self.upgrade = False
         self._switch = self.upgrade or method == b"CONNECT"
 
-    def _response_head(self, start, headers, specials):
+    def _response_head(
+        self, start: _StartLine, headers: RawHeaderListType, specials: _Specials,
+    ) -> bool:
         """Set up for the response; True if it is a nonfinal (1xx) one."""
         version, status, _ = start
         if status[0] == 49 and status != b"101":
+            # No body; transfer_length reads 0 until the final response.
+            self.body = NO_BODY
             return True
+        self._transfer = 0
         method = self._expected.popleft()
-        values = [None, None, None, None, None, None]
+        # The values of the fields of each special kind, by kind.
+        values: List[Optional[List[bytes]]] = [None, None, None, None, None, None]
         for kind, index in specials:
-            if values[kind] is None:
+            seen = values[kind]
+            if seen is None:
                 values[kind] = [headers[index][1]]
             else:
-                values[kind].append(headers[index][1])
+                seen.append(headers[index][1])
         connection = _tokens(values[_CONNECTION])
         if version == b"1.1":
             close = b"close" in connection
@@ -1481,7 +1685,7 @@ class HttpParser:
 
     # -- chunked ---------------------------------------------------------------
 
-    def _chunk_size(self, buf, pos, end):
+    def _chunk_size(self, buf: _Buffer, pos: int, end: int) -> Optional[int]:
         """The size from the chunk-size line at ``pos`` (consumed), or None
         if it is incomplete."""
         limit = pos + 18 + self.max_chunk_ext  # 16 hex digits, extensions, CRLF
@@ -1513,19 +1717,19 @@ class HttpParser:
             rest = line.lstrip(_HEX)
             digits = len(line) - len(rest)
             if not digits or digits > 16:
-                raise ChunkError("bad chunk size %r" % line[:40])
+                raise ChunkError("bad chunk size %s" % detail_text(line, 40))
             if len(rest) > self.max_chunk_ext:
                 raise ChunkExtTooLargeError()
             if not _CHUNK_EXT.fullmatch(rest):
-                raise ChunkError("bad chunk extension %r" % rest[:40])
+                raise ChunkError("bad chunk extension %s" % detail_text(rest, 40))
             size = int(line[:digits], 16)
         self._pos = lf + 1
         self._scanned = 0
         return size
 
-    def _trailers(self, lines):
+    def _trailers(self, lines: List[bytes]) -> RawHeaderListType:
         """The trailer fields a recipient may use (RFC 9110 6.5.1)."""
-        headers, _ = self._read_fields(lines, 0, BadFieldError)
+        headers, _ = self._read_fields(lines, 0, ObsoleteFoldError)
         names = _names
         return [
             (name, value) for name, value in headers

@@ -7,13 +7,21 @@ Theory of operation
   request is being read or whose response is outstanding; between requests
   it is None. Once a request has been read, the parser is paused until that
   request's response is done, so pipelined requests cost no more memory
-  than the bytes already read, and a client with too many queued is simply
-  not read from (``inbuf_limit``) instead of being refused.
+  than the bytes already read.
+- Input is read only while the parser holds fewer than ``inbuf_limit``
+  unparsed bytes (decided before each read, so a connection holds at most
+  ``inbuf_limit`` plus one read), only while the application has not paused
+  the request body, and not at all while the output is backed up after a
+  response: a client that sends requests but reads no responses cannot
+  grow the server's memory, whether the application answers at once or
+  later.
 - When the connection's output backs up (the transport emitted
-  ``pause(True)``), the exchange in progress gets a ``pause(True)`` event,
-  and no further pipelined request is started until the output drains: a
-  client that sends requests but reads no responses cannot grow the
-  server's memory.
+  ``pause(True)``), the exchange in progress gets a ``pause(True)`` event.
+- The client's end of input (the transport's ``end``: thor's connections
+  always ask for it) takes effect where it is in the stream: every request
+  read before it is handled as if it had not come, and only the exchange
+  still in progress when the parser reaches it is subject to
+  ``half_close`` (off: it gets an error, the client may be gone).
 - Responses are framed by thor: the application's Content-Length is used
   (and enforced) when given, chunked otherwise for HTTP/1.1, and
   close-delimited for HTTP/1.0. Output is gathered: what the application
@@ -21,17 +29,31 @@ Theory of operation
   the end of that input (one send for a whole hello-world response, and
   one per read for pipelined ones); what it writes at other times goes out
   on the next loop pass, or at once past ``_FLUSH_SIZE`` bytes.
-- One timer per connection, re-armed lazily: ``idle_timeout`` between
+- One timer per connection (thor.loop.LazyTimer), re-armed lazily, with a
+  deadline for the state the connection is in: ``idle_timeout`` between
   requests, ``request_timeout`` from the first byte of a request head to
-  its end (slow clients get 408) and for the rest of a request body that
-  the application answered early. While an exchange is in progress the
-  application governs time.
+  its end (absolute: later bytes do not move it; slow clients get 408) and
+  for the rest of a request body that the application answered early,
+  ``body_timeout`` between reads of a request body (408, or a close once a
+  response has started), ``send_timeout`` while output is backed up or a
+  close waits for it to be sent (measured as progress: the deadline moves
+  while the client takes anything). While an exchange waits for its
+  response, the application governs time. A keep-alive request without a
+  body costs no timer work beyond the one deadline store per request.
+  ``shutdown_timeout`` is the server's: one timer for a graceful shutdown.
+- An exception from a listener of the exchange (or of 'exchange') ends
+  that exchange: it goes to the loop's exception handler, the exchange gets
+  ``error`` (InternalServerError, its ``__cause__`` the exception), and the
+  client gets 500 if no response had started, or the connection closes.
 - Everything the application passes is checked before anything is written
   (thor.http.headers); a field line once checked is cached, so a response
   head is a few dictionary look-ups and one join.
 """
 
+from __future__ import annotations
+
 import time as _time
+from typing import TYPE_CHECKING
 
 import thor.loop
 from thor.events import EventEmitter
@@ -42,6 +64,25 @@ from thor.http.headers import (
     encode_body_chunk, HOP_BY_HOP, TRAILER_FORBIDDEN,
 )
 from thor.http.parser import HttpParser, NO_BODY
+
+if TYPE_CHECKING:
+    import ssl
+    from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
+
+    from thor.loop import LoopBase, ScheduledEvent
+    from thor.tcp import TcpConnection
+    from thor.types import (
+        BodyInput, HeaderInput, HostInput, RawHeaderListType, StatusInput, TextInput,
+    )
+
+    # A checked field line: (b"Name: value\r\n", lower-cased name, value,
+    # Content-Length or None).
+    FieldEntry = Tuple[bytes, bytes, bytes, Optional[int]]
+    # A checked response head: see ``_heads``.
+    HeadEntry = Tuple[
+        bytes, bytes, Optional[int], Optional[Tuple[FieldEntry, ...]], Optional[bytes], int,
+    ]
+    Fields = Union[Sequence[Any], "HeaderInput"]
 
 __all__ = ["HttpServer", "HttpServerConnection", "HttpServerExchange"]
 
@@ -71,7 +112,7 @@ _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 # None). Applications send the same few fields again and again; a proxy
 # relays arbitrary ones, so the cache is emptied when it fills up, and long
 # values are not kept.
-_field_lines = {}
+_field_lines: Dict[Any, FieldEntry] = {}
 _FIELD_CACHE_MAX = 4096
 _FIELD_CACHE_VALUE = 256
 
@@ -81,16 +122,16 @@ _FIELD_CACHE_VALUE = 256
 # request, the framing it means). An application answering with the same
 # few heads then pays one dictionary look-up per response instead of one
 # per field, and for an ordinary request (see HttpServerExchange._plain)
-# the head is that entry, the Date and that end. A head is kept only once all of its field lines were
-# already cached (seen before), so a proxy relaying ever-different heads
-# does not churn it; keys are exact ints, strs and bytes (200.0 == 200, but
-# 200.0 is not a status).
-_heads = {}
+# the head is that entry, the Date and that end. A head is kept only once
+# all of its field lines were already cached (seen before), so a proxy
+# relaying ever-different heads does not churn it; keys are exact ints,
+# strs and bytes (200.0 == 200, but 200.0 is not a status).
+_heads: Dict[Tuple[Any, Any, Tuple[Any, ...]], HeadEntry] = {}
 _HEAD_CACHE_MAX = 256
 _HEAD_CACHE_SIZE = 4096
 
 
-def _field_line(field):
+def _field_line(field: Any) -> FieldEntry:
     """Check one (name, value) field; raises BadHeaderError / TypeError."""
     if isinstance(field, (str, bytes)):  # would unpack as two characters
         raise error.BadHeaderError("a field is a (name, value) tuple: %r" % (field,))
@@ -100,23 +141,23 @@ def _field_line(field):
         raise error.BadHeaderError("a field is a (name, value) tuple: %r" % (field,)) from None
     raw = encode_field_name(name)
     try:
-        value = encode_field_value(value)
+        encoded = encode_field_value(value)
     except error.BadHeaderError as err:
         raise error.BadHeaderError("%s: %s" % (raw.decode("latin-1"), err.detail)) from None
     lower = raw.lower()
     # The fourth member: the number, for a Content-Length (checked here).
     entry = (
-        raw + b": " + value + b"\r\n", lower, value,
-        _parse_length(value) if lower == b"content-length" else None,
+        raw + b": " + encoded + b"\r\n", lower, encoded,
+        _parse_length(encoded) if lower == b"content-length" else None,
     )
-    if type(field) is tuple and len(value) <= _FIELD_CACHE_VALUE:
+    if type(field) is tuple and len(encoded) <= _FIELD_CACHE_VALUE:
         if len(_field_lines) >= _FIELD_CACHE_MAX:
             _field_lines.clear()
         _field_lines[field] = entry
     return entry
 
 
-def _status_line(status, phrase):
+def _status_line(status: StatusInput, phrase: TextInput) -> bytes:
     """b"HTTP/1.1 <status> <phrase>\r\n"; raises BadStatusError."""
     return b"HTTP/1.1 " + encode_status(status) + b" " + encode_phrase(phrase) + b"\r\n"
 
@@ -124,21 +165,21 @@ def _status_line(status, phrase):
 _EXACT = (int, str, bytes)
 
 
-def _checked_head(status, phrase, headers):
+def _checked_head(status: StatusInput, phrase: TextInput, headers: Fields) -> HeadEntry:
     """The checked entry for a response head (see ``_heads``); raises,
     having cached nothing, for anything that is not valid on the wire."""
-    key = None
+    key: Optional[Tuple[Any, Any, Tuple[Any, ...]]] = None
     if type(status) in _EXACT and type(phrase) in _EXACT:
         try:
             key = (status, phrase, tuple(headers))
-            entry = _heads.get(key)
+            found = _heads.get(key)
         except TypeError:  # an unhashable field (a list): checked, not cached
-            key = entry = None
-        if entry is not None:
-            return entry
+            key = found = None
+        if found is not None:
+            return found
     lines = [_status_line(status, phrase)]
-    content_length = None
-    fields = None  # special fields other than Content-Length, when any
+    content_length: Optional[int] = None
+    fields: Optional[List[FieldEntry]] = None  # special fields but Content-Length
     cacheable = key is not None
     for field in headers:
         try:
@@ -164,7 +205,8 @@ def _checked_head(status, phrase, headers):
             lines.append(entry[0])
     prefix = b"".join(lines)
     code = prefix[9:12]
-    tail = framing = None
+    tail: Optional[bytes] = None
+    framing = _UNDECIDED
     if fields is None and code[0] != 49 and code != b"204" and code != b"304":
         # What _framed adds for a plain request (after the Date).
         if content_length is not None:
@@ -173,12 +215,14 @@ def _checked_head(status, phrase, headers):
         else:
             tail = b"Transfer-Encoding: chunked\r\n\r\n"
             framing = _CHUNKED
-    entry = (prefix, code, content_length, fields and tuple(fields), tail, framing)
-    if cacheable and len(prefix) <= _HEAD_CACHE_SIZE:
+    head: HeadEntry = (
+        prefix, code, content_length, tuple(fields) if fields else None, tail, framing,
+    )
+    if key is not None and cacheable and len(prefix) <= _HEAD_CACHE_SIZE:
         if len(_heads) >= _HEAD_CACHE_MAX:
             _heads.clear()
-        _heads[key] = entry
-    return entry
+        _heads[key] = head
+    return head
 
 
 class _DateCache:
@@ -189,11 +233,11 @@ class _DateCache:
 
     __slots__ = ("expires", "field")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.expires = 0.0
         self.field = b""
 
-    def get(self):
+    def get(self) -> bytes:
         now = _time.time()
         if now >= self.expires:
             second = int(now)
@@ -216,27 +260,46 @@ class HttpServer(EventEmitter):
     ``tls_context`` (an ``ssl.SSLContext`` with a certificate loaded) serves
     HTTPS through thor.tls.TlsServer; ``reuse_port`` sets SO_REUSEPORT.
 
-    Settings (class variables, or set on an instance before it accepts):
-    ``tcp_server_class`` (what listens; must implement thor.TcpServer),
-    ``idle_timeout`` (seconds an idle persistent connection is kept; None to
-    disable), ``request_timeout`` (seconds a client has to send a whole
-    request head once it has started one, and the rest of a request body
-    the application has already answered; None to disable),
+    Attributes: ``host``, ``port``, ``loop`` (the loop it runs on),
+    ``tcp_server``, ``connections`` (the open HttpServerConnections),
+    ``shutting_down`` (True once graceful_shutdown() was called).
+
+    Settings (class variables, or set on an instance before it accepts;
+    times in seconds, None disables): ``tcp_server_class`` (what listens;
+    must implement thor.TcpServer), ``idle_timeout`` (an idle persistent
+    connection is closed), ``request_timeout`` (a request head must arrive
+    whole within this of its first byte, else 408; also the rest of a
+    request body the application has already answered), ``body_timeout``
+    (a request body that makes no progress between two reads for this
+    long: 408, or a close once a response has started; the exchange gets
+    BodyTimeoutError), ``send_timeout`` (the client takes none of the
+    output for this long while it is backed up, or while a close waits for
+    it: the connection closes, and an exchange in progress gets
+    SendTimeoutError), ``shutdown_timeout`` (graceful_shutdown's deadline:
+    the connections left are then closed and 'stop' is emitted),
     ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser),
     ``inbuf_limit`` (bytes of unparsed input held while a response is
     outstanding before the server stops reading from that client),
-    ``half_close`` (False: a client's end of input closes its connection,
-    and an exchange still unanswered gets an error event; True: a client
-    that shuts its sending side still gets every answer, the connection
-    closing once the last one is sent).
+    ``half_close`` (what the client's end of input means for the exchange
+    in progress when it is reached; requests read before it are answered
+    either way. False: the client may be gone, the exchange gets an error
+    event and the connection closes; True: a client that shuts its sending
+    side still gets that answer too, the connection closing once it is
+    sent).
     """
 
-    tcp_server_class = TcpServer
-    idle_timeout = 60
+    tcp_server_class: Type[TcpServer] = TcpServer
+    idle_timeout: Optional[float] = 60
     # Apache's default head timeout is 20-40 s (mod_reqtimeout), nginx's
     # client_header_timeout 60 s.
-    request_timeout = 30
-    parser_limits = {}
+    request_timeout: Optional[float] = 30
+    # nginx's client_body_timeout and send_timeout, haproxy's usual
+    # "timeout client": 60 s between two reads / two writes.
+    body_timeout: Optional[float] = 60
+    send_timeout: Optional[float] = 60
+    # systemd's and Kubernetes' stop grace periods are 90 s and 30 s.
+    shutdown_timeout: Optional[float] = 30
+    parser_limits: Dict[str, Any] = {}
     inbuf_limit = 65536
     # Off by default, as in Node's http server and nginx (which aborts a
     # proxied request when its client's input ends): TCP cannot tell a
@@ -245,54 +308,70 @@ class HttpServer(EventEmitter):
     # connection, and an upstream fetch, for a client that may be gone.
     half_close = False
 
-    def __init__(self, host, port, loop=None, *, tls_context=None, reuse_port=False):
+    def __init__(
+        self, host: Union[str, bytes, None], port: Union[int, str],
+        loop: Optional[LoopBase] = None, *,
+        tls_context: Optional[ssl.SSLContext] = None, reuse_port: bool = False,
+    ) -> None:
         EventEmitter.__init__(self)
-        self._loop = loop or thor.loop._loop
-        kwargs = {"reuse_port": True} if reuse_port else {}
+        self._loop: LoopBase = loop or thor.loop._loop
+        # Thor 0.17's name for it.
+        self.loop = self._loop
+        kwargs: Dict[str, Any] = {"reuse_port": True} if reuse_port else {}
+        self.tcp_server: TcpServer
         if tls_context is not None:
             from thor.tls import TlsServer
 
             self.tcp_server = TlsServer(host, port, tls_context, self._loop, **kwargs)
         else:
             self.tcp_server = self.tcp_server_class(host, port, self._loop, **kwargs)
-        self.host = getattr(self.tcp_server, "host", host)
-        self.port = getattr(self.tcp_server, "port", port)
-        self.connections = set()
+        self.host: Any = getattr(self.tcp_server, "host", host)
+        self.port = int(getattr(self.tcp_server, "port", port))
+        self.connections: Set[HttpServerConnection] = set()
         self._draining = False
         self._stopped = False
+        self._shutdown_timer: Optional[ScheduledEvent] = None
         self.tcp_server.on("start", self._on_start)
         self.tcp_server.on("connect", self._on_connect)
         self.tcp_server.on("stop", self._on_stop)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<HttpServer %s:%s %d connections>" % (
             self.host, self.port, len(self.connections),
         )
 
-    def _on_start(self):
+    @property
+    def shutting_down(self) -> bool:
+        """True once graceful_shutdown() has been called (Thor 0.17's name)."""
+        return self._draining
+
+    def _on_start(self) -> None:
         self.emit("start")
 
-    def _on_stop(self):
+    def _on_stop(self) -> None:
         if not self._draining:
             self._emit_stop()
 
-    def _emit_stop(self):
+    def _emit_stop(self) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.delete()
+            self._shutdown_timer = None
         if not self._stopped:
             self._stopped = True
             self.emit("stop")
 
-    def _on_connect(self, tcp_conn):
+    def _on_connect(self, tcp_conn: TcpConnection) -> None:
         if self._draining or self._stopped:
             tcp_conn.close()
             return
         self.connections.add(HttpServerConnection(self, tcp_conn))
 
-    def _connection_closed(self, conn):
+    def _connection_closed(self, conn: HttpServerConnection) -> None:
         self.connections.discard(conn)
         if self._draining and not self.connections:
             self._emit_stop()
 
-    def close(self):
+    def close(self) -> None:
         """Stop listening and close every connection at once; 'stop' follows
         from the loop."""
         self._draining = False
@@ -303,39 +382,53 @@ class HttpServer(EventEmitter):
 
     shutdown = close
 
-    def graceful_shutdown(self):
+    def graceful_shutdown(self) -> None:
         """Stop listening; let exchanges in progress finish (their responses
         say Connection: close when not started yet), close idle connections,
-        and emit 'stop' once the last connection has closed."""
+        and emit 'stop' once the last connection has closed, or once
+        ``shutdown_timeout`` has passed (the connections left are then
+        closed at once)."""
+        if self._stopped:
+            return
         self._draining = True
         self.tcp_server.close()
         for conn in list(self.connections):
             conn.drain()
         if not self.connections:
             self._loop.schedule(0, self._emit_stop)
+        elif self._shutdown_timer is None and self.shutdown_timeout is not None:
+            self._shutdown_timer = self._loop.schedule(
+                max(0.0, self.shutdown_timeout), self._shutdown_expired)
+
+    def _shutdown_expired(self) -> None:
+        self._shutdown_timer = None
+        if self._draining and not self._stopped:
+            self.close()
 
 
 class HttpServerConnection(thor.loop.LazyTimer):
     """One client connection: its parser, its exchanges, its timer.
 
     ``exchange`` is the exchange in progress (None between requests);
-    ``tcp`` the transport connection.
+    ``tcp`` the transport connection (``tcp_conn``, Thor 0.17's name, is the
+    same while the connection is open, and None once it is closing);
+    ``server`` the HttpServer.
     """
 
     __slots__ = (
         "server", "tcp", "loop", "parser", "exchange", "_out", "_out_size",
         "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
         "_write_paused", "_await_drain", "_draining", "_request_count",
-        "_between_requests", "_peer_ended",
+        "_between_requests", "_peer_ended", "_send_mark",
     )
 
-    def __init__(self, server, tcp_conn):
+    def __init__(self, server: HttpServer, tcp_conn: TcpConnection) -> None:
         self.server = server
         self.tcp = tcp_conn
         self.loop = server._loop
         self.parser = HttpParser(self, True, **server.parser_limits)
-        self.exchange = None
-        self._out = []
+        self.exchange: Optional[HttpServerExchange] = None
+        self._out: List[bytes] = []
         self._out_size = 0
         self._flush_scheduled = False
         self._in_input = False
@@ -349,51 +442,124 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self._between_requests = True
         # The client has shut its sending side (tcp 'end').
         self._peer_ended = False
+        # Output queued when the send deadline was set: less, later, is
+        # progress.
+        self._send_mark = 0
         self._deadline = None
         self._timer = None
         self._timer_due = 0.0
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
-        # With half_close, a client may shut its side once its requests
-        # are sent and still read the answers: the transport reports that
-        # as 'end' instead of closing, and the connection closes once idle.
-        # Set either way: a transport class may default to True.
-        tcp_conn.half_close = bool(server.half_close)
-        if tcp_conn.half_close:
-            tcp_conn.on("end", self._on_end)
+        # The end of input is always reported as 'end', the transport
+        # staying open for the answers: requests read before it are owed
+        # their answers whatever half_close says (see _after_end).
+        tcp_conn.half_close = True
+        tcp_conn.on("end", self._on_end)
         self._set_deadline(server.idle_timeout)
         tcp_conn.pause(False)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<HttpServerConnection %s:%s %d requests%s>" % (
             getattr(self.tcp, "host", "?"), getattr(self.tcp, "port", "?"),
             self._request_count, " closed" if self._closed else "",
         )
 
+    @property
+    def tcp_conn(self) -> Optional[TcpConnection]:
+        """The transport while the connection is open; None once it is
+        closing (Thor 0.17's name and meaning)."""
+        return None if self._closed else self.tcp
+
+    @property
+    def is_idle(self) -> bool:
+        """True between requests, with no byte of the next one read."""
+        return self.exchange is None and self.parser.idle
+
     # -- the timer -------------------------------------------------------------
 
-    def _timeouts(self):
+    def _timeouts(self) -> Tuple[Optional[float], ...]:
         server = self.server
-        return server.idle_timeout, server.request_timeout
+        return (
+            server.idle_timeout, server.request_timeout, server.body_timeout,
+            server.send_timeout,
+        )
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self._timer = None
-        if self._closed or not self._deadline_passed():
+        if not self._deadline_passed():
+            return
+        if self._closed:
+            # A close waiting for its output to be sent.
+            if self.tcp.tcp_connected and self._send_stalled():
+                self._abort_transport()
             return
         exchange = self.exchange
+        if self._write_paused:
+            if self._send_stalled():
+                if exchange is not None and not exchange._finished:
+                    exchange._fail(error.SendTimeoutError(
+                        "the client took nothing for %s seconds" % self.server.send_timeout))
+                self.abort()
+            return
         if exchange is not None:
             if exchange._finished:
-                self.abort()  # the rest of an answered request never came
+                if not exchange._request_done:
+                    self.abort()  # the rest of an answered request never came
+            elif (
+                not exchange._request_done and exchange._request_live
+                and not exchange._input_paused
+            ):
+                err = error.BodyTimeoutError(
+                    "no request body for %s seconds" % self.server.body_timeout)
+                exchange._fail(err)
+                self._reject(err)
             return  # otherwise the application governs
         if self.parser.idle or self._await_drain:
-            self.abort()  # idle, or not reading its responses
+            self.abort()  # idle
         else:
             self._reject(error.RequestTimeoutError("request head not received in time"))
 
+    def _send_stalled(self) -> bool:
+        """For the timer, with output queued: True if the client took none
+        of it since the send deadline was set; otherwise set it again."""
+        queued = self.tcp.write_buffered
+        if queued and queued >= self._send_mark:
+            return True
+        self._send_mark = queued
+        if queued:
+            self._set_deadline(self.server.send_timeout)
+        return False
+
+    def _restate_deadline(self) -> None:
+        """Set the deadline for the state the connection is in now (after a
+        change of state off the hot paths: output paused or resumed, input
+        paused or resumed by the application, a close)."""
+        server = self.server
+        tcp = self.tcp
+        if self._closed:
+            if tcp.tcp_connected and tcp.write_buffered:
+                self._send_mark = tcp.write_buffered
+                self._set_deadline(server.send_timeout)
+            return
+        if self._write_paused:
+            self._send_mark = tcp.write_buffered
+            self._set_deadline(server.send_timeout)
+            return
+        exchange = self.exchange
+        if exchange is None:
+            self._set_deadline(
+                server.idle_timeout if self.parser.idle else server.request_timeout)
+        elif exchange._finished:
+            self._set_deadline(None if exchange._request_done else server.request_timeout)
+        elif exchange._request_done or exchange._input_paused or not exchange._request_live:
+            self._set_deadline(None)
+        else:
+            self._set_deadline(server.body_timeout)
+
     # -- input ---------------------------------------------------------------
 
-    def _on_data(self, data):
+    def _on_data(self, data: bytes) -> None:
         head_started = self._between_requests
         self._between_requests = False
         count = self._request_count
@@ -402,13 +568,19 @@ class HttpServerConnection(thor.loop.LazyTimer):
             self.parser.feed(data)
         finally:
             self._in_input = False
-        if head_started and self._request_count == count and not self._closed:
-            # This read began a request head but did not complete it: the
-            # client has request_timeout from now for the rest. (A head
-            # that arrives in one read, the usual case, never needs the
-            # request deadline; when a request was read, finishing it set
-            # the deadline for what follows.)
-            self._set_deadline(self.server.request_timeout)
+        exchange = self.exchange
+        if exchange is None:
+            if head_started and self._request_count == count and not self._closed:
+                # This read began a request head but did not complete it:
+                # the client has request_timeout from now for the rest. (A
+                # head that arrives in one read, the usual case, never
+                # needs the request deadline; when a request was read,
+                # finishing it set the deadline for what follows.)
+                self._set_deadline(self.server.request_timeout)
+        elif not exchange._request_done and not exchange._finished:
+            # A request body is coming: this read was progress.
+            if not exchange._input_paused and not self._write_paused and not self._closed:
+                self._set_deadline(self.server.body_timeout)
         out = self._out
         if out:  # _flush, inline: once per read
             data = b"".join(out)  # a lone bytes object is returned as it is
@@ -416,24 +588,33 @@ class HttpServerConnection(thor.loop.LazyTimer):
             self._out_size = 0
             if not self._closed:
                 self.tcp.write(data)
-        parser = self.parser
-        if (
-            parser.paused
-            and not self._reading_paused
-            and parser.buffered > self.server.inbuf_limit
-        ):
-            self._pause_reading(True)
+        if self.parser.paused or self._reading_paused:
+            self._update_reading()
 
-    def _pause_reading(self, paused):
-        if self._reading_paused != paused and not self._closed:
+    def _update_reading(self) -> None:
+        """Read from the client only while the parser holds less than
+        ``inbuf_limit``, the application has not paused the request body,
+        and the output is not backed up after a response. Called after the
+        parser has run, and so before the next read."""
+        if self._closed:
+            return
+        parser = self.parser
+        exchange = self.exchange
+        paused = (
+            self._await_drain
+            or (parser.paused and parser.buffered >= self.server.inbuf_limit)
+            or (exchange is not None and exchange._input_paused and not exchange._request_done)
+        )
+        if paused != self._reading_paused:
             self._reading_paused = paused
             self.tcp.pause(paused)
 
-    def on_request_head(self, method, uri, headers):
+    def on_request_head(self, method: bytes, uri: bytes, headers: RawHeaderListType) -> None:
         parser = self.parser
-        version = parser.version
+        version = parser.version or b"1.1"
         exchange = HttpServerExchange(self, method, uri, headers, version)
-        if parser.body == NO_BODY or parser.content_length == 0:
+        has_body = parser.body != NO_BODY and parser.content_length != 0
+        if not has_body:
             exchange._no_request_body = True
         if (
             parser.close or parser.upgrade or parser.expect_continue
@@ -473,16 +654,17 @@ class HttpServerConnection(thor.loop.LazyTimer):
         except Exception as exc:
             self._app_failed(exc, exchange)
             return
-        if (
-            exchange._expect_continue
-            and not exchange._started
-            and not exchange._input_paused
-            and not exchange._no_request_body
-            and not self._closed
-        ):
-            exchange._send_continue()
+        if has_body and not self._closed and not exchange._input_paused:
+            if exchange._expect_continue and not exchange._started:
+                exchange._send_continue()
+            if not exchange._finished and not self._write_paused:
+                # The body has body_timeout between reads (the first
+                # included: a 100-continue client that never sends it).
+                timeout = server.body_timeout
+                if timeout is not None:
+                    self._set_deadline(timeout)
 
-    def on_body(self, chunk):
+    def on_body(self, chunk: bytes) -> None:
         exchange = self.exchange
         if exchange is not None and exchange._request_live:
             try:
@@ -490,7 +672,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
             except Exception as exc:
                 self._app_failed(exc, exchange)
 
-    def on_message_done(self, trailers):
+    def on_message_done(self, trailers: RawHeaderListType) -> None:
         exchange = self.exchange
         if exchange is None:
             return  # closed meanwhile
@@ -531,15 +713,20 @@ class HttpServerConnection(thor.loop.LazyTimer):
                         if self._timer is None or deadline < self._timer_due:
                             self._arm(now, timeout)
         else:
-            # Read no further until this response is done (pipelining).
+            # Read no further until this response is done (pipelining);
+            # the application governs time meanwhile.
             self.parser.pause()
+            if not self._write_paused:
+                self._deadline = None
 
-    def on_response_nonfinal(self, status, phrase, headers):  # pragma: no cover
+    def on_response_nonfinal(
+        self, status: bytes, phrase: bytes, headers: RawHeaderListType,
+    ) -> None:  # pragma: no cover
         raise AssertionError("a request parser never reports responses")
 
     on_response_head = on_response_nonfinal
 
-    def on_error(self, err):
+    def on_error(self, err: error.HttpError) -> None:
         exchange = self.exchange
         if exchange is not None and exchange._request_live and not exchange._request_done:
             exchange._request_live = False
@@ -547,7 +734,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
                 exchange._fail(err)
         self._reject(err)
 
-    def _reject(self, err):
+    def _reject(self, err: error.HttpError) -> None:
         """Answer a broken or late request with its status, then close."""
         exchange = self.exchange
         if self._closed:
@@ -569,21 +756,30 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self.exchange = None
         self.close()
 
-    def _app_failed(self, exc, exchange):
-        """The application raised while handling ``exchange``: report it, answer
-        500 if nothing was sent yet, and close this connection."""
+    def _app_failed(self, exc: Exception, exchange: HttpServerExchange) -> None:
+        """A listener of ``exchange`` raised: report it, end the exchange
+        with an error event, answer 500 if nothing was sent yet (else send
+        a complete response, or cut an unfinished one), and close."""
         self.loop.exception_handler(self.loop, exc, exchange)
+        err = error.InternalServerError(repr(exc))
+        err.__cause__ = exc
+        complete = exchange._finished
+        exchange._finished = True
         exchange._request_live = False
-        if not exchange._started and not self._closed:
-            exchange._finished = True
-            self._reject(error.InternalServerError(repr(exc)))
+        if not exchange._error_sent:
+            exchange._emit_error(err)
+        if self._closed:
+            return
+        if not exchange._started:
+            self._reject(err)
+        elif complete:
+            self.close()
         else:
-            exchange._finished = True
             self.abort()
 
     # -- output --------------------------------------------------------------
 
-    def _write(self, data):
+    def _write(self, data: bytes) -> None:
         self._out.append(data)
         self._out_size += len(data)
         if self._out_size >= _FLUSH_SIZE:
@@ -592,11 +788,11 @@ class HttpServerConnection(thor.loop.LazyTimer):
             self._flush_scheduled = True
             self.loop.schedule(0, self._scheduled_flush)
 
-    def _scheduled_flush(self):
+    def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
         self._flush()
 
-    def _flush(self):
+    def _flush(self) -> None:
         out = self._out
         if out:
             data = b"".join(out)  # a lone bytes object is returned as it is
@@ -605,16 +801,22 @@ class HttpServerConnection(thor.loop.LazyTimer):
             if not self._closed:
                 self.tcp.write(data)
 
-    def _on_tcp_pause(self, paused):
+    def _on_tcp_pause(self, paused: bool) -> None:
         self._write_paused = paused
         exchange = self.exchange
         if exchange is not None and not exchange._finished:
-            exchange.emit("pause", paused)
+            try:
+                exchange.emit("pause", paused)
+            except Exception as exc:
+                self._app_failed(exc, exchange)
+                return
         if not paused and self._await_drain and not self._closed:
             self._await_drain = False
             self._resume_input()
+        else:
+            self._restate_deadline()
 
-    def _response_done(self, exchange, close):
+    def _response_done(self, exchange: HttpServerExchange, close: bool) -> None:
         """The response of ``exchange`` is complete."""
         if close or self._draining:
             self.close()
@@ -626,7 +828,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
             # The rest of the request body is read and dropped, in time.
             self._set_deadline(self.server.request_timeout)
 
-    def _exchange_complete(self):
+    def _exchange_complete(self) -> None:
         """Both the request and the response of the current exchange are
         done: go on to the next request, unless output is backed up."""
         exchange = self.exchange
@@ -643,15 +845,15 @@ class HttpServerConnection(thor.loop.LazyTimer):
             return
         self._resume_input()
 
-    def _await_drain_output(self):
+    def _await_drain_output(self) -> None:
         """Read nothing more until the output drains (pause(False))."""
         self._await_drain = True
         self._between_requests = False
         self.parser.pause()
-        self._pause_reading(True)
-        self._set_deadline(self.server.idle_timeout)
+        self._update_reading()
+        self._restate_deadline()  # send_timeout
 
-    def _resume_input(self):
+    def _resume_input(self) -> None:
         parser = self.parser
         if parser.idle:
             self._between_requests = True
@@ -667,45 +869,55 @@ class HttpServerConnection(thor.loop.LazyTimer):
             deadline = self._deadline = now + timeout
             if self._timer is None or deadline < self._timer_due:
                 self._arm(now, timeout)
-        if self._reading_paused:
-            self._pause_reading(False)
         if parser.paused:
             # From inside a parser callback this only clears the pause; the
-            # parser's own loop carries on (no recursion).
+            # parser's own loop carries on (no recursion), and whoever fed
+            # it updates reading afterwards. Otherwise the requests already
+            # read are handled now, up to one left waiting for its answer.
             parser.resume()
-        if self._peer_ended and self.exchange is None and parser.idle:
-            self.close()  # every request the client sent has its answer
+        if self._closed:
+            return
+        self._update_reading()
+        if self._peer_ended:
+            self._after_end()
 
     # -- closing -------------------------------------------------------------
 
-    def drain(self):
+    def drain(self) -> None:
         """For graceful shutdown: close now if idle, else after this exchange."""
         self._draining = True
         if self.exchange is None and (self.parser.idle or self._await_drain):
             self.close()
 
-    def close(self):
-        """Send what is written, then close."""
+    def close(self) -> None:
+        """Send what is written, then close (within send_timeout)."""
         if self._closed:
             return
         self._flush()
         self._closed = True
         self.parser.pause()  # no further request is read
         self.tcp.close()
+        self._restate_deadline()
 
-    def abort(self):
+    close_conn = close  # Thor 0.17's name
+
+    def abort(self) -> None:
         """Close at once, dropping anything unsent."""
         if self._closed:
             return
         self._closed = True
         self._out.clear()
         self.parser.pause()
+        self._abort_transport()
+
+    def _abort_transport(self) -> None:
         abort = getattr(self.tcp, "abort", None)
         (abort or self.tcp.close)()
 
-    def _on_end(self):
-        """The client will send nothing more. Answer what it sent, then
-        close; an unfinished request gets the parser's error (400)."""
+    def _on_end(self) -> None:
+        """The client will send nothing more. The end takes effect once the
+        requests read before it are handled (see _after_end); an
+        unfinished request gets the parser's error (400)."""
         if self._closed:
             return
         self._peer_ended = True
@@ -714,15 +926,29 @@ class HttpServerConnection(thor.loop.LazyTimer):
             # Answered already; the rest of its body will never come.
             self.close()
             return
-        # Between requests this finds nothing; inside a request head or
-        # body it reports IncompleteHeadError / IncompleteBodyError through
-        # on_error (400, then close); while a response is outstanding the
-        # parser is paused and the end waits for _resume_input.
+        # Inside a request head or body this reports IncompleteHeadError /
+        # IncompleteBodyError through on_error (400, then close); while
+        # the parser is paused (a response outstanding) the end waits for
+        # the requests before it.
         self.parser.finish()
-        if not self._closed and self.exchange is None and self.parser.idle:
+        if not self._closed:
+            self._after_end()
+
+    def _after_end(self) -> None:
+        """The client's input has ended; once the parser has reached the
+        end (every request read before it handled), close when nothing is
+        left to answer, and, without half_close, give up on the exchange
+        still waiting for its answer: the client may be gone."""
+        if self._closed or not self.parser.idle:
+            return
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # every request the client sent has its answer
+        elif not exchange._finished and not self.server.half_close:
+            exchange._fail(error.ConnectionClosedError("client closed the connection"))
             self.close()
 
-    def _on_close(self):
+    def _on_close(self) -> None:
         self._closed = True
         self._stop_timer()
         exchange = self.exchange
@@ -731,7 +957,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
             exchange._fail(error.ConnectionClosedError("client closed the connection"))
         self.server._connection_closed(self)
 
-    def tunnel(self):
+    def tunnel(self) -> Tuple[TcpConnection, bytes]:
         """Hand the transport to the application (CONNECT, 101)."""
         self._flush()
         self._closed = True  # nothing of HTTP's is written to it from now on
@@ -745,10 +971,12 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self.exchange = None
         self.server._connection_closed(self)
         tcp.pause(True)
+        # The transport's own rule for the end of input, for its new owner.
+        tcp.half_close = bool(self.server.half_close)
         if self._peer_ended:
             # The client ended its side before the tunnel began: the new
             # owner hears it as the transport would tell it, next pass.
-            self.loop.schedule(0, _end_if_open, tcp)
+            self.loop.schedule(0, _end_if_open if tcp.half_close else _close_if_open, tcp)
         return tcp, leftover
 
 
@@ -757,11 +985,14 @@ class HttpServerExchange(EventEmitter):
 
     Emits: request_start(method, uri, headers), request_body(chunk),
     request_done(trailers), pause(paused) (output backpressure: stop calling
-    response_body while paused), error(err) (the connection failed before
-    the response was done; nothing else follows).
+    response_body while paused), error(err) (the connection failed, or a
+    time bound passed, before the response was done, or a listener of this
+    exchange raised: InternalServerError; nothing else follows).
 
     Attributes: method, uri, req_hdrs, req_version (bytes: b"1.1", b"1.0"),
-    connection (the HttpServerConnection).
+    connection (the HttpServerConnection; ``http_conn`` is Thor 0.17's
+    name for it), finished, and Thor 0.17's req_complete, res_done,
+    response_started.
     """
 
     # Per-exchange state starts as these class attributes; an exchange
@@ -780,11 +1011,15 @@ class HttpServerExchange(EventEmitter):
     _upgrade = False
     _no_request_body = False
     _expect_continue = False
+    _error_sent = False
     # Nothing about the request changes how a response is framed: HTTP/1.1,
     # not HEAD or CONNECT, no Connection: close, no Expect: 100-continue.
     _plain = True
 
-    def __init__(self, connection, method, uri, headers, version):
+    def __init__(
+        self, connection: HttpServerConnection, method: bytes, uri: bytes,
+        headers: RawHeaderListType, version: bytes,
+    ) -> None:
         self._events = {}  # EventEmitter.__init__, inline: once per request
         self._sink = None
         self.connection = connection
@@ -793,17 +1028,39 @@ class HttpServerExchange(EventEmitter):
         self.req_hdrs = headers
         self.req_version = version
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<HttpServerExchange %s %s>" % (
             self.method.decode("latin-1"), self.uri.decode("latin-1")
         )
 
     # -- input control ---------------------------------------------------------
 
-    def pause(self, paused):
+    @property
+    def http_conn(self) -> HttpServerConnection:
+        """The connection (Thor 0.17's name for ``connection``)."""
+        return self.connection
+
+    @property
+    def req_complete(self) -> bool:
+        """True once the whole request has been read (Thor 0.17's name)."""
+        return self._request_done
+
+    @property
+    def res_done(self) -> bool:
+        """True once the response is done, or the exchange has failed
+        (Thor 0.17's name; ``finished`` is the same)."""
+        return self._finished
+
+    @property
+    def response_started(self) -> bool:
+        """True once the final response has started (Thor 0.17's name)."""
+        return self._started
+
+    def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) request_body events for this request.
         Resuming sends ``100 Continue`` when the client asked for it and no
-        response has started."""
+        response has started. While paused, the request body has no time
+        bound: the application governs."""
         paused = bool(paused)
         if paused == self._input_paused:
             return
@@ -813,55 +1070,66 @@ class HttpServerExchange(EventEmitter):
             return
         if paused:
             conn.parser.pause()
-            conn._pause_reading(True)
         else:
             if self._expect_continue and not self._started:
                 self._send_continue()
-            conn._pause_reading(False)
             conn.parser.resume()
+            if conn._closed:
+                return
+            if conn._peer_ended:
+                conn._after_end()
+                if conn._closed:
+                    return
+        conn._update_reading()
+        conn._restate_deadline()
 
-    def _send_continue(self):
+    def _send_continue(self) -> None:
         if not self._continue_sent and self.req_version == b"1.1":
             self._continue_sent = True
             self.connection._write(_CONTINUE)
 
     # -- response --------------------------------------------------------------
 
-    def response_nonfinal(self, status, phrase, headers):
+    def response_nonfinal(
+        self, status: StatusInput, phrase: TextInput, headers: Optional[HeaderInput],
+    ) -> None:
         """Send an informational (1xx) response, e.g. 103 Early Hints.
         Not sent to HTTP/1.0 clients."""
-        status = encode_status(status)
-        if status[:1] != b"1" or status == b"101":
+        code = encode_status(status)
+        if code[:1] != b"1" or code == b"101":
             raise error.BadStatusError("response_nonfinal takes a 1xx status other than 101")
         if self._started:
             raise error.StateError("the final response has already started")
-        headers = _listed(headers)
-        prefix, _, _, fields, _, _ = _checked_head(status, phrase, headers)
+        fields_in = _listed(headers)
+        prefix, _, _, fields, _, _ = _checked_head(code, phrase, fields_in)
         if fields is not None:
-            head = self._head_special(prefix, headers, fields, True, None)
+            head = self._head_special(prefix, fields_in, fields, True, None)
         else:
             head = prefix + b"\r\n"
         if self.req_version == b"1.1" and not self.connection._closed:
-            if status == b"100":
+            if code == b"100":
                 if self._continue_sent:
                     return
                 self._continue_sent = True
             self.connection._write(head)
 
-    def response_start(self, status, phrase, headers):
+    def response_start(
+        self, status: StatusInput, phrase: TextInput, headers: Optional[HeaderInput],
+    ) -> None:
         """Start the response; thor chooses and writes the framing."""
         if self._started:
             raise error.StateError("response_start called twice")
-        entry = None
+        entry: Optional[HeadEntry] = None
         if type(headers) is list and type(status) in _EXACT and type(phrase) in _EXACT:
             # _checked_head's look-up, inline: a head seen before.
             try:
                 entry = _heads.get((status, phrase, tuple(headers)))
             except TypeError:
                 pass
+        fields_in: Fields = headers  # type: ignore[assignment]  # listed below when needed
         if entry is None:
-            headers = _listed(headers)
-            entry = _checked_head(status, phrase, headers)
+            fields_in = _listed(headers)
+            entry = _checked_head(status, phrase, fields_in)
         prefix, code, content_length, fields, tail, framing = entry
         conn = self.connection
         if tail is not None and self._plain and not conn._draining:
@@ -881,7 +1149,7 @@ class HttpServerExchange(EventEmitter):
             if fields is None:
                 head = self._framed(prefix, code, content_length, False, False)
             else:
-                head = self._head_special(prefix, headers, fields, False, content_length)
+                head = self._head_special(prefix, fields_in, fields, False, content_length)
         self._started = True
         if not conn._closed:
             # _write, inline for what is gathered during input (the usual).
@@ -892,13 +1160,16 @@ class HttpServerExchange(EventEmitter):
             else:
                 conn._write(head)
 
-    def _head_special(self, prefix, headers, fields, nonfinal, content_length):
+    def _head_special(
+        self, prefix: bytes, headers: Fields, fields: Tuple[FieldEntry, ...],
+        nonfinal: bool, content_length: Optional[int],
+    ) -> bytes:
         """The head of a response with connection, Upgrade or Date fields;
         sets the framing. Raises, having changed nothing, for anything that
         is not valid on the wire."""
         status = prefix[9:12]
-        tokens = set()
-        extra = []  # Date, and Upgrade in a 101
+        tokens: Set[bytes] = set()
+        extra: List[bytes] = []  # Date, and Upgrade in a 101
         has_upgrade = False
         for entry in fields:
             lower = entry[1]
@@ -921,12 +1192,12 @@ class HttpServerExchange(EventEmitter):
             lines = [prefix[:prefix.index(b"\r\n") + 2]]
             for field in headers:
                 try:
-                    entry = _field_lines.get(field)
+                    found = _field_lines.get(field)
                 except TypeError:
-                    entry = None
-                entry = entry or _field_line(field)
-                if entry[1] not in _SPECIAL_OUT and entry[1] not in tokens:
-                    lines.append(entry[0])
+                    found = None
+                found = found or _field_line(field)
+                if found[1] not in _SPECIAL_OUT and found[1] not in tokens:
+                    lines.append(found[0])
         if nonfinal:
             lines.append(b"\r\n")
             return b"".join(lines)
@@ -938,7 +1209,10 @@ class HttpServerExchange(EventEmitter):
             b"".join(lines), status, content_length, b"close" in tokens, has_date
         )
 
-    def _framed(self, head, status, content_length, app_close, has_date):
+    def _framed(
+        self, head: bytes, status: bytes, content_length: Optional[int], app_close: bool,
+        has_date: bool,
+    ) -> bytes:
         """Add Date, the framing and the connection fields to ``head`` (the
         status line and the application's fields); sets the framing."""
         method = self.method
@@ -987,7 +1261,7 @@ class HttpServerExchange(EventEmitter):
             return head + b"Connection: keep-alive\r\n\r\n"
         return head + b"\r\n"
 
-    def response_body(self, chunk):
+    def response_body(self, chunk: BodyInput) -> None:
         """Send a chunk of the response body (bytes, or str as UTF-8)."""
         if not self._started or self._finished:
             if self._finished and self.connection._closed:
@@ -997,6 +1271,7 @@ class HttpServerExchange(EventEmitter):
             chunk = encode_body_chunk(chunk)
         if not chunk:
             return
+        data: bytes
         framing = self._framing
         if framing == _LENGTH:
             left = self._length_left - len(chunk)
@@ -1021,7 +1296,9 @@ class HttpServerExchange(EventEmitter):
             else:
                 conn._write(data)
 
-    def response_done(self, trailers=None, close=False):
+    def response_done(
+        self, trailers: Optional[HeaderInput] = None, close: bool = False,
+    ) -> None:
         """Finish the response; ``close=True`` closes the connection after it.
         ``trailers`` go out with a chunked response and are dropped otherwise
         (fields that must not be trailers are dropped too)."""
@@ -1033,16 +1310,16 @@ class HttpServerExchange(EventEmitter):
         if not self._started:
             raise error.StateError("response_done before response_start")
         framing = self._framing
-        end = None
+        end: Optional[bytes] = None
         if trailers:
-            end = [b"0\r\n"]
+            lines = [b"0\r\n"]
             for field in trailers:
                 entry = _field_line(field)
                 lower = entry[1]
                 if lower not in HOP_BY_HOP and lower not in TRAILER_FORBIDDEN:
-                    end.append(entry[0])
-            end.append(b"\r\n")
-            end = b"".join(end)
+                    lines.append(entry[0])
+            lines.append(b"\r\n")
+            end = b"".join(lines)
         if framing == _LENGTH and self._length_left:
             self._finished = True
             self._request_live = False
@@ -1067,7 +1344,7 @@ class HttpServerExchange(EventEmitter):
         # else: answered before its (bodiless) request was done, the usual
         # case; on_message_done goes on from here.
 
-    def tunnel(self):
+    def tunnel(self) -> Tuple[TcpConnection, bytes]:
         """After a 2xx answer to CONNECT or a 101 answer to an Upgrade
         request, and once the request is done, return ``(tcp_connection,
         buffered)``: the raw transport, paused, and any bytes the client sent
@@ -1082,7 +1359,7 @@ class HttpServerExchange(EventEmitter):
         self._finished = True
         return self.connection.tunnel()
 
-    def abort(self):
+    def abort(self) -> None:
         """Close the connection at once, whatever was sent (e.g. when an
         upstream failed half-way through a response)."""
         self._finished = True
@@ -1090,25 +1367,44 @@ class HttpServerExchange(EventEmitter):
         self.connection.abort()
 
     @property
-    def finished(self):
+    def finished(self) -> bool:
         """True once the response is done (or the exchange failed)."""
         return self._finished
 
-    def _fail(self, err):
+    def _fail(self, err: error.HttpError) -> None:
+        """End the exchange with ``err``, unless its response was done."""
         if self._finished:
             return
         self._finished = True
         self._request_live = False
-        self.emit("error", err)
+        self._emit_error(err)
+
+    def _emit_error(self, err: error.HttpError) -> None:
+        self._error_sent = True
+        try:
+            self.emit("error", err)
+        except Exception as exc:
+            # Reported, not turned into another error event: the exchange
+            # is over already.
+            loop = self.connection.loop
+            loop.exception_handler(loop, exc, self)
 
 
-def _end_if_open(tcp):
+def _end_if_open(tcp: TcpConnection) -> None:
     """A tunnel's 'end', unless its new owner has closed it meanwhile."""
     if tcp.tcp_connected:
         tcp.emit("end")
 
 
-def _listed(headers):
+def _close_if_open(tcp: TcpConnection) -> None:
+    """A tunnel's end of input, without half_close: the transport would
+    have closed once its output was sent (its new owner has had the pass
+    in which tunnel() returned to write)."""
+    if tcp.tcp_connected:
+        tcp.close()
+
+
+def _listed(headers: Optional[HeaderInput]) -> Fields:
     """``headers`` as a list or tuple: they may be read more than once."""
     if headers is None:
         return ()
@@ -1117,7 +1413,7 @@ def _listed(headers):
     return list(headers)
 
 
-def _parse_length(value):
+def _parse_length(value: bytes) -> int:
     if not value.isdigit() or len(value) > 18:  # bytes: ASCII digits only
         raise error.BadHeaderError("Content-Length must be digits: %r" % value)
     return int(value)
