@@ -372,9 +372,9 @@ class LoopBase(EventEmitter):
             if source.__class__ is not _Waker
         ]
 
-    def debug_out(
-        self, message: str, profile: Optional[cProfile.Profile] = None
-    ) -> None:
+    # No default for ``profile``: Thor 0.17's signature exactly, so that a
+    # replacement typed for it (REDbot's) type-checks against this one.
+    def debug_out(self, message: str, profile: Optional[cProfile.Profile]) -> None:
         """Report a ``debug`` warning (a callback that blocked the loop):
         by default, a line on stderr. Replace it on the instance to send
         the warnings elsewhere (``loop.debug_out = my_function``). thor
