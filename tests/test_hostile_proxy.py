@@ -201,17 +201,18 @@ class HopByHopTest(HostileProxyTestCase):
         sock.settimeout(10)
         self.assertTrue(self.in_thread(lambda: sock.recv(65536)).startswith(b"HTTP/1.1 200 "))
 
-    def client_sends_asterisk(self, origin):
-        """Does thor's HttpClient itself send OPTIONS * for an absolute URL
-        with an empty path (RFC 9112 3.2.4)? The proxy relies on it."""
+    def test_client_sends_asterisk_for_an_empty_path(self):
+        # RFC 9112 3.2.4, which the proxy relies on.
+        origin = self.origin()
         self.fetch("http://127.0.0.1:%d" % origin.port, "OPTIONS")
-        target = self.seen.pop()[2]
-        return target == b"*"
+        self.assertEqual(self.seen.pop()[2], b"*")
+        self.fetch("http://127.0.0.1:%d/" % origin.port, "OPTIONS")
+        self.assertEqual(self.seen.pop()[2], b"/")
+        self.fetch("http://127.0.0.1:%d" % origin.port, "GET")
+        self.assertEqual(self.seen.pop()[2], b"/")
 
     def test_options_with_an_empty_path_is_asterisk_form(self):
         origin = self.origin()
-        if not self.client_sends_asterisk(origin):
-            self.skipTest("HttpClient sends OPTIONS / for an empty path (RFC 9112 3.2.4)")
         forward = self.proxy()
         reverse = self.proxy(upstreams=[self.url(origin)])
         for port, target in (

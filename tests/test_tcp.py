@@ -317,6 +317,30 @@ class TestConnect(TcpTestCase):
         self.assertEqual(left.fileno(), -1)
 
 
+class TestListeningSocket(TcpTestCase):
+    """TcpServer(sock=...): serving a socket bound elsewhere (a supervisor's)."""
+
+    def test_serves_the_given_socket(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        port = sock.getsockname()[1]
+        server = self.server(sock=sock)
+        self.assertIs(server.sock, sock)
+        self.assertEqual((server.host, server.port), ("127.0.0.1", port))
+        conn = self.connected("127.0.0.1", port)
+        self.run_until(lambda: self.accepted)
+        self.assertEqual(self.accepted[0].peer_address[1], conn.socket.getsockname()[1])
+        server.close()
+        self.run_until(lambda: sock.fileno() == -1)
+
+    def test_refuses_a_datagram_socket(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        with self.assertRaises(ValueError):
+            TcpServer(None, 0, self.loop, sock=sock)
+
+
 class TestCheckIp(TcpTestCase):
     """TcpClient.check_ip: a policy on the addresses a name resolves to,
     applied before any socket is made."""

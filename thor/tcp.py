@@ -408,7 +408,11 @@ class TcpServer(EventSource):
 
     Emits: start(), connect(TcpConnection), stop().
 
-    Accepted connections start paused.
+    Accepted connections start paused. ``sock``, when given, is a socket
+    already bound and listening (made by a supervisor that forks workers,
+    or inherited from systemd); it is served as it is and ``host``,
+    ``port``, ``reuse_port`` and ``backlog`` are then not used for binding
+    (``host`` and ``port`` are read from the socket).
     """
 
     # Accepting is bounded per readable event so that a flood of new
@@ -427,10 +431,18 @@ class TcpServer(EventSource):
         *,
         reuse_port: bool = False,
         backlog: int = 511,
+        sock: Optional[socket.socket] = None,
     ) -> None:
         EventSource.__init__(self, loop)
-        host = dns.parse_host(host) if host is not None else ""
-        self.sock = _listen(host, int(port), reuse_port, backlog)
+        if sock is not None:
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError("TcpServer needs a SOCK_STREAM socket")
+            sock.setblocking(False)
+            self.sock = sock
+            host = str(sock.getsockname()[0])
+        else:
+            host = dns.parse_host(host) if host is not None else ""
+            self.sock = _listen(host, int(port), reuse_port, backlog)
         bound = self.sock.getsockname()
         self.host: str = host
         self.port: int = bound[1]

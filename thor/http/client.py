@@ -1157,6 +1157,11 @@ class HttpClientExchange(EventEmitter):
         origin_key, target, authority = parsed
         if method == b"CONNECT":
             target = authority
+        elif method == b"OPTIONS" and raw_uri.count(b"/") == 2 and b"?" not in raw_uri:  # type: ignore[union-attr,operator]  # parsed: not None
+            # RFC 9112 3.2.4: an empty path asks about the server as a
+            # whole, which the last hop sends as OPTIONS * (http://h:p has
+            # exactly two slashes; http://h:p/ asks about "/").
+            target = b"*"
         self._origin_key = origin_key
         self._head_fields = (target, authority, content_length)
         if exact:

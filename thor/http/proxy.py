@@ -1065,38 +1065,8 @@ class _ServerOnSocket(HttpServer):
     def __init__(
         self, sock: socket.socket, loop: LoopBase, tls_context: Optional[ssl.SSLContext]
     ) -> None:
-        # HttpServer makes its listener with tcp_server_class(host, port,
-        # loop); an instance attribute set first is the one it finds.
-        self.tcp_server_class = partial(_adopt, sock, tls_context)  # type: ignore[assignment]
         host, port = sock.getsockname()[:2]
-        HttpServer.__init__(self, host, port, loop)
-
-
-def _adopt(
-    sock: socket.socket, tls_context: Optional[ssl.SSLContext], host: str, port: int,
-    loop: Optional[LoopBase] = None, **kwargs: Any,
-) -> TcpServer:
-    """A TcpServer (TlsServer with ``tls_context``) accepting on ``sock``.
-
-    TcpServer binds its own socket and has no way to be given one: it is
-    made on a throwaway loopback port, which is then swapped for ``sock``
-    (only its public ``sock``, ``host``, ``port`` and the loop's
-    register_fd / unregister_fd are touched)."""
-    loopback = "::1" if sock.family == socket.AF_INET6 else "127.0.0.1"
-    server: TcpServer
-    if tls_context is not None:
-        from thor.tls import TlsServer
-
-        server = TlsServer(loopback, 0, tls_context, loop)
-    else:
-        server = TcpServer(loopback, 0, loop)
-    server.unregister_fd()
-    server.sock.close()
-    sock.setblocking(False)
-    server.sock = sock
-    server.host, server.port = sock.getsockname()[:2]
-    server.register_fd(sock.fileno(), "fd_readable")
-    return server
+        HttpServer.__init__(self, host, port, loop, tls_context=tls_context, sock=sock)
 
 
 def _listen_socket(host: str, port: int, backlog: int = 511) -> socket.socket:

@@ -66,6 +66,7 @@ from thor.http.headers import (
 from thor.http.parser import HttpParser, NO_BODY
 
 if TYPE_CHECKING:
+    import socket
     import ssl
     from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
 
@@ -312,12 +313,15 @@ class HttpServer(EventEmitter):
         self, host: Union[str, bytes, None], port: Union[int, str],
         loop: Optional[LoopBase] = None, *,
         tls_context: Optional[ssl.SSLContext] = None, reuse_port: bool = False,
+        sock: Optional[socket.socket] = None,
     ) -> None:
         EventEmitter.__init__(self)
         self._loop: LoopBase = loop or thor.loop._loop
         # Thor 0.17's name for it.
         self.loop = self._loop
         kwargs: Dict[str, Any] = {"reuse_port": True} if reuse_port else {}
+        if sock is not None:
+            kwargs["sock"] = sock  # a listening socket made elsewhere (TcpServer)
         self.tcp_server: TcpServer
         if tls_context is not None:
             from thor.tls import TlsServer
