@@ -369,8 +369,7 @@ class SendTimeoutTest(HostileTestCase):
 
 class HalfCloseTest(HostileTestCase):
     """Requests a client sent before shutting its sending side are all
-    answered; ``half_close`` only decides the fate of the exchange in
-    progress when the end of input is reached."""
+    answered, whatever ``half_close`` says."""
 
     def setUp(self):
         HostileTestCase.setUp(self)
@@ -419,20 +418,29 @@ class HalfCloseTest(HostileTestCase):
         self.assert_fds_released(client)
 
     def test_async_application(self):
-        # Every request before the end is answered; the one in progress
-        # when the end is reached follows half_close.
+        # Every request read before the end is answered, however late,
+        # whatever half_close says (issue 11, finding 3).
         self.serve(0.02)
-        client = self.pipeline_and_end(3)
-        self.run_until(lambda: client.eof)
-        self.assertEqual(client.data.count(b"HTTP/1.1 200 OK"), 2, client.data)
+        for half_close in (False, True):
+            self.server.half_close = half_close
+            for n in (1, 2, 3):
+                client = self.pipeline_and_end(n)
+                self.run_until(lambda: client.eof)
+                self.assertEqual(client.data.count(b"HTTP/1.1 200 OK"), n, (half_close, client.data))
+                self.assertEqual(self.errors, [])
+                self.assert_fds_released(client)
+
+    def test_an_answer_that_never_comes_after_the_end_is_bounded(self):
+        # A client that sent its request and closed (or half-closed), and
+        # an application that never answers: without half_close the
+        # connection lasts send_timeout, not forever.
+        self.server.send_timeout = 0.3
+        self.handler = lambda exchange: exchange.on("error", self.errors.append)
+        client = self.pipeline_and_end(1)
+        started = time.monotonic()
+        self.run_until(lambda: client.eof and not self.server.connections)
+        self.assertGreaterEqual(time.monotonic() - started, 0.25)
         self.assertEqual([type(err) for err in self.errors], [error.ConnectionClosedError])
-        self.assert_fds_released(client)
-        self.errors.clear()
-        self.server.half_close = True
-        client = self.pipeline_and_end(3)
-        self.run_until(lambda: client.eof)
-        self.assertEqual(client.data.count(b"HTTP/1.1 200 OK"), 3, client.data)
-        self.assertEqual(self.errors, [])
         self.assert_fds_released(client)
 
     def test_async_application_answering_at_once(self):
@@ -624,6 +632,9 @@ class ListenerErrorTest(HostileTestCase):
             raise RuntimeError("in error")
 
         self.handler = lambda exchange: exchange.on("error", bad_error_listener)
+        # The client's end is a close or a half-close: the answer that never
+        # comes gets send_timeout (half_close off).
+        self.server.send_timeout = 0.2
         client = self.client()
         client.send(GET % b"")
         self.run_until(lambda: self.exchanges)

@@ -1982,6 +1982,136 @@ class TestErrors(unittest.TestCase):
             self.assertFalse(hasattr(builtins, name), name)
 
 
+class TestFramingDecision(unittest.TestCase):
+    """request_framing and response_framing, called directly: the one
+    place where the framing of a message, and so the request-smuggling
+    rules, are decided (both the fast and the general path ask them)."""
+
+    def test_request_smuggling_matrix(self):
+        from thor.http.parser import request_framing
+        ok = [
+            # (method, version, Content-Length values, Transfer-Encoding values)
+            ((b"GET", b"1.1", None, None), (NO_BODY, None)),
+            ((b"POST", b"1.1", [b"5"], None), (LENGTH, 5)),
+            ((b"POST", b"1.1", [b"0"], None), (LENGTH, 0)),
+            ((b"POST", b"1.1", [b" 007 "], None), (LENGTH, 7)),
+            ((b"POST", b"1.1", [b"5, 5"], None), (LENGTH, 5)),       # CL.CL, equal
+            ((b"POST", b"1.1", [b"5", b"5"], None), (LENGTH, 5)),
+            ((b"POST", b"1.0", [b"5"], None), (LENGTH, 5)),
+            ((b"POST", b"1.1", None, [b"chunked"]), (CHUNKED, None)),
+            ((b"POST", b"1.1", None, [b" Chunked "]), (CHUNKED, None)),
+            ((b"POST", b"1.1", None, [b"chunked", b""]), (CHUNKED, None)),
+            ((b"CONNECT", b"1.1", None, None), (NO_BODY, None)),
+            ((b"CONNECT", b"1.1", [b"0"], None), (LENGTH, 0)),
+        ]
+        for args, expected in ok:
+            with self.subTest(args=args):
+                self.assertEqual(request_framing(*args), expected)
+        refused = [
+            ((b"POST", b"1.1", [b"5"], [b"chunked"]), error.CLTEError),     # CL.TE
+            ((b"POST", b"1.1", [b"5"], [b"identity"]), error.CLTEError),    # TE.CL
+            ((b"POST", b"1.1", [b"x"], [b"chunked"]), error.CLTEError),
+            ((b"POST", b"1.1", None, [b"chunked, identity"]),               # TE.TE
+             error.RequestTransferEncodingError),
+            ((b"POST", b"1.1", None, [b"chunked", b"x"]), error.RequestTransferEncodingError),
+            ((b"POST", b"1.1", None, [b"chunked, chunked"]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b"chunked", b"chunked"]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b"chunked;a=b"]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b"chunk ed"]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b"\"chunked\""]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b""]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b" , "]), error.BadTransferCodeError),
+            ((b"POST", b"1.1", None, [b"gzip, chunked"]), error.TransferCodeError),  # 501
+            ((b"POST", b"1.0", None, [b"chunked"]), error.BadTransferCodeError),  # TE in 1.0
+            ((b"POST", b"1.0", [b"5"], [b"chunked"]), error.BadTransferCodeError),
+            ((b"CONNECT", b"1.1", None, [b"chunked"]), error.BadTransferCodeError),
+            ((b"CONNECT", b"1.1", [b"5"], None), error.MalformedCLError),
+            ((b"POST", b"1.1", [b"5", b"6"], None), error.DuplicateCLError),  # CL.CL
+            ((b"POST", b"1.1", [b"5, 6"], None), error.DuplicateCLError),
+            ((b"POST", b"1.1", [b"+5"], None), error.MalformedCLError),
+            ((b"POST", b"1.1", [b"-1"], None), error.MalformedCLError),
+            ((b"POST", b"1.1", [b"0x5"], None), error.MalformedCLError),
+            ((b"POST", b"1.1", [b"5,"], None), error.MalformedCLError),
+            ((b"POST", b"1.1", [b""], None), error.MalformedCLError),
+            ((b"POST", b"1.1", [b"1" * 19], None), error.MalformedCLError),
+        ]
+        for args, cls in refused:
+            with self.subTest(args=args):
+                with self.assertRaises(cls) as caught:
+                    request_framing(*args)
+                self.assertIs(type(caught.exception), cls)
+                self.assertIsNotNone(cls.server_status)
+        self.assertEqual(error.TransferCodeError.server_status[0], b"501")
+        self.assertEqual(error.CLTEError.server_status[0], b"400")
+
+    def test_response_matrix(self):
+        from thor.http.parser import response_framing
+        cases = [
+            # (method, status, version, CL values, TE values) -> (kind, length, must close)
+            ((b"GET", b"200", b"1.1", [b"3"], None), (LENGTH, 3, False)),
+            ((b"GET", b"200", b"1.1", [b"3, 3"], None), (LENGTH, 3, False)),
+            ((b"GET", b"200", b"1.1", None, None), (UNTIL_CLOSE, None, True)),
+            ((b"GET", b"200", b"1.1", None, [b"chunked"]), (CHUNKED, None, False)),
+            # TE over CL, and the connection is not to be trusted again
+            ((b"GET", b"200", b"1.1", [b"3"], [b"chunked"]), (CHUNKED, None, True)),
+            ((b"GET", b"200", b"1.1", [b"x"], [b"chunked"]), (CHUNKED, None, True)),
+            # a final coding other than chunked, or TE in HTTP/1.0: to the close
+            ((b"GET", b"200", b"1.1", None, [b"gzip"]), (UNTIL_CLOSE, None, True)),
+            ((b"GET", b"200", b"1.1", [b"3"], [b"chunked, gzip"]), (UNTIL_CLOSE, None, True)),
+            ((b"GET", b"200", b"1.0", None, [b"chunked"]), (UNTIL_CLOSE, None, True)),
+            # no body, whatever the fields say
+            ((b"HEAD", b"200", b"1.1", [b"9"], None), (NO_BODY, None, False)),
+            ((b"HEAD", b"200", b"1.1", [b"x"], [b"chunked, chunked"]), (NO_BODY, None, False)),
+            ((b"GET", b"204", b"1.1", [b"9"], None), (NO_BODY, None, False)),
+            ((b"GET", b"304", b"1.1", None, [b"chunked"]), (NO_BODY, None, False)),
+            ((b"GET", b"101", b"1.1", None, None), (NO_BODY, None, False)),
+            ((b"CONNECT", b"200", b"1.1", [b"9"], None), (NO_BODY, None, False)),
+            ((b"CONNECT", b"407", b"1.1", [b"2"], None), (LENGTH, 2, False)),
+        ]
+        for args, expected in cases:
+            with self.subTest(args=args):
+                self.assertEqual(response_framing(*args), expected)
+        refused = [
+            ((b"GET", b"200", b"1.1", None, [b"chunked, chunked"]), error.BadTransferCodeError),
+            ((b"GET", b"200", b"1.1", None, [b"gzip, chunked"]), error.TransferCodeError),
+            ((b"GET", b"200", b"1.1", None, [b"chunked;x=y"]), error.BadTransferCodeError),
+            ((b"GET", b"200", b"1.0", None, [b"bad coding"]), error.BadTransferCodeError),
+            ((b"GET", b"200", b"1.1", [b"3", b"4"], None), error.DuplicateCLError),
+            ((b"GET", b"200", b"1.1", [b"-1"], None), error.MalformedCLError),
+        ]
+        for args, cls in refused:
+            with self.subTest(args=args):
+                with self.assertRaises(cls) as caught:
+                    response_framing(*args)
+                self.assertIs(type(caught.exception), cls)
+
+    def test_both_paths_ask_the_framing_functions(self):
+        # A decision changed in the function changes what both the fast
+        # path (a whole head) and the general one (a byte at a time) do.
+        from thor.http import parser as module
+        data = b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+
+        def refuse(*args):
+            raise error.CLTEError("refused by the test")
+
+        for pieces in ([data], [bytes([b]) for b in data]):
+            clear_caches()
+            with mock.patch.object(module, "request_framing", refuse):
+                events = run(data, True, pieces=pieces)
+            self.assertEqual(events[0][:2], ("error", "CLTEError"), pieces[:1])
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        for pieces in ([response], [bytes([b]) for b in response]):
+            clear_caches()
+            with mock.patch.object(
+                module, "response_framing", lambda *args: (UNTIL_CLOSE, None, True),
+            ):
+                events = run(response, False, (b"GET",), True, pieces=pieces)
+            self.assertEqual(body(events), b"hello")
+            self.assertEqual(events[0][4]["body"], UNTIL_CLOSE, pieces[:1])
+            self.assertTrue(events[0][4]["close"])
+        clear_caches()
+
+
 class TestSansIO(unittest.TestCase):
     def test_imports(self):
         import thor.http.parser as parser

@@ -1259,22 +1259,18 @@ class HalfCloseTest(ServerTestCase):
         self.assertEqual(client.data.count(b"HTTP/1.1 400 "), 1, client.data)
         self.assertLess(client.data.index(b"HTTP/1.1 200"), client.data.index(b"HTTP/1.1 400"))
 
-    def test_off_by_default_the_unanswered_exchange_gets_an_error(self):
-        self.server.half_close = False
-        self.assertFalse(HttpServer.half_close)
-        self.delay = 0.05
-        client = self.send_and_end(GET % b"")
-        self.assertEqual(bytes(client.data), b"")
-        self.assertEqual(len(self.errors), 1)
-        self.assertIsInstance(self.errors[0], error.ConnectionClosedError)
-
-    def test_a_transport_defaulting_to_half_close_follows_the_server(self):
-        self.server.half_close = False
-        self.delay = 0.05
-        with mock.patch.object(TcpConnection, "half_close", True):
-            client = self.send_and_end(GET % b"")
-        self.assertEqual(bytes(client.data), b"")
-        self.assertEqual([type(err) for err in self.errors], [error.ConnectionClosedError])
+    def test_off_by_default_a_late_answer_still_reaches_the_client(self):
+        # Issue 11: a request read before the client's end is never
+        # dropped, whatever half_close says.
+        for transport_default in (False, True):
+            self.server.half_close = False
+            self.assertFalse(HttpServer.half_close)
+            self.delay = 0.05
+            with mock.patch.object(TcpConnection, "half_close", transport_default):
+                client = self.send_and_end(GET % b"")
+            responses = parse_responses(client.data, ["GET"])
+            self.assertEqual([(r[0], r[2]) for r in responses], [(200, b"hello")])
+            self.assertEqual(self.errors, [])
 
     def test_end_before_a_tunnel_reaches_its_new_owner(self):
         heard = []

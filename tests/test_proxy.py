@@ -410,6 +410,64 @@ class ConnectTest(ProxyTestCase):
         proxy.close()
         self.run_until(lambda: read() and closed)
 
+    def test_connect_obeys_the_clients_check_ip(self):
+        # A tunnel must not reach what a request may not (HttpClient.check_ip).
+        from thor.tcp import TcpServer
+
+        target = TcpServer("127.0.0.1", 0, self.loop)
+        self.addCleanup(target.close)
+        accepted = []
+        target.on("connect", accepted.append)
+        proxy = self.proxy(connect_ports=[target.port])
+        proxy.client.check_ip = lambda ip: ip != "127.0.0.1"
+        self.assertEqual(self.connect_status(proxy, "127.0.0.1:%d" % target.port), 403)
+        self.assertEqual(accepted, [])
+
+    def test_idle_tunnel_is_closed_after_tunnel_timeout(self):
+        from thor.tcp import TcpServer
+
+        target = TcpServer("127.0.0.1", 0, self.loop)
+        self.addCleanup(target.close)
+        accepted = []
+
+        def connected(conn):
+            accepted.append(conn)
+            conn.on("data", conn.write)  # an echo: traffic keeps it open
+            conn.pause(False)
+
+        target.on("connect", connected)
+        proxy = self.proxy(connect_ports=[target.port])
+        proxy.tunnel_timeout = 0.3
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target.port)
+        sock.setblocking(False)
+        got = []
+
+        def read():
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return False
+            got.append(data)
+            return not data
+
+        self.run_until(lambda: accepted and (read() or b"\r\n\r\n" in b"".join(got)))
+        self.assertTrue(b"".join(got).startswith(b"HTTP/1.1 200 "))
+        started = time.monotonic()
+        # Traffic every 0.1 s for 0.6 s keeps it open past its timeout.
+        for n in range(6):
+            ticked = []
+            self.loop.schedule(0.1, ticked.append, True)
+            sock.sendall(b"ping%d" % n)
+            last_sent = time.monotonic()
+            self.run_until(lambda: (read(), ticked)[1])
+        self.assertFalse(any(chunk == b"" for chunk in got))
+        self.assertIn(b"ping5", b"".join(got))
+        self.run_until(read, timeout=5)  # then silence: closed
+        self.assertGreaterEqual(time.monotonic() - last_sent, 0.25)
+        self.assertGreater(time.monotonic() - started, 0.6)
+
     def test_connect_refused_in_reverse_mode(self):
         proxy = self.proxy(upstreams=[self.url(self.tls_origin)],
                            connect_ports=[self.tls_origin.port])

@@ -23,7 +23,9 @@ The asyncio clients are what a careful stdlib programmer would write: one
 (``readuntil`` / ``readexactly``).
 
 Target (issue 5): thor at most 1.5x the asyncio Protocol client's CPU per
-request.
+request. For the shared references (refs/asyncio_http_client.py, each
+program in its own process pinned to its own CPU, nginx origin, median of
+rounds) run tests/bench/bench_refs.py --jobs client.
 """
 
 import argparse

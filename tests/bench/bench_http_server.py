@@ -30,6 +30,11 @@ alone, the HTTP server over a stand-in transport (parser, server and the
 hello-world handler), the whole server over a socketpair, and a bare
 TcpConnection answering with a canned response; the socketpair figures
 include the test's own send and recv.
+
+The issue 12 figures (thor beside the shared Protocol reference
+refs/asyncio_http_server.py and upstream Thor 0.17; keep-alive,
+Connection: close, 1 MiB bodies, idle connection memory; programs pinned to
+their own CPU, median of rounds) come from tests/bench/bench_refs.py.
 """
 
 import argparse

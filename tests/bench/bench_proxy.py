@@ -8,10 +8,13 @@ Every party runs in its own process, on loopback:
 
 - a fast origin (asyncio Protocol, fixed 200 response with Content-Length,
   keep-alive);
-- the proxy under test: ``python -m thor.http.proxy --upstream ...``, and a
-  hand-written asyncio reverse proxy (parse the request head, forward it
-  over a kept-alive origin connection, relay the response by its
-  Content-Length);
+- the proxy under test: ``python -m thor.http.proxy --upstream ...``, and
+  two asyncio reverse proxies: one written here with asyncio streams (parse
+  the request head, forward it over a kept-alive origin connection, relay
+  the response by its Content-Length), and the shared Protocol reference
+  (refs/asyncio_proxy.py, callbacks instead of ``await`` per request; the
+  streams one costs about twice its CPU, so the ratio against the Protocol
+  relay is the one the project's targets use);
 - a load generator: ``--connections`` keep-alive connections, one request
   at a time on each, for ``--seconds``: ``wrk`` when it is installed (it
   costs little CPU, which leaves the proxies the machine), else an asyncio
@@ -23,6 +26,10 @@ one ``--big-mib`` body (1 GiB by default) through thor's proxy to a slow
 client, with the growth of the proxy's peak RSS (VmHWM from
 /proc/<pid>/status, minus its RSS before the transfer); and thor's
 throughput with --workers 1 and --workers 2.
+
+The side-by-side figures of issue 12 (nginx origin, programs pinned to
+their own CPU, median of rounds, the public-API proxy and forward mode
+too) come from tests/bench/bench_refs.py --jobs proxy.
 
 Targets (issue 6): thor's CPU per request at most 2x the asyncio proxy's;
 the 1 GiB body keeps the proxy's memory growth under 32 MiB; --workers 2
@@ -405,19 +412,29 @@ def main():
         tproxy = spawn([sys.executable, "-m", "thor.http.proxy", "--listen",
                         "127.0.0.1:%d" % tport, "--upstream", "http://127.0.0.1:%d" % origin_port])
         procs.append(tproxy)
+        pport = free_port()
+        pproxy = spawn([sys.executable, os.path.join(HERE, "refs", "asyncio_proxy.py"),
+                        str(pport), str(origin_port)])
+        procs.append(pproxy)
         wait_port(tport)
+        wait_port(pport)
         print("keep-alive, %d connections, %.0f s each, 1 KiB responses, cpus=%d, load: %s"
               % (args.connections, args.seconds, os.cpu_count(), "wrk" if WRK else "python"))
-        for name, port, proc in (("asyncio proxy", aport, aproxy), ("thor proxy", tport, tproxy),
-                                 ("asyncio proxy", aport, aproxy), ("thor proxy", tport, tproxy)):
+        order = (("asyncio streams", aport, aproxy), ("asyncio Protocol", pport, pproxy),
+                 ("thor proxy", tport, tproxy))
+        for name, port, proc in order + order:
             rps, us = measure(port, proc.pid, args.connections, args.seconds)
             results.setdefault(name, []).append((rps, us))
-            print("  %-14s %8.0f req/s  %7.1f us CPU/request" % (name, rps, us))
+            print("  %-16s %8.0f req/s  %7.1f us CPU/request" % (name, rps, us))
         stop(aproxy)
+        stop(pproxy)
         stop(tproxy)
-        a_us = min(us for _, us in results["asyncio proxy"])
+        a_us = min(us for _, us in results["asyncio streams"])
+        p_us = min(us for _, us in results["asyncio Protocol"])
         t_us = min(us for _, us in results["thor proxy"])
-        print("  ratio thor/asyncio CPU per request: %.2fx (target <= 2x)" % (t_us / a_us))
+        print("  ratio thor/asyncio streams CPU per request: %.2fx (target <= 2x)" % (t_us / a_us))
+        print("  ratio thor/asyncio Protocol relay (refs/asyncio_proxy.py): %.2fx (issue 12 "
+              "target <= 1.6x; see bench_refs.py)" % (t_us / p_us))
 
         if not args.skip_workers:
             print("--workers (thor, %d connections):" % (args.connections * 2))

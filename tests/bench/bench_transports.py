@@ -13,7 +13,9 @@ two servers take turns, and the median of the rounds is reported.
 - udp: 32 datagrams of 64 bytes in flight; datagrams/s echoed.
 
 Targets (issue 3): rpc50 at most 1.5x asyncio's CPU per message; stream at
-least 0.9x asyncio's MB/s.
+least 0.9x asyncio's MB/s. tests/bench/bench_refs.py --jobs tcp,udp runs
+the shared references (refs/asyncio_*_echo.py, refs/loadgen_echo.py) and
+upstream Thor 0.17 with each program pinned to its own CPU.
 """
 
 import argparse

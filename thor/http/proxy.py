@@ -65,6 +65,8 @@ from thor.http.client import HttpClient
 from thor.http.headers import HOP_BY_HOP, get_header
 from thor.http.server import HttpServer
 
+_monotonic = _time.monotonic
+
 if TYPE_CHECKING:
     import argparse
     import ssl
@@ -335,7 +337,9 @@ class HttpProxy(EventEmitter):
     connection), ``send_timeout`` (a peer reads nothing of what the proxy
     sends: the downstream client its response, the origin its request
     body), ``body_timeout`` (a request body makes no progress),
-    ``shutdown_timeout`` (graceful_shutdown's drain deadline).
+    ``shutdown_timeout`` (graceful_shutdown's drain deadline),
+    ``tunnel_timeout`` (a CONNECT or upgrade tunnel in which neither side
+    sends anything for this long is closed).
     """
 
     connect_ports: Collection[int] = (443,)
@@ -347,6 +351,10 @@ class HttpProxy(EventEmitter):
     send_timeout: Optional[float] = 60
     body_timeout: Optional[float] = 60
     shutdown_timeout: Optional[float] = 30
+    # haproxy's "timeout tunnel" is commonly an hour, nginx's proxy_read_timeout
+    # (which bounds an idle WebSocket) a minute; most WebSocket
+    # applications ping well within five.
+    tunnel_timeout: Optional[float] = 300
     max_server_conn = 100
 
     def __init__(
@@ -903,6 +911,9 @@ class HttpProxy(EventEmitter):
                         "CONNECT to that port is not allowed.\n")
             return
         tcp_client = TcpClient(self.loop)
+        # The same address policy as for requests (HttpClient.check_ip):
+        # a tunnel must not reach what a request may not.
+        tcp_client.check_ip = getattr(self.client, "check_ip", None)
 
         def connected(upstream: TcpConnection) -> None:
             ex = pex.server_exchange
@@ -924,7 +935,9 @@ class HttpProxy(EventEmitter):
             pex._done()
 
         def failed(errtype: type, err: Any) -> None:
-            if err == errno.ETIMEDOUT:
+            if errtype is PermissionError:
+                pex._respond(403, "Forbidden", [], "That address is not allowed.\n")
+            elif err == errno.ETIMEDOUT:
                 pex._respond(504, "Gateway Timeout", [], "Connect timed out\n")
             else:
                 pex._respond(502, "Bad Gateway", [], "Could not connect: %s\n" % (err,))
@@ -941,6 +954,8 @@ class HttpProxy(EventEmitter):
             tunnels.add(tcp)
             tcp.on("close", partial(tunnels.discard, tcp))
         splice(a, b, a_buffered, b_buffered)
+        if self.tunnel_timeout is not None:
+            _TunnelWatch(a, b, self.loop, self.tunnel_timeout)
 
     # -- logging -------------------------------------------------------------------
 
@@ -1005,6 +1020,39 @@ def splice(
     b.on("end", partial(_ended, b, a))
     a.pause(False)
     b.pause(False)
+
+
+class _TunnelWatch:
+    """Closes a tunnel in which neither side has sent anything for
+    ``timeout`` seconds. A read costs one clock read; the timer is moved
+    only when it fires."""
+
+    __slots__ = ("a", "b", "loop", "timeout", "last", "timer")
+
+    def __init__(self, a: TcpConnection, b: TcpConnection, loop: LoopBase, timeout: float) -> None:
+        self.a, self.b, self.loop, self.timeout = a, b, loop, timeout
+        self.last = _monotonic()
+        self.timer: Optional[ScheduledEvent] = loop.schedule(timeout, self._check)
+        for tcp in (a, b):
+            tcp.on("data", self._touch)
+            tcp.on("close", self._stop)
+
+    def _touch(self, data: bytes) -> None:
+        self.last = _monotonic()
+
+    def _stop(self) -> None:
+        if self.timer is not None:
+            self.timer.delete()
+            self.timer = None
+
+    def _check(self) -> None:
+        self.timer = None
+        idle = _monotonic() - self.last
+        if idle < self.timeout:
+            self.timer = self.loop.schedule(self.timeout - idle, self._check)
+            return
+        self.a.close()
+        self.b.close()
 
 
 def _ended(ended: TcpConnection, other: TcpConnection) -> None:
@@ -1175,6 +1223,8 @@ def _arguments(argv: Optional[List[str]]) -> Tuple[argparse.ArgumentParser, argp
         ("body", HttpProxy.body_timeout, "a request body may make no progress"),
         ("shutdown", HttpProxy.shutdown_timeout, "a graceful shutdown waits for the "
          "exchanges in flight before it cuts them"),
+        ("tunnel", HttpProxy.tunnel_timeout, "a CONNECT or upgrade tunnel may carry "
+         "nothing either way before it is closed"),
     ):
         parser.add_argument("--%s-timeout" % name, type=_seconds, default=default,
                             metavar="SECONDS",
@@ -1211,7 +1261,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     worker = args.worker_of is not None
     settings = {
         "%s_timeout" % name: getattr(args, "%s_timeout" % name)
-        for name in ("connect", "read", "queue", "send", "body", "shutdown")
+        for name in ("connect", "read", "queue", "send", "body", "shutdown", "tunnel")
     }
     proxy_class = type("CommandLineProxy", (HttpProxy,), settings)
     try:

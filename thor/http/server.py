@@ -19,9 +19,9 @@ Theory of operation
   ``pause(True)``), the exchange in progress gets a ``pause(True)`` event.
 - The client's end of input (the transport's ``end``: thor's connections
   always ask for it) takes effect where it is in the stream: every request
-  read before it is handled as if it had not come, and only the exchange
-  still in progress when the parser reaches it is subject to
-  ``half_close`` (off: it gets an error, the client may be gone).
+  read before it is answered as if it had not come, and the connection
+  closes after the last answer (without ``half_close``, an answer still
+  awaited at the end gets ``send_timeout``: the client may be gone).
 - Responses are framed by thor: the application's Content-Length is used
   (and enforced) when given, chunked otherwise for HTTP/1.1, and
   close-delimited for HTTP/1.0. Output is gathered: what the application
@@ -281,12 +281,14 @@ class HttpServer(EventEmitter):
     ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser),
     ``inbuf_limit`` (bytes of unparsed input held while a response is
     outstanding before the server stops reading from that client),
-    ``half_close`` (what the client's end of input means for the exchange
-    in progress when it is reached; requests read before it are answered
-    either way. False: the client may be gone, the exchange gets an error
-    event and the connection closes; True: a client that shuts its sending
-    side still gets that answer too, the connection closing once it is
-    sent).
+    ``half_close`` (every request read before the client's end of input
+    is answered either way. False: the client may be gone, so an answer
+    still awaited when the end is reached gets ``send_timeout``, after
+    which the exchange gets ConnectionClosedError and the connection
+    closes; True: it is awaited however late. A tunnel taken with
+    ``exchange.tunnel()`` gets the setting as its transport's: with True
+    its owner hears 'end', with False the transport closes once what is
+    written is sent).
     """
 
     tcp_server_class: Type[TcpServer] = TcpServer
@@ -302,11 +304,9 @@ class HttpServer(EventEmitter):
     shutdown_timeout: Optional[float] = 30
     parser_limits: Dict[str, Any] = {}
     inbuf_limit = 65536
-    # Off by default, as in Node's http server and nginx (which aborts a
-    # proxied request when its client's input ends): TCP cannot tell a
-    # half-close from a client that has gone away until something is
-    # written, so waiting for a slow or never-coming answer would hold the
-    # connection, and an upstream fetch, for a client that may be gone.
+    # Off by default: TCP cannot tell a half-close from a client that has
+    # gone away until something is written, so a tunnel's owner that is
+    # not written for half-closes gets a plain close.
     half_close = False
 
     def __init__(
@@ -518,6 +518,11 @@ class HttpServerConnection(thor.loop.LazyTimer):
                     "no request body for %s seconds" % self.server.body_timeout)
                 exchange._fail(err)
                 self._reject(err)
+            elif self._answer_bound() is not None:
+                exchange._fail(error.ConnectionClosedError(
+                    "the client ended its input and no answer came within %s seconds"
+                    % self.server.send_timeout))
+                self.close()
             return  # otherwise the application governs
         if self.parser.idle or self._await_drain:
             self.abort()  # idle
@@ -557,9 +562,18 @@ class HttpServerConnection(thor.loop.LazyTimer):
         elif exchange._finished:
             self._set_deadline(None if exchange._request_done else server.request_timeout)
         elif exchange._request_done or exchange._input_paused or not exchange._request_live:
-            self._set_deadline(None)
+            self._set_deadline(self._answer_bound())
         else:
             self._set_deadline(server.body_timeout)
+
+    def _answer_bound(self) -> Optional[float]:
+        """How long an answer may take: the application's business, except
+        once the client has ended its input without half_close: the client
+        may have gone (TCP cannot tell until something is written), so the
+        answer gets send_timeout."""
+        if self._peer_ended and not self.server.half_close:
+            return self.server.send_timeout
+        return None
 
     # -- input ---------------------------------------------------------------
 
@@ -941,16 +955,18 @@ class HttpServerConnection(thor.loop.LazyTimer):
     def _after_end(self) -> None:
         """The client's input has ended; once the parser has reached the
         end (every request read before it handled), close when nothing is
-        left to answer, and, without half_close, give up on the exchange
-        still waiting for its answer: the client may be gone."""
+        left to answer. A request read before the end is never given up
+        at once: the client sent it, and may be reading; without
+        half_close its answer gets send_timeout (see _answer_bound)."""
         if self._closed or not self.parser.idle:
             return
         exchange = self.exchange
         if exchange is None:
             self.close()  # every request the client sent has its answer
-        elif not exchange._finished and not self.server.half_close:
-            exchange._fail(error.ConnectionClosedError("client closed the connection"))
-            self.close()
+        elif not exchange._finished:
+            bound = self._answer_bound()
+            if bound is not None:
+                self._set_deadline(bound)
 
     def _on_close(self) -> None:
         self._closed = True
