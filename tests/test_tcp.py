@@ -334,6 +334,16 @@ class TestListeningSocket(TcpTestCase):
         server.close()
         self.run_until(lambda: sock.fileno() == -1)
 
+    def test_server_listen_makes_one_to_serve(self):
+        # Thor 0.17's thor.tcp.server_listen, served with sock=.
+        from thor.tcp import server_listen
+
+        sock = server_listen(b"127.0.0.1", 0, backlog=8)
+        self.assertFalse(sock.getblocking())
+        server = self.server(sock=sock)
+        self.connected("127.0.0.1", server.port)
+        self.run_until(lambda: self.accepted)
+
     def test_refuses_a_datagram_socket(self):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(sock.close)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from thor.loop import LoopBase, ScheduledEvent
     from thor.types import Address
 
-__all__ = ["TcpConnection", "TcpServer", "TcpClient"]
+__all__ = ["TcpConnection", "TcpServer", "TcpClient", "server_listen"]
 
 _BLOCKED = (BlockingIOError, InterruptedError)
 
@@ -543,6 +543,16 @@ class TcpServer(EventSource):
             self._graceful = True
         else:
             self._loop.schedule(0, self.emit, "stop")
+
+
+def server_listen(
+    host: Union[str, bytes, None], port: Union[int, str], backlog: Optional[int] = None
+) -> socket.socket:
+    """A non-blocking socket listening on ``host``:``port`` (Thor 0.17's
+    name), as TcpServer makes it; ``TcpServer(..., sock=...)`` serves it."""
+    return _listen(
+        dns.parse_host(host) if host is not None else "", int(port), False, backlog or 511
+    )
 
 
 def _listen(host: str, port: int, reuse_port: bool, backlog: int) -> socket.socket:
