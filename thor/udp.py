@@ -22,7 +22,7 @@ from thor import dns
 from thor.loop import ERROR, READ, EventSource
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional, Tuple, Union
+    from typing import Any, Callable, Dict, Optional, Tuple, Union
 
     from thor.dns import Result
     from thor.loop import LoopBase
@@ -40,6 +40,14 @@ _DROPPED = frozenset(
 )
 
 
+# IP-literal destinations already checked, as given (str or bytes) ->
+# (family, host): an echo or a request/response peer sends to the same few
+# addresses, and checking a literal costs two inet_pton calls.
+_literals: Dict[Union[str, bytes], Tuple[int, str]] = {}
+_LITERALS_MAX = 4096
+_HASHABLE = frozenset((str, bytes))
+
+
 class UdpEndpoint(EventSource):
     """A UDP endpoint.
 
@@ -49,12 +57,12 @@ class UdpEndpoint(EventSource):
     ``host`` and ``port`` are the bound local address, once there is one.
     """
 
-    __slots__ = ("sock", "host", "port", "_paused", "_recvfrom", "_shut")
+    __slots__ = ("sock", "host", "port", "_paused", "_recvfrom", "_shut", "_v6", "_sendto_raw")
 
     # The largest UDP payload over IPv4: 65,535 - 8 (UDP) - 20 (IP).
     max_dgram = 65507
     recv_size = 65536
-    read_batch = 16
+    read_batch = 64
 
     def __init__(self, loop: Optional[LoopBase] = None) -> None:
         EventSource.__init__(self, loop)
@@ -76,6 +84,9 @@ class UdpEndpoint(EventSource):
         sock.setblocking(False)
         self.sock = sock
         self._recvfrom = sock.recvfrom
+        self._sendto_raw = sock.sendto
+        # socket.family builds an enum on each read: once, here.
+        self._v6 = family == socket.AF_INET6
         return sock
 
     def _registered(self, sock: socket.socket) -> None:
@@ -132,13 +143,28 @@ class UdpEndpoint(EventSource):
                 "UDP datagram of %d bytes is over max_dgram (%d)"
                 % (len(datagram), self.max_dgram)
             )
-        host = dns.parse_host(host)
-        family = dns.literal_family(host)
-        if family is None:
-            dns.lookup(host, port, self._resolved(datagram), self._loop,
-                       self.sock.family if self.sock else 0, socket.SOCK_DGRAM)
+        entry = _literals.get(host) if host.__class__ in _HASHABLE else None
+        if entry is not None and entry[0] == socket.AF_INET and self.sock is not None and not self._v6:
+            # The common case, sent here: an IPv4 literal seen before.
+            try:
+                self._sendto_raw(datagram, (entry[1], int(port)))
+            except OSError as why:
+                if why.errno not in _DROPPED:
+                    raise
             return
-        self._sendto(datagram, family, host, int(port))
+        if entry is None:
+            parsed = dns.parse_host(host)
+            family = dns.literal_family(parsed)
+            if family is None:
+                dns.lookup(parsed, port, self._resolved(datagram), self._loop,
+                           self.sock.family if self.sock else 0, socket.SOCK_DGRAM)
+                return
+            entry = (family, parsed)
+            if host.__class__ in _HASHABLE:
+                if len(_literals) >= _LITERALS_MAX:
+                    _literals.clear()  # one-off destinations must not pin it
+                _literals[host] = entry
+        self._sendto(datagram, entry[0], entry[1], int(port))
 
     def _resolved(self, datagram: Any) -> Callable[[Result], None]:
         def send(result: Result) -> None:
@@ -159,7 +185,7 @@ class UdpEndpoint(EventSource):
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
             self._registered(sock)
         address: Tuple[Any, ...]
-        if sock.family == socket.AF_INET6:
+        if self._v6:
             if family == socket.AF_INET:
                 host = "::ffff:" + host  # a v4-mapped address
             address = (host, port, 0, 0)
@@ -168,7 +194,7 @@ class UdpEndpoint(EventSource):
         else:
             address = (host, port)
         try:
-            sock.sendto(datagram, address)
+            self._sendto_raw(datagram, address)
         except OSError as why:
             if why.errno not in _DROPPED:
                 raise
@@ -197,13 +223,15 @@ class UdpEndpoint(EventSource):
         if not mask & READ:
             return
         size = self.recv_size
+        recvfrom = self._recvfrom
+        emit = self.emit
         for _ in range(self.read_batch):
-            if not self._interest & READ:
-                return  # paused, or shut down, by a listener
             try:
-                data, address = self._recvfrom(size)  # type: ignore[misc]  # set while watched
+                data, address = recvfrom(size)  # type: ignore[misc]  # set while watched
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue  # an ICMP error for an earlier send
-            self.emit("datagram", data, address[0], address[1])
+            emit("datagram", data, address[0], address[1])
+            if not self._interest & READ:
+                return  # paused, or shut down, by a listener
