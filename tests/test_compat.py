@@ -241,6 +241,71 @@ class TestErrors(unittest.TestCase):
             self.assertEqual(cls.server_status[0], b"500", cls)
         self.assertEqual(error.ConnectionClosedError.server_status[0], b"502")
 
+    # The kind of each error, as a proxy classifies it (by class, never by
+    # message text).
+    PEER = (
+        "StartLineError", "RequestLineError", "HttpVersionError", "UriTooLongError",
+        "StartLineTooLongError", "HeaderSpaceError", "TopLineSpaceError", "BadFieldError",
+        "HeaderNameError", "HeaderValueError", "HeaderNoColonError", "BareCRError",
+        "HeaderLineEndingError", "ObsoleteFoldError", "FieldSectionTooLargeError",
+        "TooManyFieldsError", "HostRequiredError", "InvalidHostError", "MalformedCLError",
+        "DuplicateCLError", "CLTEError", "TransferEncodingCLError", "BadTransferCodeError",
+        "RequestTransferEncodingError", "TransferCodeError", "ChunkError",
+        "ChunkTerminatorError", "ChunkExtTooLargeError", "TrailerTooLargeError",
+        "IncompleteHeadError", "IncompleteBodyError", "ExtraDataError", "TooManyMsgsError",
+    )
+    NETWORK = (
+        "ConnectError", "ConnectTimeoutError", "QueueTimeoutError", "DnsError",
+        "AccessError", "ConnectionClosedError", "ReadTimeoutError", "RequestTimeoutError",
+        "BodyTimeoutError", "SendTimeoutError",
+    )
+    APPLICATION = (
+        "UrlError", "LengthRequiredError", "OutputError", "BodyLengthError",
+        "OutputSyntaxError", "BadStatusError", "BadHeaderError", "OutputStateError",
+        "StateError", "ListenerError", "InternalServerError",
+    )
+
+    def test_three_kinds(self):
+        kinds = (error.PeerError, error.NetworkError, error.ApplicationError)
+        expected = {}
+        for names, kind in ((self.PEER, error.PeerError), (self.NETWORK, error.NetworkError),
+                            (self.APPLICATION, error.ApplicationError)):
+            for name in names:
+                expected[name] = kind
+        for kind in kinds:
+            self.assertIn(kind.__name__, error.__all__)
+            self.assertIs(kind.__bases__[0], error.HttpError)
+        # Every exported error class but the four bases is listed above,
+        # and is under exactly the one kind it is listed with.
+        for name in error.__all__:
+            cls = getattr(error, name)
+            if not isinstance(cls, type) or cls is error.HttpError or cls in kinds:
+                continue
+            with self.subTest(name=name):
+                self.assertIn(name, expected)
+                under = [kind for kind in kinds if issubclass(cls, kind)]
+                self.assertEqual(under, [expected[name]])
+        self.assertEqual(len(expected), len(error.__all__) - 4)
+
+    def test_kinds_keep_earlier_bases(self):
+        # The bases the three kinds were added beside still hold.
+        self.assertTrue(issubclass(error.InternalServerError, error.ListenerError))
+        self.assertTrue(issubclass(error.InternalServerError, error.ApplicationError))
+        self.assertTrue(issubclass(error.ListenerError, ValueError))
+        self.assertTrue(issubclass(error.ConnectTimeoutError, error.ConnectError))
+        self.assertTrue(issubclass(error.BodyTimeoutError, error.RequestTimeoutError))
+        # What a server answers, and whether a connection survives, did not
+        # change with the bases.
+        self.assertEqual(error.ListenerError.server_status[0], b"500")
+        self.assertFalse(error.ListenerError.server_recoverable)
+        self.assertFalse(error.ListenerError.client_recoverable)
+        self.assertFalse(error.InternalServerError.server_recoverable)
+        self.assertTrue(error.InternalServerError.client_recoverable)
+        self.assertTrue(error.UrlError.client_recoverable)
+        self.assertIsNone(error.ExtraDataError.server_status)
+        self.assertIsNone(error.StartLineTooLongError.server_status)
+        self.assertEqual(error.ReadTimeoutError.server_status[0], b"504")
+
     def test_detail_is_text(self):
         err = error.ChunkError(b"abc\r\n\xff\xc3\xa9")
         self.assertEqual(err.detail, "abc\\x0d\\x0a\\xffé")

@@ -491,5 +491,118 @@ class TestOnDecorator(unittest.TestCase):
         self.assertIn("EventEmitter", thor.events.__all__)
 
 
+
+# -- a lone listener kept unwrapped (_unwrap_single) ---------------------------
+
+
+class Unwrapped(EventEmitter):
+    """An emitter that opts in to keeping a lone listener unwrapped."""
+
+    _unwrap_single = True
+
+
+def _unwrapped_case(base):
+    """``base``'s tests, run again on an Unwrapped emitter: every rule holds
+    in both forms of ``_events``."""
+
+    def setUp(self):
+        base.setUp(self)
+        self.emitter = Unwrapped()
+
+    return type(base.__name__ + "Unwrapped", (base,), {"setUp": setUp})
+
+
+TestOnAndEmitUnwrapped = _unwrapped_case(TestOnAndEmit)
+TestChangesDuringEmitUnwrapped = _unwrapped_case(TestChangesDuringEmit)
+TestOnceUnwrapped = _unwrapped_case(TestOnce)
+TestRemoveUnwrapped = _unwrapped_case(TestRemove)
+TestOnDecoratorUnwrapped = _unwrapped_case(TestOnDecorator)
+
+
+class TestSinkUnwrapped(TestSink):
+    def setUp(self):
+        TestSink.setUp(self)
+        emitter = Unwrapped()
+        emitter.sink(self.emitter._sink)
+        self.emitter = emitter
+
+
+class TestUnwrapSingle(unittest.TestCase):
+    def test_default_keeps_tuples(self):
+        # Code outside thor.events (thor.tcp, the HTTP exchanges) still
+        # reads _events as tuples: the default form must stay.
+        emitter = EventEmitter()
+        emitter.on("a", len)
+        self.assertEqual(emitter._events["a"], (len,))
+        self.assertIs(type(emitter).emit, EventEmitter.emit)
+
+    def test_lone_listener_unwrapped_then_tuple_then_unwrapped(self):
+        emitter = Unwrapped()
+        emitter.on("a", len)
+        self.assertIs(emitter._events["a"], len)
+        emitter.on("a", abs)
+        self.assertEqual(emitter._events["a"], (len, abs))
+        emitter.removeListener("a", len)
+        self.assertIs(emitter._events["a"], abs)
+        emitter.removeListener("a", abs)
+        self.assertNotIn("a", emitter._events)
+        self.assertEqual(emitter.listeners("a"), [])
+
+    def test_emit_chosen_per_class(self):
+        self.assertIs(Unwrapped.emit, EventEmitter._emit_unwrapped)
+
+        class Again(Unwrapped):  # inherits the opt-in and its emit
+            pass
+
+        class OptedOut(Unwrapped):
+            _unwrap_single = False
+
+        class OwnEmit(Unwrapped):
+            def emit(self, event, *args):
+                EventEmitter._emit_unwrapped(self, event, "own", *args)
+
+        self.assertIs(Again.emit, EventEmitter._emit_unwrapped)
+        self.assertIs(OptedOut.emit, EventEmitter.emit)
+        self.assertIs(Unwrapped.on, EventEmitter._on_unwrapped)
+        self.assertIs(OptedOut.on, EventEmitter.on)
+        for cls in (Again, OptedOut, OwnEmit):
+            emitter = cls()
+            got = []
+            emitter.on("a", lambda *args: got.append(args))
+            emitter.emit("a", 1)
+            self.assertEqual(got, [("own", 1)] if cls is OwnEmit else [(1,)])
+        self.assertEqual(OptedOut()._events, {})
+        emitter = OptedOut()
+        emitter.on("a", len)
+        self.assertEqual(emitter._events["a"], (len,))
+
+    def test_once_alone_unwrapped(self):
+        emitter = Unwrapped()
+        got = []
+        emitter.once("a", got.append)
+        self.assertEqual(emitter.listeners("a"), [got.append])
+        emitter.emit("a", 1)
+        emitter.emit("a", 2)
+        self.assertEqual(got, [1])
+        self.assertNotIn("a", emitter._events)
+
+
+class TestInitEmitter(unittest.TestCase):
+    def test_init_emitter_is_init(self):
+        class Exchange(EventEmitter):
+            def __init__(self):
+                self._init_emitter()
+                self.x = 1
+
+        exchange = Exchange()
+        self.assertEqual(exchange._events, {})
+        self.assertIsNone(exchange._sink)
+        got = []
+        exchange.on("a", got.append)
+        exchange.emit("a", 1)
+        self.assertEqual(got, [1])
+        self.assertEqual(copy.copy(exchange).x, 1)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1097,6 +1097,91 @@ class TestPollInvalid(unittest.TestCase):
         self.assertEqual(loop.fd_count(), 0)
 
 
+class _Deadline(thor.loop.LazyTimer):
+    """A LazyTimer host: one timeout, and a log of when the deadline was
+    found to have passed (on the loop's clock)."""
+
+    __slots__ = ("loop", "timeout", "expired", "init")
+
+    def __init__(self, loop, timeout, init=True):
+        self.loop = loop
+        self.timeout = timeout
+        self.expired = []
+        if init:
+            self._init_timer(loop)
+        else:
+            # As hosts written before _init_timer set the slots.
+            self._deadline = None
+            self._timer = None
+            self._timer_due = 0.0
+
+    def _timeouts(self):
+        return (self.timeout,)
+
+    def _on_timer(self):
+        self._timer = None
+        if self._deadline_passed():
+            self.expired.append(self.loop._clock())
+
+
+class TestLazyTimerClock(unittest.TestCase):
+    """LazyTimer deadlines are on the loop's clock: a fake clock, moved by
+    hand between passes, drives them with no real time passing."""
+
+    def make_loop(self):
+        clock = FakeClock()
+        loop = LoopBase(clock=clock)
+        loop.exception_handler = reraise
+        self.addCleanup(loop.close)
+        original = loop._poller.poll
+        # Never sleep: the test moves the clock itself.
+        loop._poller.poll = lambda timeout: original(0)
+        return loop, clock
+
+    def check_host(self, init):
+        loop, clock = self.make_loop()
+        host = _Deadline(loop, 5.0, init=init)
+        started = time.monotonic()
+        host._set_deadline(5.0)  # due at 1005
+        loop._run_once()
+        clock.advance(4.75)
+        loop._run_once()
+        self.assertEqual(host.expired, [])
+        host._set_deadline(5.0)  # moved to 1009.75; the timer stays at 1005
+        clock.advance(0.5)  # 1005.25: the timer fires early and re-arms
+        loop._run_once()
+        loop._run_once()
+        self.assertEqual(host.expired, [])
+        self.assertIsNotNone(host._timer)
+        clock.advance(4.25)  # 1009.5: still before the deadline
+        loop._run_once()
+        self.assertEqual(host.expired, [])
+        clock.advance(0.25)  # 1009.75: the deadline
+        loop._run_once()
+        self.assertEqual(host.expired, [1009.75])
+        self.assertIsNone(host._deadline)
+        # 9.75 s on the fake clock took no real time to speak of.
+        self.assertLess(time.monotonic() - started, 1.0)
+
+    def test_fake_clock_drives_deadline(self):
+        self.check_host(init=True)
+
+    def test_host_without_init_timer_binds_loop_clock(self):
+        self.check_host(init=False)
+
+    def test_init_timer_binds_loop_clock(self):
+        loop, clock = self.make_loop()
+        host = _Deadline(loop, 1.0)
+        self.assertIs(host._clock, clock)
+        self.assertIsNone(host._deadline)
+        self.assertIsNone(host._timer)
+        host._set_deadline(2.0)
+        self.assertEqual(host._deadline, 1002.0)
+        host._stop_timer()
+        self.assertIsNone(host._timer)
+        self.assertEqual(loop.scheduled_events(), [])
+
+
 class TestDefaultLoop(unittest.TestCase):
     """The module face: thor.loop.* and thor.* act on the default loop."""
 
@@ -1114,6 +1199,11 @@ class TestDefaultLoop(unittest.TestCase):
             thor.loop.run()
         finally:
             guard.cancel()
+
+    def test_default_loop(self):
+        self.assertIsInstance(thor.loop.default_loop(), LoopBase)
+        self.assertIs(thor.loop.default_loop(), thor.loop._loop)  # REDbot reads _loop
+        self.assertEqual(thor.loop.default_loop().schedule, thor.schedule)
 
     def test_names(self):
         loop = self.loop

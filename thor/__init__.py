@@ -48,7 +48,7 @@ def on(
     decorator thor.events.on; ``thor.on(event, listener)`` (an event name
     first) listens to the default loop, e.g. ``thor.on("stop", cleanup)``."""
     if isinstance(target, str):
-        return loop._loop.on(target, event)  # type: ignore[arg-type]  # the listener
+        return loop.default_loop().on(target, event)  # type: ignore[arg-type]  # the listener
     return events.on(target, event)  # type: ignore[arg-type]  # the event name or None
 
 

@@ -15,6 +15,12 @@ Rules (documented in doc/events.md and tested in tests/test_events.py):
   ``obj.<event>(*args)`` if ``obj`` has such a method.
 - An exception raised by a listener propagates out of ``emit`` (the loop
   reports exceptions from the callbacks it dispatches; see thor.loop).
+- A class that sets ``_unwrap_single = True`` keeps an event's one
+  listener as the callable itself, not a 1-tuple, and its ``emit`` calls it
+  without a loop (about 15% less per emit; see doc/events.md). Off by
+  default while code outside this module reads ``_events`` as tuples
+  (thor.tcp, the HTTP exchanges' inline emits); a class opts in once
+  nothing reads its ``_events`` but this module.
 - Pickling (and ``copy``) keeps an emitter's attributes but neither its
   listeners nor its sink: they are callables bound to the running program,
   often unpicklable, and a copy sharing them would be a second emitter
@@ -62,17 +68,48 @@ class _Once:
 class EventEmitter:
     """An event emitter, in the style of Node.JS.
 
-    Subclasses must call ``EventEmitter.__init__(self)``.
+    Subclasses must call ``EventEmitter.__init__(self)``, or, where the
+    call of ``__init__`` is too dear (an exchange made per request),
+    ``self._init_emitter()``: never set the emitter's slots themselves.
     """
 
     # Subclasses keep their own __dict__; these two slots make the emitter's
     # own attribute lookups as cheap as they can be in pure Python.
     __slots__ = ("_events", "_sink", "__dict__", "__weakref__")
 
-    _events: Dict[str, Tuple[Listener, ...]]
+    # An event's listeners: a tuple, or with _unwrap_single the one
+    # listener itself.
+    _events: Dict[str, Any]
     _sink: object
 
+    # Set True on a class to keep a lone listener unwrapped (see the module
+    # docstring); __init_subclass__ gives the class the matching emit.
+    _unwrap_single = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The on and emit that write and read this class's form of
+        # _events, chosen once here rather than tested on every call. A
+        # method of the class's own is left alone.
+        for name, tuples, unwrapped in _VARIANTS:
+            if name not in cls.__dict__:
+                current = getattr(cls, name)
+                if cls._unwrap_single:
+                    if current is tuples:
+                        setattr(cls, name, unwrapped)
+                elif current is unwrapped:
+                    setattr(cls, name, tuples)
+
     def __init__(self) -> None:
+        self._events = {}
+        self._sink = None
+
+    def _init_emitter(self) -> None:
+        """What ``__init__`` does (no listeners, no sink), for subclasses
+        whose own ``__init__`` runs per request and would rather not pay
+        for the call of another: ``self._init_emitter()`` costs what
+        setting the slots inline does, and stays right when a field is
+        added here."""
         self._events = {}
         self._sink = None
 
@@ -110,23 +147,43 @@ class EventEmitter:
             events[event] = (listener,)
         return self
 
+    def _on_unwrapped(self: _E, event: str, listener: Listener) -> _E:
+        """``on`` for classes with ``_unwrap_single``."""
+        events = self._events
+        current = events.get(event)
+        if current is None:
+            events[event] = listener
+        elif current.__class__ is tuple:
+            events[event] = current + (listener,)
+        else:
+            events[event] = (current, listener)
+        return self
+
     def once(self: _E, event: str, listener: Listener) -> _E:
         """Call ``listener`` the next time ``event`` is emitted, then forget it."""
         return self.on(event, _Once(listener, self, event))
 
     def _remove(self, event: str, entry: Listener) -> None:
         current = self._events.get(event)
-        if not current:
+        if current is None:
+            return
+        if current.__class__ is not tuple:
+            if current is entry or current == entry or (
+                current.__class__ is _Once and current.listener == entry
+            ):
+                del self._events[event]
             return
         for index, candidate in enumerate(current):
             if candidate is entry or candidate == entry or (
                 candidate.__class__ is _Once and candidate.listener == entry
             ):
                 remaining = current[:index] + current[index + 1 :]
-                if remaining:
-                    self._events[event] = remaining
-                else:
+                if not remaining:
                     del self._events[event]
+                elif len(remaining) == 1 and self._unwrap_single:
+                    self._events[event] = remaining[0]
+                else:
+                    self._events[event] = remaining
                 return
 
     def removeListener(self, event: str, listener: Listener) -> None:
@@ -146,9 +203,12 @@ class EventEmitter:
 
     def listeners(self, event: str) -> list[Listener]:
         """Return the callables listening for ``event``, as they were registered."""
+        entries = self._events.get(event, ())
+        if entries.__class__ is not tuple:
+            entries = (entries,)
         return [
             entry.listener if entry.__class__ is _Once else entry
-            for entry in self._events.get(event, ())
+            for entry in entries
         ]
 
     def emit(self, event: str, *args: Any) -> None:
@@ -162,9 +222,32 @@ class EventEmitter:
             if method is not None:
                 method(*args)
 
+    def _emit_unwrapped(self, event: str, *args: Any) -> None:
+        """``emit`` for classes with ``_unwrap_single``: a lone listener is
+        called without a loop."""
+        listeners = self._events.get(event)
+        if listeners is not None:
+            if listeners.__class__ is tuple:
+                for listener in listeners:
+                    listener(*args)
+            else:
+                listeners(*args)
+        elif self._sink is not None:
+            method = getattr(self._sink, event, None)
+            if method is not None:
+                method(*args)
+
     def sink(self, sink: object) -> None:
         """Send events that have no listeners to methods of ``sink`` with the event's name."""
         self._sink = sink
+
+
+# (name, the method for tuples, the one for _unwrap_single): what
+# __init_subclass__ chooses between.
+_VARIANTS = (
+    ("on", EventEmitter.on, EventEmitter._on_unwrapped),
+    ("emit", EventEmitter.emit, EventEmitter._emit_unwrapped),
+)
 
 
 def _slot_names(cls: type) -> frozenset[str]:

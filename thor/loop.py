@@ -78,7 +78,7 @@ if TYPE_CHECKING:
         def _fd_ready(self, mask: int) -> None: ...
 
 __all__ = [
-    "make", "run", "stop", "schedule", "time", "run_in_loop", "running",
+    "make", "default_loop", "run", "stop", "schedule", "time", "run_in_loop", "running",
     "debug", "EventSource", "LoopBase", "ScheduledEvent", "DEFAULT_PRECISION",
 ]
 
@@ -581,13 +581,19 @@ class LazyTimer:
     going from one phase's deadline to a shorter one's (idle, then a
     request) does not move it either.
 
+    Deadlines are on the loop's clock (``LoopBase(clock=...)``), the one its
+    timers fire by, so that a fake clock drives them in tests. The host calls
+    ``_init_timer(loop)`` once, in its ``__init__``; it binds that clock to
+    ``_clock`` (a slot: reading it costs what reading ``time.monotonic``
+    does). A host that does not is bound on its first ``_set_deadline``.
+
     The host provides ``loop``, ``_timeouts()`` (its timeouts, None for
     none), and ``_on_timer()``, which starts with ``self._timer = None`` and
-    acts only if ``_deadline_passed()``. Hot paths may inline
-    ``_set_deadline``.
+    acts only if ``_deadline_passed()``. Hot paths that inline
+    ``_set_deadline`` read the time with ``self._clock()``.
     """
 
-    __slots__ = ("_deadline", "_timer", "_timer_due")
+    __slots__ = ("_deadline", "_timer", "_timer_due", "_clock")
 
     if TYPE_CHECKING:
         # What the host provides (see above), and the slots' types.
@@ -595,17 +601,31 @@ class LazyTimer:
         _deadline: Optional[float]
         _timer: Optional[ScheduledEvent]
         _timer_due: float
+        _clock: Callable[[], float]
 
         def _timeouts(self) -> Iterable[Optional[float]]: ...
 
         def _on_timer(self) -> None: ...
+
+    def _init_timer(self, loop: LoopBase) -> None:
+        """No deadline, no timer; deadlines on ``loop``'s clock."""
+        self._deadline = None
+        self._timer = None
+        self._timer_due = 0.0
+        self._clock = loop._clock
 
     def _set_deadline(self, timeout: Optional[float]) -> None:
         """The deadline is ``timeout`` seconds from now (None: no deadline)."""
         if timeout is None:
             self._deadline = None
             return
-        now = _time.monotonic()
+        try:
+            clock = self._clock
+        except AttributeError:
+            # A host that sets the other slots itself (as hosts did before
+            # _init_timer): bind once, here.
+            clock = self._clock = self.loop._clock
+        now = clock()
         deadline = self._deadline = now + timeout
         if self._timer is None or deadline < self._timer_due:
             self._arm(now, timeout)
@@ -629,7 +649,13 @@ class LazyTimer:
         deadline = self._deadline
         if deadline is None:
             return False
-        now = _time.monotonic()
+        try:
+            clock = self._clock
+        except AttributeError:
+            # A deadline written by a host's inline copy, before any
+            # _set_deadline bound the clock.
+            clock = self._clock = self.loop._clock
+        now = clock()
         if deadline > now:
             self._arm(now, deadline - now)
             return False
@@ -861,8 +887,17 @@ def make(precision: Optional[float] = None, poller: Optional[str] = None) -> Loo
     return LoopBase(precision, poller=POLLERS[poller] if poller else None)
 
 
-# The default loop and its module-level face.
+# The default loop and its module-level face. ``_loop`` is kept under
+# that name: REDbot and Thor 0.17 code import it.
 _loop = make()
+
+
+def default_loop() -> LoopBase:
+    """The default loop: the one ``thor.run``, ``thor.schedule`` and every
+    object made without a ``loop`` argument use."""
+    return _loop
+
+
 run = _loop.run
 stop = _loop.stop
 schedule = _loop.schedule

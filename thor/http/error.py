@@ -1,14 +1,18 @@
 """The HttpError family: every way an HTTP exchange can fail.
 
 Three kinds, kept apart (as h11 keeps RemoteProtocolError apart from
-LocalProtocolError):
+LocalProtocolError), each with its abstract base; every class is under
+exactly one of them, so a program (a proxy choosing its answer) can
+classify by class, never by message text:
 
-* the peer broke the protocol (reported by thor.http.parser through
-  ``on_error``, and by the client and server as their ``error`` event);
-* the network or the clock gave up (connect errors, timeouts, closes);
-* the application misused the API: ``ApplicationError`` subclasses, also
-  ``ValueError`` subclasses, raised at the offending call before anything
-  is sent.
+* ``PeerError``: the peer broke the protocol (reported by thor.http.parser
+  through ``on_error``, and by the client and server as their ``error``
+  event);
+* ``NetworkError``: the network or the clock gave up (connect errors,
+  timeouts, closes);
+* ``ApplicationError`` (also ``ValueError``): the application misused the
+  API, raised at the offending call before anything is sent; or one of its
+  listeners raised (``ListenerError``, emitted as ``error``).
 
 Each class says what a server answers when it meets that error
 (``server_status``, a ``(code, phrase)`` tuple of bytes, or None when the
@@ -21,7 +25,7 @@ Names are Thor 0.17's where it has one (its subclasses are listed under
 the thor class they refine), so that code written for it catches the same
 errors. Final names and server_status:
 
-  Peer errors (parser)
+  Peer errors (parser): PeerError     None
     StartLineError             400  malformed request or status line, bare
                                     LF (strict) in it, bad request-target
                                     form, an absolute-form authority that is
@@ -76,7 +80,7 @@ errors. Final names and server_status:
     TooManyMsgsError           400  for owners that cap queued pipelined
                                     requests (the parser itself never recurses)
 
-  Network and time
+  Network and time: NetworkError       None
     ConnectError               502  could not connect to the origin (client)
       ConnectTimeoutError      504  connect timed out
         QueueTimeoutError      504  waited too long for a connection
@@ -89,10 +93,14 @@ errors. Final names and server_status:
     RequestTimeoutError        408  request head too slow (server)
       BodyTimeoutError         408  request body made no progress (server)
     SendTimeoutError           504  the peer read nothing of what we sent
-    ListenerError              500  a listener of the exchange raised
 
-  Application misuse (also ValueError; raised at the call)
+  Application errors (also ValueError; raised at the call, but for
+  ListenerError)
     ApplicationError           500
+      ListenerError            500  a listener of the exchange raised
+                                    (emitted as error; not recoverable)
+        InternalServerError    500  the application raised while handling
+                                    a request (server)
       UrlError                 400  unsupported or invalid URL (client)
       LengthRequiredError      411  body without Content-Length where needed
       OutputError              500  what would be sent is wrong:
@@ -103,8 +111,6 @@ errors. Final names and server_status:
                                         in a value, non-Latin-1 text
         OutputStateError       500    a call out of order:
           StateError           500      (thor's name)
-      InternalServerError      500  the application raised while handling
-                                    (also a ListenerError)
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 __all__ = [
-    "HttpError",
+    "HttpError", "PeerError", "NetworkError",
     # peer
     "StartLineError", "RequestLineError", "HttpVersionError", "UriTooLongError",
     "StartLineTooLongError", "HeaderSpaceError", "TopLineSpaceError", "BadFieldError",
@@ -127,9 +133,9 @@ __all__ = [
     # network / time
     "ConnectError", "ConnectTimeoutError", "ReadTimeoutError", "RequestTimeoutError",
     "ConnectionClosedError", "DnsError", "AccessError", "QueueTimeoutError",
-    "BodyTimeoutError", "SendTimeoutError", "ListenerError",
+    "BodyTimeoutError", "SendTimeoutError",
     # application
-    "ApplicationError", "UrlError", "LengthRequiredError", "OutputError",
+    "ApplicationError", "ListenerError", "UrlError", "LengthRequiredError", "OutputError",
     "OutputSyntaxError", "OutputStateError", "BadStatusError", "BadHeaderError",
     "BodyLengthError", "StateError", "InternalServerError",
 ]
@@ -188,10 +194,32 @@ class HttpError(Exception):
         return "%s(%r)" % (type(self).__name__, self.detail)
 
 
+# -- the three kinds ---------------------------------------------------------
+# Every class below is under exactly one of PeerError, NetworkError and
+# ApplicationError, so that a program (a proxy choosing its answer, a log)
+# can tell them apart by class.
+
+
+class PeerError(HttpError):
+    """The peer broke the protocol: what it sent cannot be read as HTTP/1.1,
+    or is refused by a limit (the parser's errors)."""
+
+    # None, as HttpError's: client-side errors (ExtraDataError,
+    # StartLineTooLongError) answer nothing; each server-side one says.
+    desc = "The peer broke the protocol"
+
+
+class NetworkError(HttpError):
+    """The network or the clock ended the exchange: connect errors, name
+    resolution, closes, timeouts."""
+
+    desc = "Network error"
+
+
 # -- the peer broke the protocol ---------------------------------------------
 
 
-class StartLineError(HttpError):
+class StartLineError(PeerError):
     desc = "The start line of the message couldn't be parsed"
     server_status = _400
 
@@ -203,33 +231,33 @@ class RequestLineError(StartLineError):
     desc = "Request-line contains unexpected characters"
 
 
-class HttpVersionError(HttpError):
+class HttpVersionError(PeerError):
     desc = "Unsupported HTTP version"
     server_status = (b"505", b"HTTP Version Not Supported")
 
 
-class UriTooLongError(HttpError):
+class UriTooLongError(PeerError):
     desc = "Request line too long"
     server_status = (b"414", b"URI Too Long")
 
 
-class StartLineTooLongError(HttpError):
+class StartLineTooLongError(PeerError):
     desc = "Status line too long"
 
 
-class HeaderSpaceError(HttpError):
+class HeaderSpaceError(PeerError):
     """``detail`` is the field name, with the whitespace."""
 
     desc = "Whitespace between a field name and its colon"
     server_status = _400
 
 
-class TopLineSpaceError(HttpError):
+class TopLineSpaceError(PeerError):
     desc = "Whitespace after the start line, before the first field"
     server_status = _400
 
 
-class BadFieldError(HttpError):
+class BadFieldError(PeerError):
     desc = "Malformed field line"
     server_status = _400
 
@@ -258,17 +286,17 @@ class ObsoleteFoldError(BadFieldError):
     desc = "Obsolete folded header field"
 
 
-class FieldSectionTooLargeError(HttpError):
+class FieldSectionTooLargeError(PeerError):
     desc = "Header section too large"
     server_status = _431
 
 
-class TooManyFieldsError(HttpError):
+class TooManyFieldsError(PeerError):
     desc = "Too many fields"
     server_status = _431
 
 
-class HostRequiredError(HttpError):
+class HostRequiredError(PeerError):
     desc = "Host header required"
     server_status = _400
 
@@ -277,17 +305,17 @@ class InvalidHostError(HostRequiredError):
     desc = "Invalid Host header"
 
 
-class MalformedCLError(HttpError):
+class MalformedCLError(PeerError):
     desc = "Malformed Content-Length header"
     server_status = _400
 
 
-class DuplicateCLError(HttpError):
+class DuplicateCLError(PeerError):
     desc = "Conflicting Content-Length values"
     server_status = _400
 
 
-class CLTEError(HttpError):
+class CLTEError(PeerError):
     desc = "Both Transfer-Encoding and Content-Length present"
     server_status = _400
 
@@ -296,7 +324,7 @@ class CLTEError(HttpError):
 TransferEncodingCLError = CLTEError
 
 
-class BadTransferCodeError(HttpError):
+class BadTransferCodeError(PeerError):
     desc = "Transfer-Encoding makes the message framing unreliable"
     server_status = _400
 
@@ -305,12 +333,12 @@ class RequestTransferEncodingError(BadTransferCodeError):
     desc = "Request Transfer-Encoding does not end in chunked"
 
 
-class TransferCodeError(HttpError):
+class TransferCodeError(PeerError):
     desc = "Unsupported transfer coding"
     server_status = (b"501", b"Not Implemented")
 
 
-class ChunkError(HttpError):
+class ChunkError(PeerError):
     desc = "Chunked encoding error"
     server_status = _400
 
@@ -319,31 +347,31 @@ class ChunkTerminatorError(ChunkError):
     desc = "Chunked body chunk was not terminated with CRLF"
 
 
-class ChunkExtTooLargeError(HttpError):
+class ChunkExtTooLargeError(PeerError):
     desc = "Chunk extensions too large"
     server_status = _400
 
 
-class TrailerTooLargeError(HttpError):
+class TrailerTooLargeError(PeerError):
     desc = "Trailer section too large"
     server_status = _431
 
 
-class IncompleteHeadError(HttpError):
+class IncompleteHeadError(PeerError):
     desc = "Input ended inside a message head"
     server_status = _400
 
 
-class IncompleteBodyError(HttpError):
+class IncompleteBodyError(PeerError):
     desc = "Input ended inside a message body"
     server_status = _400
 
 
-class ExtraDataError(HttpError):
+class ExtraDataError(PeerError):
     desc = "Extra data was sent after this message was supposed to end"
 
 
-class TooManyMsgsError(HttpError):
+class TooManyMsgsError(PeerError):
     desc = "Too many messages to parse"
     server_status = _400
 
@@ -351,7 +379,7 @@ class TooManyMsgsError(HttpError):
 # -- the network or the clock gave up ----------------------------------------
 
 
-class ConnectError(HttpError):
+class ConnectError(NetworkError):
     desc = "Connection error"
     server_status = (b"502", b"Bad Gateway")
 
@@ -361,12 +389,12 @@ class ConnectTimeoutError(ConnectError):
     server_status = (b"504", b"Gateway Timeout")
 
 
-class ReadTimeoutError(HttpError):
+class ReadTimeoutError(NetworkError):
     desc = "Read Timeout"
     server_status = (b"504", b"Gateway Timeout")
 
 
-class RequestTimeoutError(HttpError):
+class RequestTimeoutError(NetworkError):
     desc = "Request timeout"
     server_status = (b"408", b"Request Timeout")
 
@@ -402,32 +430,38 @@ class BodyTimeoutError(RequestTimeoutError):
     desc = "Request body timeout"
 
 
-class SendTimeoutError(HttpError):
+class SendTimeoutError(NetworkError):
     """The peer read nothing of what we sent for ``send_timeout``."""
 
     desc = "Send timeout"
     server_status = (b"504", b"Gateway Timeout")
 
 
-class ListenerError(HttpError):
-    """A listener of the exchange raised; ``__cause__`` is its exception.
-    The exception is also reported through the loop's exception handler."""
-
-    desc = "An event listener raised an exception"
-    server_status = _500
-
-
 # -- the application misused the API -----------------------------------------
 
 
 class ApplicationError(HttpError, ValueError):
-    """Raised at the call that would have put invalid bytes on the wire, or
-    that came out of order; nothing has been sent for it."""
+    """The application is at fault. Raised at the call that would have put
+    invalid bytes on the wire, or that came out of order (nothing has been
+    sent for it); or, as ``ListenerError``, emitted when one of its
+    listeners raised."""
 
     desc = "Application error"
     server_status = _500
     client_recoverable = True
     server_recoverable = True
+
+
+class ListenerError(ApplicationError):
+    """A listener of the exchange raised; ``__cause__`` is its exception.
+    The exception is also reported through the loop's exception handler.
+    An application error (the application's own code failed), emitted as
+    ``error`` rather than raised; the connection is not used again."""
+
+    desc = "An event listener raised an exception"
+    server_status = _500
+    client_recoverable = False
+    server_recoverable = False
 
 
 class UrlError(ApplicationError):
@@ -470,6 +504,9 @@ class StateError(OutputStateError):
     desc = "Call out of order"
 
 
-class InternalServerError(ApplicationError, ListenerError):
+class InternalServerError(ListenerError):
+    """The server's application raised while handling a request (an
+    ApplicationError through ListenerError)."""
+
     desc = "The application failed while handling the request"
-    server_recoverable = False
+    client_recoverable = True  # as before ListenerError became an ApplicationError
