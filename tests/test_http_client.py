@@ -246,6 +246,17 @@ class RequestTests(ClientTestCase):
             self.assertNotIn(b"\r\n" + name, head)
         self.assertIn(b"\r\nx-end: yes\r\n", head)
 
+    def test_connection_tokens_with_odd_spacing_case_and_empty_members(self):
+        server = self.raw(answer_each(OK))
+        rec = self.fetch(server.url(), headers=[
+            ("Connection", "\tX-Hop ,,CLOSE "), ("X-Hop", "1"), ("X-End", "yes"),
+        ])
+        self.assertDone(rec)
+        head = server.conns[0].data.lower()
+        self.assertNotIn(b"x-hop", head)
+        self.assertIn(b"\r\nconnection: close\r\n", head)
+        self.assertIn(b"\r\nx-end: yes\r\n", head)
+
     def test_default_port_not_in_host(self):
         exchange = self.client.exchange()
         exchange.request_start("GET", "http://example.invalid/", [])
@@ -279,6 +290,38 @@ class RequestTests(ClientTestCase):
         server.conns[0].write(OK)
         self.run_until(lambda: rec.finished)
         self.assertDone(rec)
+
+    def test_trailer_rule_is_the_servers(self):
+        # thor.http.writer.trailer_section on both sides: RFC 9110 6.5.1's
+        # fields (here Host, Connection, Content-Type, Authorization) are
+        # dropped, others sent.
+        server = self.raw()
+        exchange = self.client.exchange()
+        exchange.request_start("PUT", server.url(), [])
+        exchange.request_body(b"abc")
+        exchange.request_done([("Host", "h"), ("X-Sum", "42"), ("connection", "close"),
+                               ("Content-Type", "text/plain"), (b"Authorization", b"x")])
+        self.run_until(lambda: server.conns and server.conns[0].data.endswith(b"0\r\nX-Sum: 42\r\n\r\n"))
+        exchange.abort()
+
+    def test_bad_trailers_raise_at_request_done(self):
+        # Checked at the call, before a connection exists (they used to be
+        # checked only once written), whatever the framing; the request can
+        # then still be finished.
+        for headers, end in (([], b"0\r\n\r\n"), ([("Content-Length", "3")], b"\r\n\r\nabc")):
+            server = self.raw()
+            exchange = self.client.exchange()
+            rec = Recorder(exchange)
+            exchange.request_start("PUT", server.url(), headers)
+            exchange.request_body(b"abc")
+            with self.assertRaises(error.BadHeaderError):
+                exchange.request_done([("X-Sum", "4\r\nInjected: 1")])
+            exchange.request_done([])
+            self.run_until(lambda: server.conns and server.conns[0].data.endswith(end))
+            self.assertNotIn(b"Injected", server.conns[0].data)
+            server.conns[0].write(OK)
+            self.run_until(lambda: rec.finished)
+            self.assertDone(rec)
 
     def test_empty_post_says_length_zero(self):
         server = self.raw(answer_each(OK))

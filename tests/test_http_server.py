@@ -362,6 +362,23 @@ class IterableHeadersTest(ServerTestCase):
             self.assertEqual((status, msg["X-A"], msg["X-B"], msg["Content-Length"], body),
                              (200, "1", None, "2", b"ok"))
 
+    def test_connection_tokens_with_odd_spacing_case_and_empty_members(self):
+        # thor.http.headers.field_tokens: " ,X-B ,, CLOSE\t" names X-B and
+        # asks for a close.
+        fields = [("X-A", "1"), ("Connection", " ,X-B ,, CLOSE\t"), ("X-B", "2"),
+                  ("Content-Length", "2")]
+
+        def request_start(exchange, method, uri, headers):
+            exchange.response_start(200, "OK", fields)
+            exchange.response_body(b"ok")
+            exchange.response_done()
+
+        self.on_request_start(request_start)
+        client, [(status, msg, body)] = self.exchange_raw(GET % b"")
+        self.assertEqual((status, msg["X-A"], msg["X-B"], msg["Connection"], body),
+                         (200, "1", None, "close", b"ok"))
+        self.run_until(lambda: client.eof)
+
 
 class ConnectionTest(ServerTestCase):
     def test_keep_alive_raw(self):
@@ -630,6 +647,31 @@ class FramingTest(ServerTestCase):
         client, raised = self.respond(200, [("Content-Length", "10")], [b"abc"], close=True)
         self.assertEqual([type(e) for e in raised], [error.BodyLengthError])
         self.assertNotIn(b"/next", client.data)
+
+    def test_each_response_counts_its_own_content_length(self):
+        # The connection's one LengthWriter starts again with each response
+        # (plain and non-plain heads), pipelined or not.
+        raised = []
+        lengths = iter([3, 5, 2])
+
+        def start(exchange, *args):
+            length = next(lengths)
+            fields = [("Content-Length", str(length))]
+            if length == 2:
+                fields.append(("Date", "Mon, 01 Jan 2024 00:00:00 GMT"))  # not plain
+            exchange.response_start(200, "OK", fields)
+            try:
+                exchange.response_body(b"x" * (length + 1))
+            except error.BodyLengthError as err:
+                raised.append(err)
+            exchange.response_body(b"x" * length)
+            exchange.response_done()
+
+        self.on_request_start(start)
+        client, responses = self.exchange_raw(GET % b"1" + GET % b"2" + GET % b"3",
+                                              ["GET"] * 3)
+        self.assertEqual([body for _, _, body in responses], [b"xxx", b"xxxxx", b"xx"])
+        self.assertEqual(len(raised), 3)
 
     def test_conflicting_content_lengths_refused(self):
         raised = []

@@ -197,22 +197,27 @@ class SpliceTest(LoopTestCase):
 
 
 class ForwardTest(ProxyTestCase):
-    def test_get_with_http_client_strips_hop_by_hop_and_adds_via(self):
-        origin = self.origin()
-        proxy = self.proxy()
+    def get_with_http_client(self, proxy, url, headers):
+        """GET ``url`` through ``proxy`` with http.client (which sends the
+        fields as given): (status, headers, body)."""
 
         def get():
             conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-            conn.request("GET", self.url(origin, "/a?b=c"), headers={
-                "Connection": "X-Secret", "X-Secret": "1", "Keep-Alive": "5",
-                "Proxy-Connection": "keep-alive", "X-Kept": "yes",
-            })
+            conn.request("GET", url, headers=headers)
             response = conn.getresponse()
             out = response.status, response.getheaders(), response.read()
             conn.close()
             return out
 
-        status, headers, body = self.in_thread(get)
+        return self.in_thread(get)
+
+    def test_get_with_http_client_strips_hop_by_hop_and_adds_via(self):
+        origin = self.origin()
+        proxy = self.proxy()
+        status, headers, body = self.get_with_http_client(proxy, self.url(origin, "/a?b=c"), {
+            "Connection": "X-Secret", "X-Secret": "1", "Keep-Alive": "5",
+            "Proxy-Connection": "keep-alive", "X-Kept": "yes",
+        })
         self.assertEqual(status, 200)
         self.assertEqual(body, b"ok:")
         self.assertIn(("Via", "1.1 thor"), headers)
@@ -225,6 +230,30 @@ class ForwardTest(ProxyTestCase):
         self.assertEqual(self.header(seen_headers, "x-kept"), [b"yes"])
         self.assertEqual(self.header(seen_headers, "via"), [b"1.1 thor"])
         self.assertEqual(self.header(seen_headers, "host"), [b"127.0.0.1:%d" % origin.port])
+
+    def test_connection_tokens_with_odd_spacing_case_and_empty_members(self):
+        origin = self.origin()
+        proxy = self.proxy()
+        status, _, body = self.get_with_http_client(proxy, self.url(origin, "/"), {
+            "Connection": " ,X-SECRET ,,\tkeep-alive", "X-Secret": "1", "X-Kept": "yes",
+        })
+        self.assertEqual((status, body), (200, b"ok:"))
+        seen_headers = self.seen[0][3]
+        names = {n.lower() for n, v in seen_headers}
+        self.assertNotIn(b"x-secret", names)
+        self.assertNotIn(b"connection", names)
+        self.assertEqual(self.header(seen_headers, "x-kept"), [b"yes"])
+
+    def test_refused_is_told_by_class_not_text(self):
+        from thor.http import error
+        from thor.http.proxy import _refused
+
+        self.assertTrue(_refused(error.ConnectError("ECONNREFUSED: connection closed")))
+        self.assertTrue(_refused(error.DnsError("cannot resolve")))
+        self.assertFalse(_refused(error.ConnectionClosedError("reset by peer")))
+        self.assertFalse(_refused(error.QueueTimeoutError("busy")))
+        self.assertFalse(_refused(error.AccessError("refused by check_ip")))
+        self.assertFalse(_refused(error.ReadTimeoutError("slow")))
 
     def test_post_body_with_curl(self):
         origin = self.origin(handler=lambda ex, body, t: (

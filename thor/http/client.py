@@ -54,10 +54,14 @@ from thor.events import EventEmitter, on
 from thor.tcp import TcpClient
 from thor.http import error
 from thor.http.headers import (
-    encode_body_chunk, encode_field_name, encode_field_value, is_token, to_bytes_field,
-    CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN,
+    encode_body_chunk, encode_field_name, encode_field_value, field_tokens, is_token,
+    to_bytes_field, CTL_EXCEPT_HTAB,
 )
-from thor.http.parser import HttpParser
+from thor.http.parser import HttpParser, CHUNKED, LENGTH, NO_BODY
+from thor.http.writer import (
+    BodyWriter, LengthWriter, check_content_length, encode_chunk, hand_over,
+    CHUNKED_WRITER, NO_BODY_WRITER,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -180,7 +184,7 @@ class HttpClient:
     parser_limits: Dict[str, Any] = {}
 
     def __init__(self, loop: Optional[LoopBase] = None, idle_timeout: Optional[float] = None) -> None:
-        self.loop: LoopBase = loop or thor.loop._loop
+        self.loop: LoopBase = loop or thor.loop.default_loop()
         if idle_timeout is not None:
             self.idle_timeout = idle_timeout
         self._origins: Dict[OriginType, _Origin] = {}
@@ -248,7 +252,7 @@ class HttpClient:
                         conn._deadline = None
                         if exchange._input_paused:
                             conn.pause(True)
-                        if exchange._framing is not None:
+                        if exchange._writer is not None:
                             exchange._connected()
                         return
                     conn.close()
@@ -615,7 +619,7 @@ class _ClientConnection(thor.loop.LazyTimer):
         self._deadline = None
         if exchange._input_paused:
             self.pause(True)
-        if exchange._framing is not None:
+        if exchange._writer is not None:
             exchange._connected()
         # else: the head waits for the first body chunk or request_done
 
@@ -905,19 +909,15 @@ class _ClientConnection(thor.loop.LazyTimer):
     def tunnel(self) -> Tuple[TcpConnection, bytes]:
         """Hand over the TCP connection: (tcp, bytes read past the head)."""
         self._closed()
-        tcp = self.tcp
-        tcp.removeListener("data", self._on_data)
-        tcp.removeListener("close", self._on_close)
-        tcp.removeListener("pause", self._on_tcp_pause)
-        tcp.pause(True)
-        return tcp, self.parser.leftover()
+        return hand_over(self.tcp, self.parser, (
+            ("data", self._on_data), ("close", self._on_close), ("pause", self._on_tcp_pause),
+        ))
 
 
 # The parser's errors for input that ended inside a message.
 _CUT_SHORT = frozenset((error.IncompleteHeadError, error.IncompleteBodyError))
 
 _NEW, _STARTED, _DONE = 0, 1, 2
-_NO_FRAMING, _LENGTH, _CHUNKED = 0, 1, 2
 
 # URL -> (origin key, request-target, authority); bounded.
 _url_cache: Dict[bytes, _ParsedUrl] = {}
@@ -1011,15 +1011,17 @@ class HttpClientExchange(EventEmitter):
     _pending_connect: Optional[_PendingConnect] = None
     _head_fields: Optional[_HeadFields] = None
     _head_entry: Optional[_KnownRequest] = None  # the _request_heads entry this request matched
-    _framing: Optional[int] = None
-    _length_left: Optional[int] = None
+    # How the request body is framed (thor.http.writer): chosen by the
+    # fields, else by the first body chunk (chunked) or by request_done
+    # (none); the head waits for it.
+    _writer: Optional[BodyWriter] = None
     _body: Optional[List[bytes]] = None  # request body not yet written
     _body_size = 0
     _kept: Optional[List[bytes]] = None  # request body kept for a replay
     _kept_size = 0
     _replay_ok = True
     _req_done = False
-    _trailers: Optional[_HeaderList] = None
+    _end: Optional[bytes] = None  # what ends the body, from request_done
     _request_sent = False
     _request_close = False
     _head_written = False
@@ -1093,7 +1095,7 @@ class HttpClientExchange(EventEmitter):
         fields: List[_CheckedField] = []
         exact = key is not None and _KnownRequest.matches(headers)
         content_length: Optional[int] = None
-        tokens: Optional[set[bytes]] = None
+        connection: Optional[List[bytes]] = None  # the Connection values
         expect = False
         special = _REQUEST_SPECIAL
         for name, value in headers:
@@ -1110,23 +1112,20 @@ class HttpClientExchange(EventEmitter):
             if kind is None:
                 fields.append((raw, lower, value))
             elif kind == _CONNECTION:
-                if tokens is None:
-                    tokens = set()
-                tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
+                if connection is None:
+                    connection = []
+                connection.append(value)
             elif kind == _UPGRADE:
                 # Kept: asking for a protocol switch is the application's
                 # call; thor adds the matching Connection option.
                 self._upgrade = True
                 fields.append((raw, lower, value))
             elif kind == _LENGTH_FIELD:
-                if not value.isdigit() or len(value) > 18:
-                    raise error.BadHeaderError("Content-Length must be digits: " + error.detail_text(value))
-                if content_length is not None and int(value) != content_length:
-                    raise error.BadHeaderError("conflicting Content-Length values")
-                content_length = int(value)
+                content_length = check_content_length(value, content_length)
             elif kind == _EXPECT:
                 expect = True
                 fields.append((raw, lower, value))
+        tokens = field_tokens(connection) if connection else None
         if tokens:
             if b"close" in tokens:
                 self._request_close = True
@@ -1136,12 +1135,11 @@ class HttpClientExchange(EventEmitter):
         self._state = _STARTED
         self.req_hdrs = [(raw, value) for raw, _, value in fields]
         if content_length is not None:
-            self._framing = _LENGTH
-            self._length_left = content_length
+            self._writer = LengthWriter(content_length)
         elif expect:
             # The head must go out before the body: the application may wait
             # for 100 Continue before sending any.
-            self._framing = _CHUNKED
+            self._writer = CHUNKED_WRITER
         raw_uri = uri if uri.__class__ is bytes else _url_bytes(uri)
         self.uri = raw_uri
         parsed = _url_cache.get(raw_uri) if raw_uri is not None else None
@@ -1182,10 +1180,9 @@ class HttpClientExchange(EventEmitter):
             self._upgrade = True
         content_length = known.head_fields[2]
         if content_length is not None:
-            self._framing = _LENGTH
-            self._length_left = content_length
+            self._writer = LengthWriter(content_length)
         elif known.expect:
-            self._framing = _CHUNKED
+            self._writer = CHUNKED_WRITER
 
     def request_body(self, chunk: BodyInput) -> None:
         """Send a chunk of the request body (bytes, or str as UTF-8).
@@ -1196,20 +1193,10 @@ class HttpClientExchange(EventEmitter):
             chunk = encode_body_chunk(chunk)
         if not chunk:
             return
-        framing = self._framing
-        if framing is None:
-            framing = self._framing = _CHUNKED
-        if framing == _LENGTH:
-            left = self._length_left - len(chunk)  # type: ignore[operator]  # an int with _LENGTH
-            if left < 0:
-                raise error.BodyLengthError(
-                    "request body longer than its Content-Length (%d)"
-                    % self._head_fields[2]  # type: ignore[index, str-format]  # set by request_start
-                )
-            self._length_left = left
-            data = chunk
-        else:
-            data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = CHUNKED_WRITER
+        data = writer.chunk(chunk)  # raises BodyLengthError past Content-Length
         if self._state == _DONE:
             return
         if self._replay_ok:
@@ -1228,21 +1215,21 @@ class HttpClientExchange(EventEmitter):
                 self._output_paused(True)
 
     def request_done(self, trailers: Optional[_HeaderList] = None) -> None:
-        """Finish the request. ``trailers`` go out with a chunked body.
-        Raises BodyLengthError if the body is shorter than its
-        Content-Length."""
+        """Finish the request. ``trailers`` go out with a chunked body (they
+        are checked whatever the framing; fields that may not be trailers
+        are dropped). Raises BodyLengthError if the body is shorter than
+        its Content-Length, BadHeaderError for a bad trailer field, having
+        sent nothing more."""
         if self._state == _NEW or self._req_done:
             raise error.StateError("request_done outside a request")
-        if self._framing == _LENGTH and self._length_left:
-            raise error.BodyLengthError(
-                "request body %d bytes shorter than its Content-Length" % self._length_left
-            )
+        writer = self._writer
+        if writer is None:
+            writer = NO_BODY_WRITER
+        end = writer.end(trailers)
         self._req_done = True
-        if trailers:
-            self._trailers = trailers
-        framing = self._framing
-        if framing is None:
-            framing = self._framing = _NO_FRAMING
+        self._writer = writer
+        if end:
+            self._end = end
         if self._state == _DONE:
             return
         conn = self._conn
@@ -1250,12 +1237,12 @@ class HttpClientExchange(EventEmitter):
             return  # written once a connection is attached (_connected)
         if self._head_written:
             self._write_end(conn)
-        elif framing == _NO_FRAMING:
+        elif writer is NO_BODY_WRITER:
             # The usual request, a head alone: _write_head and _write_end,
             # inline.
             self._head_written = True
             known = self._head_entry
-            head = None if known is None else known.heads.get(_NO_FRAMING)
+            head = None if known is None else known.heads.get(NO_BODY)
             if not conn.closed:
                 conn.tcp.write(head or self._build_head())
             self._request_sent = True
@@ -1281,7 +1268,7 @@ class HttpClientExchange(EventEmitter):
         known = self._head_entry
         if known is not None:
             # Built from the fields request_start checked, once per framing.
-            framing: int = self._framing  # type: ignore[assignment]  # set once a head is built
+            framing = self._writer.framing  # type: ignore[union-attr]  # set once a head is built
             head = known.heads.get(framing)
             if head is None:
                 head = known.heads[framing] = self._make_head(known.req_hdrs)
@@ -1293,10 +1280,10 @@ class HttpClientExchange(EventEmitter):
         lines = [self.method or b"", b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
         for raw, value in req_hdrs:
             lines.append(raw + b": " + value + b"\r\n")
-        framing = self._framing
-        if framing == _LENGTH:
-            lines.append(b"Content-Length: %d\r\n" % content_length)  # type: ignore[str-format]  # an int with _LENGTH
-        elif framing == _CHUNKED:
+        framing = self._writer.framing  # type: ignore[union-attr]  # set once a head is built
+        if framing == LENGTH:
+            lines.append(b"Content-Length: %d\r\n" % content_length)  # type: ignore[str-format]  # an int with LENGTH
+        elif framing == CHUNKED:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         elif self.method in _LENGTH_EXPECTED:
             lines.append(b"Content-Length: 0\r\n")
@@ -1312,26 +1299,15 @@ class HttpClientExchange(EventEmitter):
         self._conn.write(self._build_head())  # type: ignore[union-attr]  # called with a connection
 
     def _write_end(self, conn: _ClientConnection) -> None:
-        if self._framing == _CHUNKED:
-            trailers = self._trailers
-            if trailers:
-                lines = [b"0\r\n"]
-                for name, value in trailers:
-                    raw, lower = _field_name(name)
-                    if lower in TRAILER_FORBIDDEN:
-                        continue
-                    lines.append(raw + b": " + encode_field_value(value) + b"\r\n")
-                lines.append(b"\r\n")
-                conn.write(b"".join(lines))
-            else:
-                conn.write(b"0\r\n\r\n")
+        if self._end is not None:
+            conn.write(self._end)
         self._request_sent = True
         conn.request_sent()
 
     def _connected(self) -> None:
         """A connection is attached: write what the application has given."""
         conn: _ClientConnection = self._conn  # type: ignore[assignment]  # just attached
-        if self._framing is None:
+        if self._writer is None:
             return  # the head waits for the first body chunk or request_done
         self._write_head()
         if self._body:
@@ -1364,8 +1340,8 @@ class HttpClientExchange(EventEmitter):
         self._request_sent = False
         self._fresh = True
         kept = self._kept or []
-        if self._framing == _CHUNKED:
-            self._body = [b"%x\r\n%b\r\n" % (len(c), c) for c in kept]
+        if self._writer is CHUNKED_WRITER:
+            self._body = [encode_chunk(c) for c in kept]
         else:
             self._body = list(kept)
         self._body_size = sum(map(len, self._body))

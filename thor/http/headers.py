@@ -13,7 +13,10 @@ Owns:
   ``encode_phrase`` raise an ``ApplicationError`` (a ``ValueError``) at the
   call for anything that would put invalid bytes on the wire;
 * which fields are not forwarded: ``HOP_BY_HOP`` and ``strip_hop_by_hop``
-  (RFC 9110 7.6.1), and ``TRAILER_FORBIDDEN`` (RFC 9110 6.5.1).
+  (RFC 9110 7.6.1), and ``TRAILER_FORBIDDEN`` (RFC 9110 6.5.1);
+* list fields' members (``field_tokens``): thor's one reading of a
+  Connection field (and of Expect, Transfer-Encoding...), and
+  ``CONNECTION_OPTIONS``, the Connection tokens that are not field names.
 
 thor.http.common re-exports the helpers under Thor 0.17's names.
 """
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "header_names", "header_dict", "get_header",
     "TCHAR", "CTL_EXCEPT_HTAB", "is_token", "HOP_BY_HOP", "TRAILER_FORBIDDEN",
+    "CONNECTION_OPTIONS", "field_tokens",
     "to_bytes_field", "encode_field_name", "encode_field_value", "encode_headers",
     "encode_body_chunk", "strip_hop_by_hop", "encode_status", "encode_phrase",
 ]
@@ -54,6 +58,10 @@ HOP_BY_HOP = frozenset((
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade",
 ))
+
+# Connection options thor acts on itself (RFC 9112 9.3, 9.6; RFC 9110
+# 7.8), rather than names of fields to remove (RFC 9110 7.6.1).
+CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
 # RFC 9110 6.5.1: fields a recipient must not take from a trailer section,
 # because they have to be known before the content: framing
@@ -108,6 +116,14 @@ def _split_values(value: AnyStr) -> List[AnyStr]:
     if isinstance(value, str):
         return [v for v in (p.strip(" \t") for p in value.split(",")) if v]
     return [v for v in (p.strip(_OWS) for p in value.split(b",")) if v]
+
+
+def field_tokens(values: Iterable[bytes]) -> Set[bytes]:
+    """The lower-cased members of the comma-separated list field values
+    ``values`` (bytes), e.g. of every Connection field of a head: optional
+    whitespace around members is dropped, and so are empty members
+    (RFC 9110 5.6.1: ``, close ,,``)."""
+    return {item.lower() for value in values for item in _split_values(value)}
 
 
 def header_names(headers: Iterable[Tuple[AnyStr, AnyStr]]) -> Set[AnyStr]:

@@ -62,7 +62,7 @@ from thor.events import EventEmitter
 from thor.tcp import TcpClient, TcpServer
 from thor.http import error
 from thor.http.client import HttpClient
-from thor.http.headers import HOP_BY_HOP, get_header
+from thor.http.headers import CONNECTION_OPTIONS, HOP_BY_HOP, field_tokens, get_header
 from thor.http.server import HttpServer
 
 _monotonic = _time.monotonic
@@ -89,8 +89,6 @@ _RETRY_BODY_LIMIT = 65536
 # forwarded), Expect (answered by the server itself, which sends 100
 # Continue when the body is wanted) and Max-Forwards (counted down).
 _REQUEST_SPECIAL = HOP_BY_HOP | {b"expect", b"max-forwards"}
-# Connection options, as opposed to the names of fields to remove.
-_CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 # Transfer codings that leave the content as it is: "identity" (RFC 2616;
 # gone from RFC 7230 on, but still sent by a few old origins).
 _NULL_CODINGS = frozenset((b"identity",))
@@ -366,7 +364,7 @@ class HttpProxy(EventEmitter):
         sock: Optional[socket.socket] = None,
     ) -> None:
         EventEmitter.__init__(self)
-        self.loop: LoopBase = loop or thor.loop._loop
+        self.loop: LoopBase = loop or thor.loop.default_loop()
         self.upstreams = [_upstream(u) for u in (upstreams or ())]
         self._next_upstream = 0
         self._down_until = [0.0] * len(self.upstreams)
@@ -543,7 +541,7 @@ class HttpProxy(EventEmitter):
         if connection:
             # Connection is a list of tokens (RFC 9110 7.6.1): "upgrade" must
             # be one of them, not part of one ("x-noupgrade").
-            tokens = {token.lower() for token in get_header(headers, b"connection")}
+            tokens = _connection_tokens(headers)
             # RFC 9110 7.8: an HTTP/1.0 request's Upgrade is ignored.
             if upgrades is not None and b"upgrade" in tokens and ex.req_version == b"1.1":
                 pex._upgrade = True
@@ -767,7 +765,7 @@ class HttpProxy(EventEmitter):
                 if len(kept) != len(fields):  # not dropped for a body hook
                     kept.append((b"Content-Length", lengths[0]))
                 fields = kept
-        tokens = {token.lower() for token in get_header(headers, b"connection")}
+        tokens = _connection_tokens(headers)
         if status == b"101":
             # The server needs the Upgrade field of a 101 (RFC 9110 15.2.2).
             tokens.discard(b"upgrade")
@@ -1060,11 +1058,16 @@ def _ended(ended: TcpConnection, other: TcpConnection) -> None:
     ended.close()
 
 
+def _connection_tokens(headers: RawHeaderListType) -> Set[bytes]:
+    """The options of every Connection field in ``headers``, lower-cased."""
+    return field_tokens(value for name, value in headers if name.lower() == b"connection")
+
+
 def _strip_named(fields: RawHeaderListType, tokens: Set[bytes]) -> RawHeaderListType:
     """``fields`` without Connection, and without the fields its ``tokens``
     name (RFC 9110 7.6.1), bar Content-Length: a sender cannot make a field
     that frames the message hop-by-hop (as in headers.strip_hop_by_hop)."""
-    drop = tokens - _CONNECTION_OPTIONS
+    drop = tokens - CONNECTION_OPTIONS
     drop.discard(b"content-length")
     drop.add(b"connection")
     return [field for field in fields if field[0].lower() not in drop]
@@ -1078,12 +1081,10 @@ def _refused(err: error.HttpError) -> bool:
     not down, the wait is spent, and the client's own limit may be the
     cause; nor a refusal of the client's check_ip.)
 
-    HttpClient reports both as ConnectError; it says the second with
-    "closed the connection" in the detail (there is no subclass for it)."""
-    return (
-        isinstance(err, error.ConnectError)
-        and not isinstance(err, (error.QueueTimeoutError, error.AccessError))
-        and "closed" not in str(err.detail or "")
+    HttpClient reports both as ConnectError; the second is its subclass
+    ConnectionClosedError."""
+    return isinstance(err, error.ConnectError) and not isinstance(
+        err, (error.ConnectionClosedError, error.QueueTimeoutError, error.AccessError)
     )
 
 
@@ -1257,7 +1258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         return _Supervisor(argv, args.workers, listening).run()
 
-    loop = thor.loop._loop
+    loop = thor.loop.default_loop()
     worker = args.worker_of is not None
     settings = {
         "%s_timeout" % name: getattr(args, "%s_timeout" % name)

@@ -61,9 +61,13 @@ from thor.tcp import TcpServer
 from thor.http import error
 from thor.http.headers import (
     encode_status, encode_phrase, encode_field_name, encode_field_value,
-    encode_body_chunk, HOP_BY_HOP, TRAILER_FORBIDDEN,
+    encode_body_chunk, field_tokens, CONNECTION_OPTIONS, HOP_BY_HOP,
 )
 from thor.http.parser import HttpParser, NO_BODY
+from thor.http.writer import (
+    BodyWriter, LengthWriter, check_content_length, hand_over,
+    CHUNKED_WRITER, CLOSE_WRITER, NO_BODY_WRITER,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -76,12 +80,11 @@ if TYPE_CHECKING:
         BodyInput, HeaderInput, HostInput, RawHeaderListType, StatusInput, TextInput,
     )
 
-    # A checked field line: (b"Name: value\r\n", lower-cased name, value,
-    # Content-Length or None).
-    FieldEntry = Tuple[bytes, bytes, bytes, Optional[int]]
+    # A checked field line: (b"Name: value\r\n", lower-cased name, value).
+    FieldEntry = Tuple[bytes, bytes, bytes]
     # A checked response head: see ``_heads``.
     HeadEntry = Tuple[
-        bytes, bytes, Optional[int], Optional[Tuple[FieldEntry, ...]], Optional[bytes], int,
+        bytes, bytes, Optional[int], Optional[Tuple[FieldEntry, ...]], Optional[bytes],
     ]
     Fields = Union[Sequence[Any], "HeaderInput"]
 
@@ -89,9 +92,6 @@ __all__ = ["HttpServer", "HttpServerConnection", "HttpServerExchange"]
 
 _monotonic = _time.monotonic
 _now = _time.time
-
-# Response framing (HttpServerExchange._framing).
-_UNDECIDED, _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2, 3, 4
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -105,12 +105,9 @@ _FLUSH_SIZE = 65536
 # that thor owns (hop-by-hop), Content-Length (framing), Date (added unless
 # given).
 _SPECIAL_OUT = HOP_BY_HOP | {b"content-length", b"date"}
-# Connection options thor acts on itself rather than treat as field names.
-_CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
 
 # Checked field lines: (name, value) as the application passed them ->
-# (b"Name: value\r\n", lower-cased name, value bytes, Content-Length or
-# None). Applications send the same few fields again and again; a proxy
+# (b"Name: value\r\n", lower-cased name, value bytes). Applications send the same few fields again and again; a proxy
 # relays arbitrary ones, so the cache is emptied when it fills up, and long
 # values are not kept.
 _field_lines: Dict[Any, FieldEntry] = {}
@@ -120,7 +117,7 @@ _FIELD_CACHE_VALUE = 256
 # Checked response heads: (status, phrase, tuple(headers)) as passed ->
 # (status line and plain field lines, status code, Content-Length or None,
 # the special field entries or None, the end of the head for a plain
-# request, the framing it means). An application answering with the same
+# request). An application answering with the same
 # few heads then pays one dictionary look-up per response instead of one
 # per field, and for an ordinary request (see HttpServerExchange._plain)
 # the head is that entry, the Date and that end. A head is kept only once
@@ -145,12 +142,7 @@ def _field_line(field: Any) -> FieldEntry:
         encoded = encode_field_value(value)
     except error.BadHeaderError as err:
         raise error.BadHeaderError("%s: %s" % (raw.decode("latin-1"), err.detail)) from None
-    lower = raw.lower()
-    # The fourth member: the number, for a Content-Length (checked here).
-    entry = (
-        raw + b": " + encoded + b"\r\n", lower, encoded,
-        _parse_length(encoded) if lower == b"content-length" else None,
-    )
+    entry = (raw + b": " + encoded + b"\r\n", raw.lower(), encoded)
     if type(field) is tuple and len(encoded) <= _FIELD_CACHE_VALUE:
         if len(_field_lines) >= _FIELD_CACHE_MAX:
             _field_lines.clear()
@@ -181,6 +173,7 @@ def _checked_head(status: StatusInput, phrase: TextInput, headers: Fields) -> He
     lines = [_status_line(status, phrase)]
     content_length: Optional[int] = None
     fields: Optional[List[FieldEntry]] = None  # special fields but Content-Length
+    lower: bytes
     cacheable = key is not None
     for field in headers:
         try:
@@ -192,32 +185,27 @@ def _checked_head(status: StatusInput, phrase: TextInput, headers: Fields) -> He
             cacheable = False
         elif type(field) is not tuple:
             cacheable = False  # equal to a cached field, but not one
-        if entry[1] in _SPECIAL_OUT:
-            length = entry[3]
-            if length is None:
+        lower = entry[1]
+        if lower in _SPECIAL_OUT:
+            if lower == b"content-length":
+                content_length = check_content_length(entry[2], content_length)
+            else:
                 if fields is None:
                     fields = []
                 fields.append(entry)
-            elif content_length is None:
-                content_length = length
-            elif length != content_length:
-                raise error.BadHeaderError("conflicting Content-Length values")
         else:
             lines.append(entry[0])
     prefix = b"".join(lines)
     code = prefix[9:12]
     tail: Optional[bytes] = None
-    framing = _UNDECIDED
     if fields is None and code[0] != 49 and code != b"204" and code != b"304":
         # What _framed adds for a plain request (after the Date).
         if content_length is not None:
             tail = b"Content-Length: %d\r\n\r\n" % content_length
-            framing = _LENGTH
         else:
             tail = b"Transfer-Encoding: chunked\r\n\r\n"
-            framing = _CHUNKED
     head: HeadEntry = (
-        prefix, code, content_length, tuple(fields) if fields else None, tail, framing,
+        prefix, code, content_length, tuple(fields) if fields else None, tail,
     )
     if key is not None and cacheable and len(prefix) <= _HEAD_CACHE_SIZE:
         if len(_heads) >= _HEAD_CACHE_MAX:
@@ -316,7 +304,7 @@ class HttpServer(EventEmitter):
         sock: Optional[socket.socket] = None,
     ) -> None:
         EventEmitter.__init__(self)
-        self._loop: LoopBase = loop or thor.loop._loop
+        self._loop: LoopBase = loop or thor.loop.default_loop()
         # Thor 0.17's name for it.
         self.loop = self._loop
         kwargs: Dict[str, Any] = {"reuse_port": True} if reuse_port else {}
@@ -423,7 +411,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         "server", "tcp", "loop", "parser", "exchange", "_out", "_out_size",
         "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
         "_write_paused", "_await_drain", "_draining", "_request_count",
-        "_between_requests", "_peer_ended", "_send_mark",
+        "_between_requests", "_peer_ended", "_send_mark", "_length_writer",
     )
 
     def __init__(self, server: HttpServer, tcp_conn: TcpConnection) -> None:
@@ -449,6 +437,11 @@ class HttpServerConnection(thor.loop.LazyTimer):
         # Output queued when the send deadline was set: less, later, is
         # progress.
         self._send_mark = 0
+        # The writer of every Content-Length response on this connection:
+        # responses go out one at a time (a request is not read until the
+        # response before it is done), so one is enough, and a response
+        # costs no object for it.
+        self._length_writer = LengthWriter(0)
         self._deadline = None
         self._timer = None
         self._timer_due = 0.0
@@ -982,15 +975,12 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self._flush()
         self._closed = True  # nothing of HTTP's is written to it from now on
         self._stop_timer()
-        tcp = self.tcp
-        tcp.removeListener("data", self._on_data)
-        tcp.removeListener("close", self._on_close)
-        tcp.removeListener("pause", self._on_tcp_pause)
-        tcp.removeListener("end", self._on_end)
-        leftover = self.parser.leftover()
+        tcp, leftover = hand_over(self.tcp, self.parser, (
+            ("data", self._on_data), ("close", self._on_close),
+            ("pause", self._on_tcp_pause), ("end", self._on_end),
+        ))
         self.exchange = None
         self.server._connection_closed(self)
-        tcp.pause(True)
         # The transport's own rule for the end of input, for its new owner.
         tcp.half_close = bool(self.server.half_close)
         if self._peer_ended:
@@ -1019,8 +1009,8 @@ class HttpServerExchange(EventEmitter):
     # stores only what changes (fewer stores per request than __slots__).
     _started = False
     _finished = False
-    _framing = _UNDECIDED
-    _length_left = 0
+    # How the response body is framed: set with the head (thor.http.writer).
+    _writer: BodyWriter = NO_BODY_WRITER
     _request_close = False
     _request_done = False
     _request_live = True
@@ -1121,7 +1111,7 @@ class HttpServerExchange(EventEmitter):
         if self._started:
             raise error.StateError("the final response has already started")
         fields_in = _listed(headers)
-        prefix, _, _, fields, _, _ = _checked_head(code, phrase, fields_in)
+        prefix, _, _, fields, _ = _checked_head(code, phrase, fields_in)
         if fields is not None:
             head = self._head_special(prefix, fields_in, fields, True, None)
         else:
@@ -1150,14 +1140,16 @@ class HttpServerExchange(EventEmitter):
         if entry is None:
             fields_in = _listed(headers)
             entry = _checked_head(status, phrase, fields_in)
-        prefix, code, content_length, fields, tail, framing = entry
+        prefix, code, content_length, fields, tail = entry
         conn = self.connection
         if tail is not None and self._plain and not conn._draining:
             # The common case: a plain request, a final status with a body,
             # no connection field and no Date: the framing is known.
-            self._framing = framing
-            if content_length is not None:
-                self._length_left = content_length
+            if content_length is None:
+                self._writer = CHUNKED_WRITER
+            else:
+                writer = self._writer = conn._length_writer
+                writer.left = content_length
             date = _date.field if _now() < _date.expires else _date.get()
             head = prefix + date + tail
         else:
@@ -1188,17 +1180,12 @@ class HttpServerExchange(EventEmitter):
         sets the framing. Raises, having changed nothing, for anything that
         is not valid on the wire."""
         status = prefix[9:12]
-        tokens: Set[bytes] = set()
+        tokens = field_tokens(entry[2] for entry in fields if entry[1] == b"connection")
         extra: List[bytes] = []  # Date, and Upgrade in a 101
         has_upgrade = False
         for entry in fields:
             lower = entry[1]
-            if lower == b"connection":
-                for token in entry[2].split(b","):
-                    token = token.strip(b" \t").lower()
-                    if token:
-                        tokens.add(token)
-            elif lower == b"date":
+            if lower == b"date":
                 extra.append(entry[0])
             elif lower == b"upgrade" and status == b"101":
                 has_upgrade = True
@@ -1206,7 +1193,7 @@ class HttpServerExchange(EventEmitter):
         if status == b"101" and not has_upgrade:
             raise error.BadHeaderError("a 101 response needs an Upgrade field")
         lines = [prefix]
-        if tokens - _CONNECTION_OPTIONS:
+        if tokens - CONNECTION_OPTIONS:
             # Fields the application named in Connection are hop-by-hop too
             # (RFC 9110 7.6.1): build the field lines again without them.
             lines = [prefix[:prefix.index(b"\r\n") + 2]]
@@ -1240,12 +1227,12 @@ class HttpServerExchange(EventEmitter):
             head += _date.get()
         close = self._request_close or app_close or self.connection._draining
         if status == b"101":
-            self._framing = _NO_BODY
+            self._writer = NO_BODY_WRITER
             self._tunnel_ok = True
             return head + b"Connection: upgrade\r\n\r\n"
         if method == b"CONNECT":
             if status[0] == 50:  # 2xx: a tunnel, no framing fields (RFC 9110 9.3.6)
-                self._framing = _NO_BODY
+                self._writer = NO_BODY_WRITER
                 self._tunnel_ok = True
                 return head + b"\r\n"
             # A refused tunnel: what the client sent after its request may be
@@ -1259,20 +1246,20 @@ class HttpServerExchange(EventEmitter):
             # the body now (RFC 9110 10.1.1); do not guess which.
             close = True
         if method == b"HEAD" or status == b"204" or status == b"304":
-            self._framing = _NO_BODY
+            self._writer = NO_BODY_WRITER
             if content_length is not None and status != b"204":
                 # HEAD: the length a GET would have; 304: of the selected
                 # representation (RFC 9110 8.6). 204 never has one.
                 head += b"Content-Length: %d\r\n" % content_length
         elif content_length is not None:
-            self._framing = _LENGTH
-            self._length_left = content_length
+            writer = self._writer = self.connection._length_writer
+            writer.left = content_length
             head += b"Content-Length: %d\r\n" % content_length
         elif self.req_version == b"1.1":
-            self._framing = _CHUNKED
+            self._writer = CHUNKED_WRITER
             head += b"Transfer-Encoding: chunked\r\n"
         else:
-            self._framing = _UNTIL_CLOSE
+            self._writer = CLOSE_WRITER
             close = True
         if close:
             self._close_after = True
@@ -1291,21 +1278,8 @@ class HttpServerExchange(EventEmitter):
             chunk = encode_body_chunk(chunk)
         if not chunk:
             return
-        data: bytes
-        framing = self._framing
-        if framing == _LENGTH:
-            left = self._length_left - len(chunk)
-            if left < 0:
-                raise error.BodyLengthError(
-                    "response body longer than its Content-Length (%d bytes over)" % -left
-                )
-            self._length_left = left
-            data = chunk
-        elif framing == _CHUNKED:
-            data = b"%x\r\n%b\r\n" % (len(chunk), chunk)
-        elif framing == _UNTIL_CLOSE:
-            data = chunk
-        else:
+        data = self._writer.chunk(chunk)  # raises BodyLengthError past Content-Length
+        if not data:
             return  # HEAD, 204, 304, tunnels: a body here is not sent
         conn = self.connection
         if not conn._closed:
@@ -1329,33 +1303,24 @@ class HttpServerExchange(EventEmitter):
             raise error.StateError("response_done called twice")
         if not self._started:
             raise error.StateError("response_done before response_start")
-        framing = self._framing
-        end: Optional[bytes] = None
-        if trailers:
-            lines = [b"0\r\n"]
-            for field in trailers:
-                entry = _field_line(field)
-                lower = entry[1]
-                if lower not in HOP_BY_HOP and lower not in TRAILER_FORBIDDEN:
-                    lines.append(entry[0])
-            lines.append(b"\r\n")
-            end = b"".join(lines)
-        if framing == _LENGTH and self._length_left:
+        writer = self._writer
+        try:
+            # A bad trailer field raises with nothing changed; a short body
+            # cannot be mended, and the client must not take it as whole.
+            end = writer.end(trailers)
+        except error.BodyLengthError:
             self._finished = True
             self._request_live = False
             conn.abort()
-            raise error.BodyLengthError(
-                "response body %d bytes shorter than its Content-Length; connection closed"
-                % self._length_left
-            )
+            raise
         self._finished = True
         if conn._closed:
             return
-        if framing == _CHUNKED:
-            conn._write(end or b"0\r\n\r\n")
+        if end:
+            conn._write(end)
         if self._tunnel_ok:
             return  # the application takes the connection with tunnel()
-        close = close or self._close_after or framing == _UNTIL_CLOSE
+        close = close or self._close_after or writer is CLOSE_WRITER
         if (
             close or conn._draining or self._request_done or self._input_paused
             or not self._no_request_body
@@ -1432,8 +1397,3 @@ def _listed(headers: Optional[HeaderInput]) -> Fields:
         return headers
     return list(headers)
 
-
-def _parse_length(value: bytes) -> int:
-    if not value.isdigit() or len(value) > 18:  # bytes: ASCII digits only
-        raise error.BadHeaderError("Content-Length must be digits: %r" % value)
-    return int(value)
