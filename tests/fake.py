@@ -40,9 +40,8 @@ Theory of operation
   (a transport it controls) or ``refuse()``s it (``connect_error``); a
   ``timeout`` runs on the fake clock (ETIMEDOUT). ``auto_accept`` accepts
   every connect on the next pass.
-- Until thor.http.server and thor.http.client read every deadline from
-  the loop's clock, ``FakeNet`` points their module-level ``_monotonic``
-  at the fake clock for its lifetime (undone by ``close()``).
+- Every deadline of thor.http.server and thor.http.client is on the
+  loop's clock, so the fake clock drives them all; nothing is patched.
 """
 
 from __future__ import annotations
@@ -50,13 +49,10 @@ from __future__ import annotations
 import errno
 import math
 import os
-import time
 import unittest
 from collections import deque
 from typing import TYPE_CHECKING
 
-import thor.http.client
-import thor.http.server
 from thor.events import EventEmitter
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer
@@ -70,17 +66,17 @@ __all__ = [
     "FakeConnect", "FakeNet", "LoopErrors", "FakeNetTestCase", "without_date",
 ]
 
-# Modules whose deadlines may still read time.monotonic directly.
-_CLOCK_USERS = (thor.http.server, thor.http.client)
-
 
 class FakeClock:
     """A monotonic clock that moves only when told (``advance``). It starts
-    at the real monotonic time, so that code still reading the real clock
-    is off by the little real time a test takes, not by hours."""
+    days away from the real monotonic time (``START``), so that a deadline
+    read from the real clock instead of the loop's makes the tests fail
+    rather than pass by the accident of the two being close."""
+
+    START = 1e7
 
     def __init__(self, start: Optional[float] = None) -> None:
-        self.now = time.monotonic() if start is None else float(start)
+        self.now = self.START if start is None else float(start)
 
     def __call__(self) -> float:
         return self.now
@@ -181,6 +177,8 @@ class FakeTransport(EventEmitter):
         self._ended = False
         self._closing = False
         self._write_paused = False
+        # As TcpConnection's: when the peer last took queued output.
+        self.sent_at = 0.0
 
     def __repr__(self) -> str:
         state = "closed" if not self.tcp_connected else (
@@ -320,6 +318,8 @@ class FakeTransport(EventEmitter):
         data = bytes(buffer[:count])
         del buffer[:count]
         self.output += data
+        if count:
+            self.sent_at = self._loop._clock()
         if not buffer and (self._closing or self._read_eof and not self._ended):
             self._close_now(True, True)
             return data
@@ -521,16 +521,8 @@ class FakeNet:
         self.auto_accept = False
         self.tcp_client_class: Type[FakeTcpClient] = type(
             "FakeTcpClient", (FakeTcpClient,), {"net": self})
-        self._patched: List[Tuple[Any, Any]] = []
-        for module in _CLOCK_USERS:
-            if hasattr(module, "_monotonic"):
-                self._patched.append((module, module._monotonic))
-                module._monotonic = self.clock  # type: ignore[attr-defined]  # see the module docstring
 
     def close(self) -> None:
-        for module, original in reversed(self._patched):
-            module._monotonic = original
-        self._patched = []
         self.loop.close()
 
     # -- time --------------------------------------------------------------------

@@ -213,12 +213,15 @@ class ServerTests(FakeNetTestCase):
         client.feed(GET % b"")
         self.net.run()
         self.assertEqual(pauses, [True])
-        self.net.advance(0.9)
-        client.read_some(100)  # some progress: the deadline moves
-        self.net.advance(0.9)
+        self.net.advance(0.1)
+        client.read_some(50)  # some progress: the bound runs from here
+        self.net.advance(0.8)
+        client.read_some(50)  # and again, at 0.9 s
+        # The check at 1 s sees the progress; the bound is a second from
+        # the last of it (1.9 s), not from that check (2 s).
+        self.net.advance(0.95)
         self.assertEqual((self.errors, client.tcp_connected), ([], True))
-        # The progress was seen by the check at 1 s: a full second from it.
-        self.net.advance(0.3)
+        self.net.advance(0.1)  # 1.95 s: within the second after 1.9 s
         self.assertEqual(len(self.errors), 1)
         self.assertIsInstance(self.errors[0], error.SendTimeoutError)
         self.assertTrue(client.aborted)
@@ -229,6 +232,29 @@ class ServerTests(FakeNetTestCase):
         sent = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + body
         self.assertEqual(taken, sent[:len(taken)])
         self.assertEqual(server.connections, set())
+
+    def test_send_timeout_runs_from_the_last_progress_not_the_check(self) -> None:
+        # Progress just after the pause is seen by the check at 1 s; the
+        # bound still ends a second after the progress (1.1 s), not a
+        # second after that check (2 s, nearly twice send_timeout).
+        def respond(exchange: HttpServerExchange) -> None:
+            exchange.response_start(200, "OK", [("Content-Length", "10000")])
+            exchange.response_body(b"b" * 5000)
+
+        server = self.serve(respond, send_timeout=1)
+        client = self.net.connect(server)
+        client.write_high, client.write_low = 1000, 100
+        client.stop_reading()
+        client.feed(GET % b"")
+        self.net.run()
+        self.net.advance(0.1)
+        client.read_some(10)
+        self.net.advance(0.95)  # 1.05 s
+        self.assertEqual((self.errors, client.tcp_connected), ([], True))
+        self.net.advance(0.1)  # 1.15 s
+        self.assertEqual(len(self.errors), 1)
+        self.assertIsInstance(self.errors[0], error.SendTimeoutError)
+        self.assertTrue(client.aborted)
 
     def test_graceful_shutdown_deadline(self) -> None:
         server = self.serve(shutdown_timeout=2)  # nobody answers
@@ -334,6 +360,34 @@ class ClientTests(FakeNetTestCase):
         self.net.run()
         self.assertIsNot(second, origin)
         self.assertEqual(second.take(), b"GET /x HTTP/1.1\r\nHost: origin.example\r\n\r\n")
+
+    def test_send_timeout_runs_from_the_last_progress(self) -> None:
+        # The origin stops reading a request body: send_timeout runs from
+        # the last time it took some, not from the check that saw it.
+        client = self.net.client(send_timeout=1)
+        events: List[Tuple[Any, ...]] = []
+        pauses: List[bool] = []
+        exchange = client.exchange()
+        for name in ("response_start", "error"):
+            exchange.on(name, lambda *args, name=name: events.append((name,) + args))
+        exchange.on("pause", pauses.append)
+        exchange.request_start(b"POST", b"http://origin.example/up",
+                               [(b"Content-Length", b"100000")])
+        self.net.run()
+        origin = self.net.accept()
+        origin.write_high, origin.write_low = 1000, 100
+        origin.stop_reading()
+        exchange.request_body(b"u" * 5000)
+        self.net.run()
+        self.assertEqual(pauses, [True])
+        self.net.advance(0.1)
+        origin.read_some(10)  # the last progress
+        self.net.advance(0.95)  # 1.05 s: the check at 1 s saw it
+        self.assertEqual((events, origin.tcp_connected), ([], True))
+        self.net.advance(0.1)  # 1.15 s
+        self.assertEqual([e[0] for e in events], ["error"])
+        self.assertIsInstance(events[0][1], error.SendTimeoutError)
+        self.assertTrue(origin.aborted)
 
     def test_read_timeout_for_a_head_that_trickles(self) -> None:
         client = self.net.client(read_timeout=1)

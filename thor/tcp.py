@@ -90,6 +90,35 @@ def _set_nodelay(sock: socket.socket) -> None:
             pass  # e.g. the peer already went away
 
 
+class _SlotSetting:
+    """A class attribute (a setting) that an instance may set for itself,
+    kept in a slot: the instance dict that setting it would otherwise
+    create costs about 300 bytes, on every connection of a server that
+    sets it (HttpServer sets ``half_close``). Set on a class, the value
+    replaces this descriptor, and instances of that class keep their own
+    values in their dict, as for any class attribute."""
+
+    __slots__ = ("slot", "default")
+
+    def __init__(self, slot: Any, default: Any) -> None:
+        self.slot = slot
+        self.default = default
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self.default
+        try:
+            return self.slot.__get__(obj, cls)
+        except AttributeError:
+            return self.default  # never set on this instance
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.slot.__set__(obj, value)
+
+    def __delete__(self, obj: Any) -> None:
+        self.slot.__delete__(obj)
+
+
 class TcpConnection(EventSource):
     """A TCP connection.
 
@@ -103,9 +132,11 @@ class TcpConnection(EventSource):
     ``ssl.SSLSocket`` under TLS), ``host`` and ``port`` (what ``connect``
     was given, the name as ``str``, on a client's connection; the peer's IP
     address and port on a server's), ``peer_address`` (the peer's socket
-    address, kept after the close), ``tcp_connected``, and ``error`` (the
+    address, kept after the close), ``tcp_connected``, ``error`` (the
     ``OSError`` that ended the connection; None while it is open and after
-    an orderly end).
+    an orderly end), and ``sent_at``: the time, on the loop's clock, when
+    the socket last took some of the queued output (0.0 before any was
+    queued), from which a bound on a peer that stops reading is measured.
 
     ``half_close`` (class attribute, settable per connection, default
     False) chooses what the peer's end of file does. False: reading stops,
@@ -121,7 +152,7 @@ class TcpConnection(EventSource):
     __slots__ = (
         "socket", "host", "port", "tcp_connected", "error", "_loop", "_fd",
         "_interest", "_buffer", "_recv", "_send", "_closing", "_read_eof",
-        "_write_paused", "_server", "_hup", "_ended", "_peer",
+        "_write_paused", "_server", "_hup", "_ended", "_peer", "sent_at", "_half_close",
     )
 
     # Output backpressure: pause(True) once more than write_high bytes are
@@ -158,6 +189,7 @@ class TcpConnection(EventSource):
         # accept() or getpeername() at connect time), else asked for on
         # first use.
         self._peer: Optional[Address] = None
+        self.sent_at = 0.0
         sock.setblocking(False)
         _set_nodelay(sock)
         self._recv: Callable[[int], Optional[bytes]] = sock.recv
@@ -283,6 +315,10 @@ class TcpConnection(EventSource):
             return
         if sent:
             del buffer[:sent]
+            # Only here, where output waited: the direct write in write()
+            # is the hot path, and a send-progress bound needs no record
+            # while nothing waits.
+            self.sent_at = self._loop._clock()
         if not buffer:
             self.event_del("fd_writable")
             if self._closing or self._read_eof and not self._ended:
@@ -400,6 +436,10 @@ class TcpConnection(EventSource):
         """Close at once, dropping anything queued; ``close`` follows from
         the loop."""
         self._close_now(False)
+
+
+# Set per connection without an instance dict (see _SlotSetting).
+setattr(TcpConnection, "half_close", _SlotSetting(vars(TcpConnection)["_half_close"], False))
 
 
 class TcpServer(EventSource):

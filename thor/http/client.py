@@ -43,7 +43,6 @@ import errno
 import os
 import socket
 import sys
-import time as _time
 from collections import deque
 from itertools import chain
 from typing import TYPE_CHECKING
@@ -102,7 +101,9 @@ _PRECONNECT_HIGH = 65536
 # the exchange forever, each one resetting read_timeout.
 _MAX_NONFINAL = 100
 
-_monotonic = _time.monotonic
+# How often a stalled upload is looked at while the kernel's send queue
+# counts (see _check_send): a send_timeout ends at most this late.
+_SEND_POLL = 1.0
 _peek = socket.socket.recv  # the raw socket's, also for an SSLSocket
 _MSG_PEEK = socket.MSG_PEEK
 
@@ -268,7 +269,7 @@ class HttpClient:
         earliest deadline."""
         timeout = self.queue_timeout
         if timeout is not None:
-            exchange._queue_deadline = _monotonic() + timeout
+            exchange._queue_deadline = self.loop._clock() + timeout
             if origin.timer is None:
                 origin.timer = self.loop.schedule(max(timeout, 0), self._queue_expired, origin)
         origin.queue.append(exchange)
@@ -277,7 +278,7 @@ class HttpClient:
         """Fail the exchanges that have waited in ``origin``'s queue past
         their deadline; wait for the next deadline."""
         origin.timer = None
-        now = _monotonic()
+        now = self.loop._clock()
         expired = []
         waiting: Deque[HttpClientExchange] = deque()
         soonest = None
@@ -448,15 +449,16 @@ def _connect_error(errtype: Any, err: Any, host: str) -> error.HttpError:
     return error.ConnectError(detail)
 
 
-def _unsent(tcp: TcpConnection) -> int:
+def _unsent(tcp: TcpConnection) -> Tuple[int, bool]:
     """How many bytes written to ``tcp`` the peer has not taken: those it
     queues, and, where the system tells, those in the kernel's send queue
     (without them, a peer reading slowly makes no progress visible until
-    a third of the send buffer, megabytes, has drained)."""
+    a third of the send buffer, megabytes, has drained); and whether the
+    kernel's queue was counted."""
     queued: int = getattr(tcp, "write_buffered", 0)
     sock = getattr(tcp, "socket", None)
     if sock is None:
-        return queued
+        return queued, False
     try:
         if sys.platform.startswith("linux"):
             import fcntl
@@ -469,7 +471,9 @@ def _unsent(tcp: TcpConnection) -> int:
             queued += sock.getsockopt(socket.SOL_SOCKET, 0x1024)  # SO_NWRITE
     except (OSError, ValueError, ImportError, AttributeError):
         pass
-    return queued
+    else:
+        return queued, True
+    return queued, False
 
 
 class _ClientConnection(thor.loop.LazyTimer):
@@ -494,9 +498,7 @@ class _ClientConnection(thor.loop.LazyTimer):
         self.parser = HttpParser(self, False, **client._parser_options())
         self.exchange: Optional[HttpClientExchange] = None
         self.closed = False
-        self._deadline = None
-        self._timer = None
-        self._timer_due = 0.0
+        self._init_timer(self.loop)
         self._idle_since: Optional[float] = None
         self._in_feed = False
         self._paused = False      # the application paused the response
@@ -595,14 +597,26 @@ class _ClientConnection(thor.loop.LazyTimer):
     def _check_send(self, exchange: HttpClientExchange, send_timeout: float) -> None:
         """The write side has been full since ``_send_since``: fail the
         exchange if the origin has taken nothing for ``send_timeout``."""
-        now = _monotonic()
-        queued = _unsent(self.tcp)
+        now = self._clock()
+        tcp = self.tcp
+        queued, kernel = _unsent(tcp)
+        # The transport knows when its own queue last moved: the bound
+        # runs from then, not from this check (which would stretch it
+        # towards twice send_timeout).
+        sent_at: float = getattr(tcp, "sent_at", 0.0)
+        if sent_at > self._send_since:
+            self._send_since = sent_at
         if queued < self._send_mark:
             self._send_mark = queued  # it took some: progress
-            self._send_since = now
+            if kernel:
+                # Some may have left only the kernel's queue, which tells
+                # no time: it happened since the last check, and while the
+                # kernel's queue counts, checks are _SEND_POLL apart.
+                self._send_since = now
         waited = now - self._send_since
         if waited < send_timeout:
-            self._set_deadline(send_timeout - waited)
+            left = send_timeout - waited
+            self._set_deadline(min(left, _SEND_POLL) if kernel else left)
             return
         self.exchange = None
         self.abort()
@@ -801,7 +815,7 @@ class _ClientConnection(thor.loop.LazyTimer):
             if timeout is None:
                 self._deadline = None
             else:
-                deadline = self._deadline = _monotonic() + timeout
+                deadline = self._deadline = self._clock() + timeout
                 if self._timer is None or deadline < self._timer_due:
                     self._set_deadline(timeout)
         # It emits nothing more: dropping its listeners frees it by
@@ -839,9 +853,9 @@ class _ClientConnection(thor.loop.LazyTimer):
                 if send_timeout is not None:
                     # The server is not reading: how long it may go on not
                     # reading (see _check_send).
-                    self._send_mark = _unsent(self.tcp)
-                    self._send_since = _monotonic()
-                    self._set_deadline(send_timeout)
+                    self._send_mark, kernel = _unsent(self.tcp)
+                    self._send_since = self._clock()
+                    self._set_deadline(min(send_timeout, _SEND_POLL) if kernel else send_timeout)
                 elif client.read_timeout is not None and not exchange._request_sent:
                     self._set_deadline(client.read_timeout)  # the server is not reading
             else:
@@ -1038,8 +1052,7 @@ class HttpClientExchange(EventEmitter):
     _queue_deadline: Optional[float] = None  # while it waits in its origin's queue
 
     def __init__(self, client: HttpClient) -> None:
-        self._events = {}  # EventEmitter.__init__, inline: once per request
-        self._sink = None
+        self._init_emitter()
         self.client = client
 
     def __repr__(self) -> str:

@@ -123,7 +123,16 @@ def field_tokens(values: Iterable[bytes]) -> Set[bytes]:
     ``values`` (bytes), e.g. of every Connection field of a head: optional
     whitespace around members is dropped, and so are empty members
     (RFC 9110 5.6.1: ``, close ,,``)."""
-    return {item.lower() for value in values for item in _split_values(value)}
+    if values.__class__ is list and len(values) == 1:
+        # The usual head: one field, one member (the parser's hot path).
+        value: bytes = values[0]
+        if b"," not in value:
+            item = value.strip(_OWS).lower()
+            return {item} if item else set()
+    return {
+        item.lower() for value in values for item in value.split(b",")
+        for item in (item.strip(_OWS),) if item
+    }
 
 
 def header_names(headers: Iterable[Tuple[AnyStr, AnyStr]]) -> Set[AnyStr]:

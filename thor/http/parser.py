@@ -81,7 +81,7 @@ from thor.http.error import (
     ChunkExtTooLargeError, TrailerTooLargeError, IncompleteHeadError,
     IncompleteBodyError, ExtraDataError, detail_text,
 )
-from thor.http.headers import TCHAR, CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN, is_token
+from thor.http.headers import TCHAR, CTL_EXCEPT_HTAB, TRAILER_FORBIDDEN, field_tokens, is_token
 
 if TYPE_CHECKING:
     from typing import Literal
@@ -114,6 +114,9 @@ NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
 
 # Parser states: what the parser reads next. Each has one reader
 # (HttpParser._read_*, in _READERS), which feed's loop calls in turn.
+# A request parser's _expected: nothing is ever kept in it (maxlen 0).
+_NO_RESPONSES: Deque[bytes] = deque(maxlen=0)
+
 _HEAD = 0         # a message head (after a 1xx head, the next one)
 _BODY = 1         # a Content-Length body: _remaining bytes of it left
 _UNTIL_CLOSE = 2  # a body that runs to the end of input
@@ -294,18 +297,11 @@ def _field_name(name: bytes) -> bytes:
 
 
 def _tokens(values: Optional[List[bytes]]) -> Collection[bytes]:
-    """The lower-cased members of comma-separated list fields."""
+    """The lower-cased members of comma-separated list fields (None: no
+    such field): thor.http.headers.field_tokens, thor's one reading."""
     if values is None:
         return ()
-    if len(values) == 1 and b"," not in values[0]:
-        return (values[0].strip(_OWS).lower(),)
-    out = set()
-    for value in values:
-        for item in value.split(b","):
-            item = item.strip(_OWS)
-            if item:
-                out.add(item.lower())
-    return out
+    return field_tokens(values)
 
 
 def _content_length(values: List[bytes]) -> int:
@@ -606,7 +602,10 @@ class HttpParser:
         self._scanned = 0      # bytes of an incomplete line / block already checked
         self._line_end = -1    # offset of the start line's LF, once seen
         self._empty_lines = 0
-        self._expected: Deque[bytes] = deque()  # request methods awaiting a response
+        # Request methods awaiting a response: a response parser's own. A
+        # request parser shares one that stays empty, as a deque costs 760
+        # bytes, on every idle server connection.
+        self._expected: Deque[bytes] = _NO_RESPONSES if self.is_request else deque()
         self._switch = False
         self.head_length = 0
         # Chunked and close-delimited bodies: bytes of the message after its

@@ -65,7 +65,6 @@ from thor.http.client import HttpClient
 from thor.http.headers import CONNECTION_OPTIONS, HOP_BY_HOP, field_tokens, get_header
 from thor.http.server import HttpServer
 
-_monotonic = _time.monotonic
 
 if TYPE_CHECKING:
     import argparse
@@ -829,7 +828,7 @@ class HttpProxy(EventEmitter):
             return
         index = pex.upstream
         if index is not None and _refused(err):
-            self._down_until[index] = _time.monotonic() + self.down_time
+            self._down_until[index] = self.loop._clock() + self.down_time
             if not pex._response_started and pex._kept_size <= _RETRY_BODY_LIMIT:
                 retry = self._pick_upstream(avoid=index)
                 if retry >= 0:
@@ -876,7 +875,7 @@ class HttpProxy(EventEmitter):
         is marked down the next one is tried anyway."""
         count = len(self.upstreams)
         down = self._down_until
-        now = _time.monotonic()
+        now = self.loop._clock()
         for _ in range(count):
             index = self._next_upstream
             self._next_upstream = (index + 1) % count
@@ -1025,18 +1024,20 @@ class _TunnelWatch:
     ``timeout`` seconds. A read costs one clock read; the timer is moved
     only when it fires."""
 
-    __slots__ = ("a", "b", "loop", "timeout", "last", "timer")
+    __slots__ = ("a", "b", "loop", "clock", "timeout", "last", "timer")
 
     def __init__(self, a: TcpConnection, b: TcpConnection, loop: LoopBase, timeout: float) -> None:
         self.a, self.b, self.loop, self.timeout = a, b, loop, timeout
-        self.last = _monotonic()
+        # The loop's clock, bound once: the one its timer fires by.
+        self.clock = loop._clock
+        self.last = self.clock()
         self.timer: Optional[ScheduledEvent] = loop.schedule(timeout, self._check)
         for tcp in (a, b):
             tcp.on("data", self._touch)
             tcp.on("close", self._stop)
 
     def _touch(self, data: bytes) -> None:
-        self.last = _monotonic()
+        self.last = self.clock()
 
     def _stop(self) -> None:
         if self.timer is not None:
@@ -1045,7 +1046,7 @@ class _TunnelWatch:
 
     def _check(self) -> None:
         self.timer = None
-        idle = _monotonic() - self.last
+        idle = self.clock() - self.last
         if idle < self.timeout:
             self.timer = self.loop.schedule(self.timeout - idle, self._check)
             return

@@ -90,7 +90,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpServer", "HttpServerConnection", "HttpServerExchange"]
 
-_monotonic = _time.monotonic
 _now = _time.time
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -411,7 +410,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         "server", "tcp", "loop", "parser", "exchange", "_out", "_out_size",
         "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
         "_write_paused", "_await_drain", "_draining", "_request_count",
-        "_between_requests", "_peer_ended", "_send_mark", "_length_writer",
+        "_between_requests", "_peer_ended", "_send_since", "_length_writer",
     )
 
     def __init__(self, server: HttpServer, tcp_conn: TcpConnection) -> None:
@@ -434,17 +433,16 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self._between_requests = True
         # The client has shut its sending side (tcp 'end').
         self._peer_ended = False
-        # Output queued when the send deadline was set: less, later, is
-        # progress.
-        self._send_mark = 0
+        # When the client's wait to take our output began (the loop's
+        # clock): send_timeout runs from it, or from the transport's
+        # sent_at, the last time the client took some, whichever is later.
+        self._send_since = 0.0
         # The writer of every Content-Length response on this connection:
         # responses go out one at a time (a request is not read until the
         # response before it is done), so one is enough, and a response
         # costs no object for it.
         self._length_writer = LengthWriter(0)
-        self._deadline = None
-        self._timer = None
-        self._timer_due = 0.0
+        self._init_timer(self.loop)
         tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
@@ -523,14 +521,22 @@ class HttpServerConnection(thor.loop.LazyTimer):
             self._reject(error.RequestTimeoutError("request head not received in time"))
 
     def _send_stalled(self) -> bool:
-        """For the timer, with output queued: True if the client took none
-        of it since the send deadline was set; otherwise set it again."""
-        queued = self.tcp.write_buffered
-        if queued and queued >= self._send_mark:
+        """For the timer, with output queued: True if the client has taken
+        none of it for send_timeout; otherwise the deadline is set again,
+        send_timeout from the last progress (not from this check, which
+        would stretch the bound towards twice send_timeout)."""
+        tcp = self.tcp
+        timeout = self.server.send_timeout
+        if not tcp.write_buffered or timeout is None:
+            return False
+        last = self._send_since
+        sent_at: float = getattr(tcp, "sent_at", 0.0)  # a transport without it: none seen
+        if sent_at > last:
+            last = sent_at
+        left = last + timeout - self._clock()
+        if left <= 0:
             return True
-        self._send_mark = queued
-        if queued:
-            self._set_deadline(self.server.send_timeout)
+        self._set_deadline(left)
         return False
 
     def _restate_deadline(self) -> None:
@@ -541,11 +547,11 @@ class HttpServerConnection(thor.loop.LazyTimer):
         tcp = self.tcp
         if self._closed:
             if tcp.tcp_connected and tcp.write_buffered:
-                self._send_mark = tcp.write_buffered
+                self._send_since = self._clock()
                 self._set_deadline(server.send_timeout)
             return
         if self._write_paused:
-            self._send_mark = tcp.write_buffered
+            self._send_since = self._clock()
             self._set_deadline(server.send_timeout)
             return
         exchange = self.exchange
@@ -719,7 +725,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
                     if timeout is None:
                         self._deadline = None
                     else:
-                        now = _monotonic()
+                        now = self._clock()
                         deadline = self._deadline = now + timeout
                         if self._timer is None or deadline < self._timer_due:
                             self._arm(now, timeout)
@@ -876,7 +882,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         if timeout is None:
             self._deadline = None
         else:
-            now = _monotonic()
+            now = self._clock()
             deadline = self._deadline = now + timeout
             if self._timer is None or deadline < self._timer_due:
                 self._arm(now, timeout)
@@ -1030,8 +1036,7 @@ class HttpServerExchange(EventEmitter):
         self, connection: HttpServerConnection, method: bytes, uri: bytes,
         headers: RawHeaderListType, version: bytes,
     ) -> None:
-        self._events = {}  # EventEmitter.__init__, inline: once per request
-        self._sink = None
+        self._init_emitter()
         self.connection = connection
         self.method = method
         self.uri = uri

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from thor.http.error import BadHeaderError, BodyLengthError
+from thor.http.error import BadHeaderError, BodyLengthError, detail_text
 from thor.http.headers import (
     TRAILER_FORBIDDEN, encode_field_name, encode_field_value,
 )
@@ -92,7 +92,7 @@ def check_content_length(value: bytes, previous: Optional[int] = None) -> int:
     differs from ``previous`` (another Content-Length field of the head)."""
     # bytes.isdigit: ASCII digits only; 18 digits keep it a machine int.
     if not value.isdigit() or len(value) > 18:
-        raise BadHeaderError("Content-Length must be digits: %r" % value)
+        raise BadHeaderError("Content-Length must be digits: %s" % detail_text(value))
     length = int(value)
     if previous is not None and length != previous:
         raise BadHeaderError("conflicting Content-Length values")
