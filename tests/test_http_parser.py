@@ -859,8 +859,7 @@ class TestResponses(ParserCase):
         self.assertEqual(body(events), b"0\r\n\r\n")
 
     def test_response_transfer_coding_errors(self):
-        for te, cls in ((b"gzip, chunked", error.TransferCodeError),
-                        (b"chunked, chunked", error.BadTransferCodeError),
+        for te, cls in ((b"chunked, chunked", error.BadTransferCodeError),
                         (b"", error.BadTransferCodeError)):
             with self.subTest(te=te):
                 data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + b"\r\n\r\n"
@@ -2067,13 +2066,14 @@ class TestFramingDecision(unittest.TestCase):
             ((b"GET", b"101", b"1.1", None, None), (NO_BODY, None, False)),
             ((b"CONNECT", b"200", b"1.1", [b"9"], None), (NO_BODY, None, False)),
             ((b"CONNECT", b"407", b"1.1", [b"2"], None), (LENGTH, 2, False)),
+            # Codings under chunked are left applied (Thor 0.17 too).
+            ((b"GET", b"200", b"1.1", None, [b"gzip, chunked"]), (CHUNKED, None, False)),
         ]
         for args, expected in cases:
             with self.subTest(args=args):
                 self.assertEqual(response_framing(*args), expected)
         refused = [
             ((b"GET", b"200", b"1.1", None, [b"chunked, chunked"]), error.BadTransferCodeError),
-            ((b"GET", b"200", b"1.1", None, [b"gzip, chunked"]), error.TransferCodeError),
             ((b"GET", b"200", b"1.1", None, [b"chunked;x=y"]), error.BadTransferCodeError),
             ((b"GET", b"200", b"1.0", None, [b"bad coding"]), error.BadTransferCodeError),
             ((b"GET", b"200", b"1.1", [b"3", b"4"], None), error.DuplicateCLError),

@@ -561,10 +561,7 @@ class TestClose(TcpTestCase):
     def test_peer_reset(self):
         client, served = self.pair()
         got = Collector(served)
-        client.socket.setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-        )
-        client.abort()  # with SO_LINGER 0: a reset
+        client.abort()  # a reset: the peer can tell it was cut short
         self.run_until(lambda: got.closes)
         self.assertEqual(got.closes, 1)
         self.assertIsInstance(served.error, ConnectionResetError)

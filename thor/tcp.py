@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from typing import TYPE_CHECKING
 
 from thor import dns
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from thor.types import Address
 
 __all__ = ["TcpConnection", "TcpServer", "TcpClient", "server_listen"]
+
+# SO_LINGER on, timeout 0: close() sends RST and drops what is queued.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 _BLOCKED = (BlockingIOError, InterruptedError)
 
@@ -433,8 +437,15 @@ class TcpConnection(EventSource):
             self._close_now(False, True)
 
     def abort(self) -> None:
-        """Close at once, dropping anything queued; ``close`` follows from
-        the loop."""
+        """Close at once, dropping anything queued, with a reset (RST)
+        rather than an orderly end: the peer can tell that what it got is
+        cut short (RFC 9112 section 8: a close-delimited body that ends
+        with a FIN reads as complete). ``close`` follows from the loop."""
+        if self.tcp_connected:
+            try:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass  # already gone: nothing to reset
         self._close_now(False)
 
 

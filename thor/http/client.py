@@ -162,9 +162,9 @@ class HttpClient:
     trust store, certificates and host names verified), ``check_ip``
     (None, or a callable given each address a host name resolves to, as
     a string, that returns False to refuse it: AccessError), ``careful``
-    (True; False accepts what RFC 9112 lets a recipient recover from, such
-    as a bare LF ending a header line), ``parser_limits`` (keyword
-    arguments for thor.http.parser.HttpParser).
+    (True; Thor 0.17's name, kept: thor reports what it finds either way),
+    ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser;
+    a response's field section may be 128 KiB unless it says otherwise).
     """
 
     tcp_client_class: Type[TcpClient] = TcpClient
@@ -216,10 +216,14 @@ class HttpClient:
         return None
 
     def _parser_options(self) -> Dict[str, Any]:
+        # careful=False (REDbot sets it) changes nothing thor parses: Thor
+        # 0.17 still reported what it found then, and REDbot's findings
+        # come from those reports. Thor 0.17's limit on a response's
+        # field section (128 KiB) unless parser_limits says otherwise: a
+        # client meets large heads it must read (REDbot reports on them).
         options = self.parser_limits
-        if not self.careful:
-            options = dict(options)
-            options.setdefault("lenient_bare_lf", True)
+        if "max_field_section" not in options:
+            options = dict(options, max_field_section=131072)
         return options
 
     # -- pooling -------------------------------------------------------------

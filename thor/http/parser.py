@@ -460,7 +460,8 @@ def response_framing(
     CONNECT; Transfer-Encoding over Content-Length (and then the
     connection may have been tampered with: close it); a body to the close
     for HTTP/1.0 with Transfer-Encoding or a final coding other than
-    chunked. Chunked twice, or under another coding, raises HttpError."""
+    chunked; codings under chunked are left applied. Chunked twice raises
+    HttpError."""
     if (
         method == b"HEAD" or status[0] == 49 or status == b"204" or status == b"304"
         or (method == b"CONNECT" and status[0] == 50)
@@ -472,8 +473,10 @@ def response_framing(
             return UNTIL_CLOSE, None, True
         if names.count(b"chunked") > 1:
             raise BadTransferCodeError("chunked more than once")
-        if len(names) > 1:
-            raise TransferCodeError(b", ".join(names[:-1]).decode("latin-1"))
+        # Codings under chunked ("gzip, chunked") frame nothing: the body is
+        # read as chunked and delivered with the rest still applied, named
+        # in the Transfer-Encoding field (as a body to the close with
+        # "gzip" alone is); the application (a proxy) decides what to do.
         return CHUNKED, None, lengths is not None
     if lengths is not None:
         return LENGTH, _content_length(lengths), False

@@ -88,6 +88,11 @@ _RETRY_BODY_LIMIT = 65536
 # forwarded), Expect (answered by the server itself, which sends 100
 # Continue when the body is wanted) and Max-Forwards (counted down).
 _REQUEST_SPECIAL = HOP_BY_HOP | {b"expect", b"max-forwards"}
+# Fields a TRACE answer leaves out (RFC 9110 9.3.8): credentials.
+_TRACE_HIDDEN = frozenset((
+    b"authorization", b"proxy-authorization", b"cookie", b"set-cookie",
+))
+
 # Transfer codings that leave the content as it is: "identity" (RFC 2616;
 # gone from RFC 7230 on, but still sent by a few old origins).
 _NULL_CODINGS = frozenset((b"identity",))
@@ -537,6 +542,12 @@ class HttpProxy(EventEmitter):
                 # Other hop-by-hop fields, and Expect, are not forwarded.
                 continue
             kept.append(field)
+        lengths = get_header(kept, b"content-length")
+        if len(lengths) > 1:
+            # "3, 3" (or the field repeated): the parser made sure the values
+            # agree (RFC 9110 8.6); the next hop gets one.
+            kept = [f for f in kept if f[0].lower() != b"content-length"]
+            kept.append((b"Content-Length", lengths[0]))
         if connection:
             # Connection is a list of tokens (RFC 9110 7.6.1): "upgrade" must
             # be one of them, not part of one ("x-noupgrade").
@@ -556,8 +567,10 @@ class HttpProxy(EventEmitter):
             left = int(max_forwards)
             if left == 0:
                 if method == b"TRACE":
+                    # RFC 9110 9.3.8: not the fields that carry credentials.
                     echo = b"%s %s HTTP/%s\r\n" % (method, ex.uri, ex.req_version) + b"".join(
-                        name + b": " + value + b"\r\n" for name, value in headers
+                        name + b": " + value.strip() + b"\r\n" for name, value in headers
+                        if name.lower() not in _TRACE_HIDDEN
                     )
                     pex.respond(200, "OK", [(b"Content-Type", b"message/http")], echo)
                 else:
@@ -696,7 +709,8 @@ class HttpProxy(EventEmitter):
                     "cannot decode" % b", ".join(undecoded).decode("latin-1")
                 ))
                 return
-        fields.append((b"Via", self._via_value(b"1.1")))
+        # RFC 9110 7.6.3: the version the proxy received the response in.
+        fields.append((b"Via", self._via_value(cex.res_version or b"1.1")))
         try:
             status, phrase, fields = self.response_hook(pex, status, phrase, fields)
         except Exception as exc:
