@@ -506,6 +506,26 @@ class ShutdownTest(HostileTestCase):
         self.assert_fds_released(trickler, uploader, idle, hog, late)
 
 
+    def test_a_client_gone_during_shutdown_is_not_waited_for(self):
+        # Upstream Thor's test_graceful: an unanswered request whose client
+        # then closes does not hold a graceful shutdown to its deadline.
+        self.server.shutdown_timeout = 5
+        errors = []
+        self.handler = lambda exchange: exchange.on("error", errors.append)
+        client = self.client()
+        client.send(GET % b"never")
+        self.run_until(lambda: self.exchanges)
+        stopped = []
+        self.server.on("stop", lambda: stopped.append(True))
+        began = time.monotonic()
+        self.server.graceful_shutdown()
+        client.close()
+        self.run_until(lambda: stopped, timeout=3)
+        self.assertLess(time.monotonic() - began, 1.0)
+        self.assertEqual([type(err) for err in errors], [error.ConnectionClosedError])
+        self.assert_fds_released()
+
+
 class ListenerErrorTest(HostileTestCase):
     """A listener that raises ends its exchange with an error event; the
     exception is reported, and the server goes on serving."""

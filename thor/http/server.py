@@ -569,8 +569,12 @@ class HttpServerConnection(thor.loop.LazyTimer):
         """How long an answer may take: the application's business, except
         once the client has ended its input without half_close: the client
         may have gone (TCP cannot tell until something is written), so the
-        answer gets send_timeout."""
+        answer gets send_timeout; none at all during a graceful shutdown if
+        it has not started (the server is going, and the client may be)."""
         if self._peer_ended and not self.server.half_close:
+            exchange = self.exchange
+            if self._draining and exchange is not None and not exchange._started:
+                return 0
             return self.server.send_timeout
         return None
 
@@ -905,6 +909,8 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self._draining = True
         if self.exchange is None and (self.parser.idle or self._await_drain):
             self.close()
+        elif self._peer_ended:
+            self._restate_deadline()
 
     def close(self) -> None:
         """Send what is written, then close (within send_timeout)."""
