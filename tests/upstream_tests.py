@@ -94,7 +94,10 @@ def main(argv):
         result = unittest.TextTestRunner(verbosity=verbosity, stream=sys.stdout).run(suite)
         failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
         skipped = len(result.skipped)
-        passed = result.testsRun - failed - skipped
+        # A test can fail in several subtests: count each failing test once.
+        failing = {id(test) for test, _ in result.failures + result.errors}
+        failing.update(id(test) for test in result.unexpectedSuccesses)
+        passed = max(0, result.testsRun - len(failing) - skipped)
         print("%s: %d passed, %d failed, %d skipped" % (name, passed, failed, skipped))
         for counted, value in zip(range(3), (passed, failed, skipped)):
             totals[counted] += value
