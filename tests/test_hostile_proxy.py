@@ -188,6 +188,18 @@ class HopByHopTest(HostileProxyTestCase):
         sock.settimeout(10)
         self.assertTrue(self.in_thread(lambda: sock.recv(65536)).startswith(b"HTTP/1.1 200 "))
 
+    def test_listed_request_content_length_goes_on_as_one_value(self):
+        # RFC 9110 8.6: "3, 3" agrees with itself; the next hop gets "3".
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        sock = self.raw_client(
+            proxy.port, b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc")
+        self.run_until(lambda: self.seen)
+        self.assertEqual(self.header(self.seen[0][3], "content-length"), [b"3"])
+        self.assertEqual(self.seen[0][4], b"abc")
+        sock.settimeout(10)
+        self.assertTrue(self.in_thread(lambda: sock.recv(65536)).startswith(b"HTTP/1.1 200 "))
+
     def test_http10_upgrade_is_ignored(self):
         # RFC 9110 7.8: a server ignores Upgrade in an HTTP/1.0 request.
         origin = self.origin()

@@ -14,9 +14,8 @@ import unittest
 
 import thor.loop
 from thor.http import error
-from thor.http.server import HttpServer
 from tests.support import open_fds
-from tests.test_http_server import GET, RawClient, ServerTestCase, parse_responses
+from tests.test_http_server import GET, ServerTestCase, parse_responses
 
 
 def rss():

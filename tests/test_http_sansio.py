@@ -12,7 +12,7 @@ from thor.http import error
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer, HttpServerExchange
 
-from tests.fake import FakeNet, FakeNetTestCase, FakeTransport, without_date
+from tests.fake import FakeNetTestCase, FakeTransport, without_date
 
 if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Tuple

@@ -403,9 +403,9 @@ class ConnectTest(ProxyTestCase):
         proxy = self.proxy(connect_ports=[port])
         self.assertEqual(self.connect_status(proxy, "127.0.0.1:%d" % port), 502)
 
-    def test_close_cuts_tunnels(self):
-        # The server forgets a connection it hands over to a tunnel: the
-        # proxy's close() cuts both ends itself.
+    def tcp_target(self, echo=False):
+        """A raw TCP server for CONNECT to reach; returns it and the list
+        of connections it accepted (an echo server with ``echo``)."""
         from thor.tcp import TcpServer
 
         target = TcpServer("127.0.0.1", 0, self.loop)
@@ -414,10 +414,17 @@ class ConnectTest(ProxyTestCase):
 
         def connected(conn):
             accepted.append(conn)
+            if echo:
+                conn.on("data", conn.write)
             conn.pause(False)
 
         target.on("connect", connected)
-        proxy = self.proxy(connect_ports=[target.port])
+        return target, accepted
+
+    def open_tunnel(self, proxy, target, accepted):
+        """CONNECT through ``proxy`` to ``target``; returns the client's
+        non-blocking socket and ``read()``, which appends what arrived to
+        the list ``read.got`` and says whether the tunnel has ended."""
         sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
         self.addCleanup(sock.close)
         sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target.port)
@@ -432,8 +439,17 @@ class ConnectTest(ProxyTestCase):
             got.append(data)
             return not data
 
+        read.got = got
         self.run_until(lambda: accepted and (read() or b"\r\n\r\n" in b"".join(got)))
         self.assertTrue(b"".join(got).startswith(b"HTTP/1.1 200 "))
+        return sock, read
+
+    def test_close_cuts_tunnels(self):
+        # The server forgets a connection it hands over to a tunnel: the
+        # proxy's close() cuts both ends itself.
+        target, accepted = self.tcp_target()
+        proxy = self.proxy(connect_ports=[target.port])
+        sock, read = self.open_tunnel(proxy, target, accepted)
         closed = []
         accepted[0].on("close", lambda: closed.append(True))
         proxy.close()
@@ -441,48 +457,18 @@ class ConnectTest(ProxyTestCase):
 
     def test_connect_obeys_the_clients_check_ip(self):
         # A tunnel must not reach what a request may not (HttpClient.check_ip).
-        from thor.tcp import TcpServer
-
-        target = TcpServer("127.0.0.1", 0, self.loop)
-        self.addCleanup(target.close)
-        accepted = []
-        target.on("connect", accepted.append)
+        target, accepted = self.tcp_target()
         proxy = self.proxy(connect_ports=[target.port])
         proxy.client.check_ip = lambda ip: ip != "127.0.0.1"
         self.assertEqual(self.connect_status(proxy, "127.0.0.1:%d" % target.port), 403)
         self.assertEqual(accepted, [])
 
     def test_idle_tunnel_is_closed_after_tunnel_timeout(self):
-        from thor.tcp import TcpServer
-
-        target = TcpServer("127.0.0.1", 0, self.loop)
-        self.addCleanup(target.close)
-        accepted = []
-
-        def connected(conn):
-            accepted.append(conn)
-            conn.on("data", conn.write)  # an echo: traffic keeps it open
-            conn.pause(False)
-
-        target.on("connect", connected)
+        target, accepted = self.tcp_target(echo=True)  # traffic keeps it open
         proxy = self.proxy(connect_ports=[target.port])
         proxy.tunnel_timeout = 0.3
-        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-        self.addCleanup(sock.close)
-        sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target.port)
-        sock.setblocking(False)
-        got = []
-
-        def read():
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                return False
-            got.append(data)
-            return not data
-
-        self.run_until(lambda: accepted and (read() or b"\r\n\r\n" in b"".join(got)))
-        self.assertTrue(b"".join(got).startswith(b"HTTP/1.1 200 "))
+        sock, read = self.open_tunnel(proxy, target, accepted)
+        got = read.got
         started = time.monotonic()
         # Traffic every 0.1 s for 0.6 s keeps it open past its timeout.
         for n in range(6):

@@ -25,7 +25,6 @@ import tempfile
 import threading
 import unittest
 
-import thor
 from thor.http.client import HttpClient
 from thor.http.server import HttpServer
 
@@ -272,13 +271,10 @@ class RedbotCliTest(LoopTestCase):
         return text
 
     def thor_url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.server_port(), path)
+        return "http://127.0.0.1:%d%s" % (self.server.port, path)
 
     def raw_url(self, path):
         return "http://127.0.0.1:%d%s" % (self.raw_port, path)
-
-    def server_port(self):
-        return self.server.port
 
     # What REDbot 2.7.1 reports on Thor 0.17 for each origin (run side by
     # side while this was written): the findings that show thor's client

@@ -99,8 +99,7 @@ def main(argv):
         failing.update(id(test) for test in result.unexpectedSuccesses)
         passed = max(0, result.testsRun - len(failing) - skipped)
         print("%s: %d passed, %d failed, %d skipped" % (name, passed, failed, skipped))
-        for counted, value in zip(range(3), (passed, failed, skipped)):
-            totals[counted] += value
+        totals = [total + value for total, value in zip(totals, (passed, failed, skipped))]
     print("upstream: %d passed, %d failed, %d skipped" % tuple(totals))
     return 0 if totals[1] == 0 else 1
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+    from typing import Any, Callable, Dict, Optional, TypeVar
 
     Listener = Callable[..., Any]
     _F = TypeVar("_F", bound=Callable[..., Any])

@@ -534,6 +534,26 @@ class ParserDelegate(Protocol):
         ...
 
 
+class _Limit:
+    """A public limit kept in a private slot (which the hot path reads):
+    setting it re-checks whether the head caches still fit the limits."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: str) -> None:
+        self.slot = slot
+
+    def __get__(self, parser: Optional[HttpParser], owner: type) -> int:
+        if parser is None:
+            raise AttributeError(self.slot)
+        value: int = getattr(parser, self.slot)
+        return value
+
+    def __set__(self, parser: HttpParser, value: int) -> None:
+        setattr(parser, self.slot, value)
+        parser._limits_changed()
+
+
 class HttpParser:
     """Parses a stream of HTTP/1.1 requests (``is_request``) or responses.
 
@@ -627,33 +647,9 @@ class HttpParser:
         )
 
     # The limits the head caches depend on (see _limits_changed).
-
-    @property
-    def max_start_line(self) -> int:
-        return self._max_start_line
-
-    @max_start_line.setter
-    def max_start_line(self, value: int) -> None:
-        self._max_start_line = value
-        self._limits_changed()
-
-    @property
-    def max_field_section(self) -> int:
-        return self._max_field_section
-
-    @max_field_section.setter
-    def max_field_section(self, value: int) -> None:
-        self._max_field_section = value
-        self._limits_changed()
-
-    @property
-    def max_fields(self) -> int:
-        return self._max_fields
-
-    @max_fields.setter
-    def max_fields(self, value: int) -> None:
-        self._max_fields = value
-        self._limits_changed()
+    max_start_line = _Limit("_max_start_line")
+    max_field_section = _Limit("_max_field_section")
+    max_fields = _Limit("_max_fields")
 
     # -- the owner's calls ---------------------------------------------------
 

@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 
 import thor.loop
 from thor.events import EventEmitter
-from thor.tcp import TcpClient, TcpServer
+from thor.tcp import TcpClient
 from thor.http import error
 from thor.http.client import HttpClient
 from thor.http.headers import CONNECTION_OPTIONS, HOP_BY_HOP, field_tokens, get_header
@@ -87,7 +87,7 @@ _RETRY_BODY_LIMIT = 65536
 # Request fields _request_start looks at: the hop-by-hop ones (not
 # forwarded), Expect (answered by the server itself, which sends 100
 # Continue when the body is wanted) and Max-Forwards (counted down).
-_REQUEST_SPECIAL = HOP_BY_HOP | {b"expect", b"max-forwards"}
+_REQUEST_SPECIAL = HOP_BY_HOP | {b"expect", b"max-forwards", b"content-length"}
 # Fields a TRACE answer leaves out (RFC 9110 9.3.8): credentials.
 _TRACE_HIDDEN = frozenset((
     b"authorization", b"proxy-authorization", b"cookie", b"set-cookie",
@@ -522,6 +522,7 @@ class HttpProxy(EventEmitter):
         connection = False
         upgrades: Optional[RawHeaderListType] = None
         max_forwards = None
+        length: Optional[bytes] = None
         kept = []
         for field in headers:
             lower = field[0].lower()
@@ -533,6 +534,12 @@ class HttpProxy(EventEmitter):
                     if upgrades is None:
                         upgrades = []
                     upgrades.append(field)
+                elif lower == b"content-length":
+                    # "3, 3", or the field repeated: the parser made sure the
+                    # values agree (RFC 9110 8.6); the next hop gets one.
+                    if length is None:
+                        length = field[1].split(b",", 1)[0].strip()
+                        kept.append((field[0], length) if b"," in field[1] else field)
                 elif lower == b"max-forwards":
                     if method == b"OPTIONS" or method == b"TRACE":
                         if max_forwards is None:
@@ -542,12 +549,6 @@ class HttpProxy(EventEmitter):
                 # Other hop-by-hop fields, and Expect, are not forwarded.
                 continue
             kept.append(field)
-        lengths = get_header(kept, b"content-length")
-        if len(lengths) > 1:
-            # "3, 3" (or the field repeated): the parser made sure the values
-            # agree (RFC 9110 8.6); the next hop gets one.
-            kept = [f for f in kept if f[0].lower() != b"content-length"]
-            kept.append((b"Content-Length", lengths[0]))
         if connection:
             # Connection is a list of tokens (RFC 9110 7.6.1): "upgrade" must
             # be one of them, not part of one ("x-noupgrade").

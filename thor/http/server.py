@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
     from thor.types import (
-        BodyInput, HeaderInput, HostInput, RawHeaderListType, StatusInput, TextInput,
+        BodyInput, HeaderInput, RawHeaderListType, StatusInput, TextInput,
     )
 
     # A checked field line: (b"Name: value\r\n", lower-cased name, value).
