@@ -150,6 +150,39 @@ class ServerTests(FakeNetTestCase):
         self.assertEqual(len(server.connections), 1)
         self.assertEqual(self.errors, [])
 
+    def test_output_gathered_but_large_pieces_sent_alone(self) -> None:
+        """Small pieces of output go out together (one send per read
+        handled, or per loop pass); a large piece is written by itself,
+        uncopied, after what was gathered before it."""
+        big = b"x" * 65536
+
+        def respond(exchange: HttpServerExchange) -> None:
+            if exchange.uri == b"/later":
+                self.loop.schedule(0.1, answer, exchange, b"late")
+            else:
+                answer(exchange, big if exchange.uri == b"/big" else b"small")
+
+        server = self.serve(respond)
+        client = self.net.connect(server)
+        writes: List[bytes] = []
+        real_write = client.write
+
+        def write(data: Any) -> None:
+            writes.append(data)
+            real_write(data)
+
+        client.write = write  # type: ignore[method-assign]
+        for name, pieces in ((b"small", 1), (b"big", 2), (b"later", 1)):
+            del writes[:]
+            client.feed(GET % name)
+            self.net.advance(0.1)
+            self.assertEqual(len(writes), pieces, name)
+        # The big body is the application's own object, not a copy.
+        client.feed(GET % b"big")
+        self.net.run()
+        self.assertIs(writes[-1], big)
+        self.assertEqual(self.errors, [])
+
     def test_idle_timeout_runs_from_the_last_answer(self) -> None:
         server = self.serve(lambda exchange: answer(exchange, b"x"), idle_timeout=1)
         client = self.net.connect(server)

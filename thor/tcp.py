@@ -159,6 +159,10 @@ class TcpConnection(EventSource):
         "_write_paused", "_server", "_hup", "_ended", "_peer", "sent_at", "_half_close",
     )
 
+    # An event's lone listener is kept as itself (see thor.events): 'data'
+    # is emitted once per read.
+    _unwrap_single = True
+
     # Output backpressure: pause(True) once more than write_high bytes are
     # queued; pause(False) once fewer than write_low remain. The kernel's
     # send buffer already holds hundreds of KiB, so 64 KiB more in user
@@ -257,12 +261,7 @@ class TcpConnection(EventSource):
                 self._close_now(True, error=why)
                 return
             if data:
-                listeners = self._events.get("data")
-                if listeners:
-                    for listener in listeners:
-                        listener(data)
-                elif self._sink is not None:
-                    self.emit("data", data)
+                self.emit("data", data)
                 if mask == READ:
                     return  # the usual event: nothing more to look at
                 got_data = True
