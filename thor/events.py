@@ -17,10 +17,11 @@ Rules (documented in doc/events.md and tested in tests/test_events.py):
   reports exceptions from the callbacks it dispatches; see thor.loop).
 - A class that sets ``_unwrap_single = True`` keeps an event's one
   listener as the callable itself, not a 1-tuple, and its ``emit`` calls it
-  without a loop (about 15% less per emit; see doc/events.md). Off by
-  default while code outside this module reads ``_events`` as tuples
-  (thor.tcp, the HTTP exchanges' inline emits); a class opts in once
-  nothing reads its ``_events`` but this module.
+  without a loop (about 15% less per emit; see doc/events.md). The
+  emitters of the hot paths opt in (TcpConnection, HttpServer and both
+  exchanges): nothing outside this module reads their ``_events``, so
+  their emits are this module's, with no copies at call sites. Off by
+  default, since a subclass written for Thor may read ``_events`` itself.
 - Pickling (and ``copy``) keeps an emitter's attributes but neither its
   listeners nor its sink: they are callables bound to the running program,
   often unpicklable, and a copy sharing them would be a second emitter

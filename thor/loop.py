@@ -589,8 +589,8 @@ class LazyTimer:
 
     The host provides ``loop``, ``_timeouts()`` (its timeouts, None for
     none), and ``_on_timer()``, which starts with ``self._timer = None`` and
-    acts only if ``_deadline_passed()``. Hot paths that inline
-    ``_set_deadline`` read the time with ``self._clock()``.
+    acts only if ``_deadline_passed()``. A host reads the time, when it
+    needs it, with ``self._clock()``.
     """
 
     __slots__ = ("_deadline", "_timer", "_timer_due", "_clock")
@@ -652,7 +652,7 @@ class LazyTimer:
         try:
             clock = self._clock
         except AttributeError:
-            # A deadline written by a host's inline copy, before any
+            # A deadline written by a host itself, before any
             # _set_deadline bound the clock.
             clock = self._clock = self.loop._clock
         now = clock()

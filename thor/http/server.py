@@ -94,6 +94,25 @@ _now = _time.time
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
+# An exchange's request is in one of three states: its body is being read
+# and delivered (request_body, request_done); the exchange has failed or
+# been abandoned, and the rest of the body is read only to reach the next
+# request, delivered to no one; or it has been read whole.
+_RECEIVING = 0
+_DROPPING = 1
+_RECEIVED = 2
+
+# Its response is in one of five, in this order: none yet; the head is
+# sent and the body is going out; complete (or handed over as a tunnel);
+# cut (the exchange failed after its head was sent); failed before any of
+# it was sent (an error status may still answer it). From _ANSWERED on the
+# exchange is finished: it emits nothing more.
+_UNANSWERED = 0
+_ANSWERING = 1
+_ANSWERED = 2
+_CUT = 3
+_FAILED = 4
+
 # Written output is gathered up to this many bytes before it is sent at
 # once: about what a loopback socket takes in one send, and the transport's
 # write_high mark, so that an application writing small chunks in a loop
@@ -503,19 +522,16 @@ class HttpServerConnection(thor.loop.LazyTimer):
         exchange = self.exchange
         if self._write_paused:
             if self._send_stalled():
-                if exchange is not None and not exchange._finished:
+                if exchange is not None and exchange._response < _ANSWERED:
                     exchange._fail(error.SendTimeoutError(
                         "the client took nothing for %s seconds" % self.server.send_timeout))
                 self.abort()
             return
         if exchange is not None:
-            if exchange._finished:
-                if not exchange._request_done:
+            if exchange._response >= _ANSWERED:
+                if exchange._request != _RECEIVED:
                     self.abort()  # the rest of an answered request never came
-            elif (
-                not exchange._request_done and exchange._request_live
-                and not exchange._input_paused
-            ):
+            elif exchange._request == _RECEIVING and not exchange._input_paused:
                 err = error.BodyTimeoutError(
                     "no request body for %s seconds" % self.server.body_timeout)
                 exchange._fail(err)
@@ -569,9 +585,10 @@ class HttpServerConnection(thor.loop.LazyTimer):
         if exchange is None:
             self._set_deadline(
                 server.idle_timeout if self.parser.idle else server.request_timeout)
-        elif exchange._finished:
-            self._set_deadline(None if exchange._request_done else server.request_timeout)
-        elif exchange._request_done or exchange._input_paused or not exchange._request_live:
+        elif exchange._response >= _ANSWERED:
+            self._set_deadline(
+                None if exchange._request == _RECEIVED else server.request_timeout)
+        elif exchange._request != _RECEIVING or exchange._input_paused:
             self._set_deadline(self._answer_bound())
         else:
             self._set_deadline(server.body_timeout)
@@ -584,7 +601,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         it has not started (the server is going, and the client may be)."""
         if self._peer_ended and not self.server.half_close:
             exchange = self.exchange
-            if self._draining and exchange is not None and not exchange._started:
+            if self._draining and exchange is not None and exchange._response == _UNANSWERED:
                 return 0
             return self.server.send_timeout
         return None
@@ -609,7 +626,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
                 # needs the request deadline; when a request was read,
                 # finishing it set the deadline for what follows.)
                 self._set_deadline(self.server.request_timeout)
-        elif not exchange._request_done and not exchange._finished:
+        elif exchange._request == _RECEIVING and exchange._response < _ANSWERED:
             # A request body is coming: this read was progress.
             if not exchange._input_paused and not self._write_paused and not self._closed:
                 self._set_deadline(self.server.body_timeout)
@@ -635,7 +652,10 @@ class HttpServerConnection(thor.loop.LazyTimer):
         paused = (
             self._await_drain
             or (parser.paused and parser.buffered >= self.server.inbuf_limit)
-            or (exchange is not None and exchange._input_paused and not exchange._request_done)
+            or (
+                exchange is not None and exchange._input_paused
+                and exchange._request != _RECEIVED
+            )
         )
         if paused != self._reading_paused:
             self._reading_paused = paused
@@ -675,9 +695,9 @@ class HttpServerConnection(thor.loop.LazyTimer):
             self._app_failed(exc, exchange)
             return
         if has_body and not self._closed and not exchange._input_paused:
-            if exchange._expect_continue and not exchange._started:
+            if exchange._expect_continue and exchange._response == _UNANSWERED:
                 exchange._send_continue()
-            if not exchange._finished and not self._write_paused:
+            if exchange._response < _ANSWERED and not self._write_paused:
                 # The body has body_timeout between reads (the first
                 # included: a 100-continue client that never sends it).
                 timeout = server.body_timeout
@@ -686,7 +706,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
 
     def on_body(self, chunk: bytes) -> None:
         exchange = self.exchange
-        if exchange is not None and exchange._request_live:
+        if exchange is not None and exchange._request == _RECEIVING:
             try:
                 exchange.emit("request_body", chunk)
             except Exception as exc:
@@ -696,8 +716,9 @@ class HttpServerConnection(thor.loop.LazyTimer):
         exchange = self.exchange
         if exchange is None:
             return  # closed meanwhile
-        exchange._request_done = True
-        if exchange._request_live:
+        delivered = exchange._request == _RECEIVING
+        exchange._request = _RECEIVED
+        if delivered:
             # emit(), skipped when nobody listens and there is no sink.
             if "request_done" in exchange._events or exchange._sink is not None:
                 try:
@@ -709,7 +730,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
                 return
         if self.exchange is not exchange:
             return  # answered in request_done, the usual way: its end went on from there
-        if exchange._finished:
+        if exchange._response >= _ANSWERED:
             if not exchange._tunnel_ok:
                 self._exchange_complete()  # answered before its request was done
         else:
@@ -728,10 +749,9 @@ class HttpServerConnection(thor.loop.LazyTimer):
 
     def on_error(self, err: error.HttpError) -> None:
         exchange = self.exchange
-        if exchange is not None and exchange._request_live and not exchange._request_done:
-            exchange._request_live = False
-            if not exchange._finished:
-                exchange._fail(err)
+        if exchange is not None and exchange._request == _RECEIVING:
+            exchange._request = _DROPPING
+            exchange._fail(err)
         self._reject(err)
 
     def _reject(self, err: error.HttpError) -> None:
@@ -739,7 +759,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         exchange = self.exchange
         if self._closed:
             return
-        if exchange is not None and exchange._started:
+        if exchange is not None and exchange.response_started:
             # Its response is under way: a status now would corrupt it.
             self.abort()
             return
@@ -763,19 +783,18 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self.loop.exception_handler(self.loop, exc, exchange)
         err = error.InternalServerError(repr(exc))
         err.__cause__ = exc
-        complete = exchange._finished
-        exchange._finished = True
-        exchange._request_live = False
+        state = exchange._response
+        exchange._stop()
         if not exchange._error_sent:
             exchange._emit_error(err)
         if self._closed:
             return
-        if not exchange._started:
+        if state == _UNANSWERED or state == _FAILED:
             self._reject(err)
-        elif complete:
-            self.close()
-        else:
+        elif state == _ANSWERING:
             self.abort()
+        else:
+            self.close()
 
     # -- output --------------------------------------------------------------
 
@@ -816,7 +835,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
     def _on_tcp_pause(self, paused: bool) -> None:
         self._write_paused = paused
         exchange = self.exchange
-        if exchange is not None and not exchange._finished:
+        if exchange is not None and exchange._response < _ANSWERED:
             try:
                 exchange.emit("pause", paused)
             except Exception as exc:
@@ -832,7 +851,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         """The response of ``exchange`` is complete."""
         if close or self._draining:
             self.close()
-        elif exchange._request_done:
+        elif exchange._request == _RECEIVED:
             self._exchange_complete()
         elif exchange._input_paused:
             self.close()  # the application will not read the rest
@@ -930,7 +949,10 @@ class HttpServerConnection(thor.loop.LazyTimer):
             return
         self._peer_ended = True
         exchange = self.exchange
-        if exchange is not None and exchange._finished and not exchange._request_done:
+        if (
+            exchange is not None and exchange._response >= _ANSWERED
+            and exchange._request != _RECEIVED
+        ):
             # Answered already; the rest of its body will never come.
             self.close()
             return
@@ -953,7 +975,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         exchange = self.exchange
         if exchange is None:
             self.close()  # every request the client sent has its answer
-        elif not exchange._finished:
+        elif exchange._response < _ANSWERED:
             bound = self._answer_bound()
             if bound is not None:
                 self._set_deadline(bound)
@@ -963,7 +985,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self._stop_timer()
         exchange = self.exchange
         self.exchange = None
-        if exchange is not None and not exchange._finished:
+        if exchange is not None:
             exchange._fail(error.ConnectionClosedError("client closed the connection"))
         self.server._connection_closed(self)
 
@@ -1007,13 +1029,11 @@ class HttpServerExchange(EventEmitter):
 
     # Per-exchange state starts as these class attributes; an exchange
     # stores only what changes (fewer stores per request than __slots__).
-    _started = False
-    _finished = False
+    _request = _RECEIVING
+    _response = _UNANSWERED
     # How the response body is framed: set with the head (thor.http.writer).
     _writer: BodyWriter = NO_BODY_WRITER
     _request_close = False
-    _request_done = False
-    _request_live = True
     _input_paused = False
     _continue_sent = False
     _close_after = False
@@ -1052,18 +1072,19 @@ class HttpServerExchange(EventEmitter):
     @property
     def req_complete(self) -> bool:
         """True once the whole request has been read (Thor 0.17's name)."""
-        return self._request_done
+        return self._request == _RECEIVED
 
     @property
     def res_done(self) -> bool:
         """True once the response is done, or the exchange has failed
         (Thor 0.17's name; ``finished`` is the same)."""
-        return self._finished
+        return self._response >= _ANSWERED
 
     @property
     def response_started(self) -> bool:
         """True once the final response has started (Thor 0.17's name)."""
-        return self._started
+        state = self._response
+        return state == _ANSWERING or state == _ANSWERED or state == _CUT
 
     def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) request_body events for this request.
@@ -1075,12 +1096,12 @@ class HttpServerExchange(EventEmitter):
             return
         self._input_paused = paused
         conn = self.connection
-        if conn.exchange is not self or self._request_done or conn._closed:
+        if conn.exchange is not self or self._request == _RECEIVED or conn._closed:
             return
         if paused:
             conn.parser.pause()
         else:
-            if self._expect_continue and not self._started:
+            if self._expect_continue and self._response == _UNANSWERED:
                 self._send_continue()
             conn.parser.resume()
             if conn._closed:
@@ -1107,7 +1128,7 @@ class HttpServerExchange(EventEmitter):
         code = encode_status(status)
         if code[:1] != b"1" or code == b"101":
             raise error.BadStatusError("response_nonfinal takes a 1xx status other than 101")
-        if self._started:
+        if self.response_started:
             raise error.StateError("the final response has already started")
         fields_in = _listed(headers)
         prefix, _, _, fields, _ = _checked_head(code, phrase, fields_in)
@@ -1126,7 +1147,8 @@ class HttpServerExchange(EventEmitter):
         self, status: StatusInput, phrase: TextInput, headers: Optional[HeaderInput],
     ) -> None:
         """Start the response; thor chooses and writes the framing."""
-        if self._started:
+        state = self._response
+        if state != _UNANSWERED and state != _FAILED:
             raise error.StateError("response_start called twice")
         entry: Optional[HeadEntry] = None
         if type(headers) is list and type(status) in _EXACT and type(phrase) in _EXACT:
@@ -1161,7 +1183,12 @@ class HttpServerExchange(EventEmitter):
                 head = self._framed(prefix, code, content_length, False, False)
             else:
                 head = self._head_special(prefix, fields_in, fields, False, content_length)
-        self._started = True
+        if state == _FAILED:
+            # Its connection has closed (the error event said so): the rest
+            # of the response is taken and dropped.
+            self._response = _CUT
+            return
+        self._response = _ANSWERING
         if not conn._closed:
             # _write's common case, inline (this module owns it): a small
             # piece gathered during input, once per response.
@@ -1240,7 +1267,7 @@ class HttpServerExchange(EventEmitter):
             close = True
         if (
             self._expect_continue and not self._continue_sent
-            and not self._request_done and not self._no_request_body
+            and self._request != _RECEIVED and not self._no_request_body
         ):
             # Answered without 100 Continue: the client may or may not send
             # the body now (RFC 9110 10.1.1); do not guess which.
@@ -1270,8 +1297,9 @@ class HttpServerExchange(EventEmitter):
 
     def response_body(self, chunk: BodyInput) -> None:
         """Send a chunk of the response body (bytes, or str as UTF-8)."""
-        if not self._started or self._finished:
-            if self._finished and self.connection._closed:
+        state = self._response
+        if state != _ANSWERING:
+            if state >= _ANSWERED and self.connection._closed:
                 return  # the client went away (an error event said so)
             raise error.StateError("response_body outside a response")
         if chunk.__class__ is not bytes:
@@ -1298,23 +1326,23 @@ class HttpServerExchange(EventEmitter):
         ``trailers`` go out with a chunked response and are dropped otherwise
         (fields that must not be trailers are dropped too)."""
         conn = self.connection
-        if self._finished:
+        state = self._response
+        if state != _ANSWERING:
+            if state == _UNANSWERED:
+                raise error.StateError("response_done before response_start")
             if conn._closed:
                 return  # the client went away (an error event said so)
             raise error.StateError("response_done called twice")
-        if not self._started:
-            raise error.StateError("response_done before response_start")
         writer = self._writer
         try:
             # A bad trailer field raises with nothing changed; a short body
             # cannot be mended, and the client must not take it as whole.
             end = writer.end(trailers)
         except error.BodyLengthError:
-            self._finished = True
-            self._request_live = False
+            self._stop()
             conn.abort()
             raise
-        self._finished = True
+        self._response = _ANSWERED
         if conn._closed:
             return
         if end:
@@ -1323,7 +1351,7 @@ class HttpServerExchange(EventEmitter):
             return  # the application takes the connection with tunnel()
         close = close or self._close_after or writer is CLOSE_WRITER
         if (
-            close or conn._draining or self._request_done or self._input_paused
+            close or conn._draining or self._request == _RECEIVED or self._input_paused
             or not self._no_request_body
         ):
             conn._response_done(self, close)
@@ -1336,33 +1364,41 @@ class HttpServerExchange(EventEmitter):
         buffered)``: the raw transport, paused, and any bytes the client sent
         after its request. HTTP is done with the connection; the
         application owns it (and must close it) from here."""
-        if not self._tunnel_ok or not self._started:
+        if not self._tunnel_ok or not self.response_started:
             raise error.StateError("tunnel() needs a 2xx CONNECT or 101 response")
-        if not self._request_done:
+        if self._request != _RECEIVED:
             raise error.StateError("tunnel() before the request is done")
         if self.connection._closed:
             raise error.StateError("the connection is closed")
-        self._finished = True
+        self._response = _ANSWERED
         return self.connection.tunnel()
 
     def abort(self) -> None:
         """Close the connection at once, whatever was sent (e.g. when an
         upstream failed half-way through a response)."""
-        self._finished = True
-        self._request_live = False
+        self._stop()
         self.connection.abort()
 
     @property
     def finished(self) -> bool:
         """True once the response is done (or the exchange failed)."""
-        return self._finished
+        return self._response >= _ANSWERED
+
+    def _stop(self) -> None:
+        """The exchange fails or is aborted: it is finished (cut if its
+        response had started, failed if not; a complete one stays so), and
+        the rest of its request is read but not delivered."""
+        state = self._response
+        if state < _ANSWERED:
+            self._response = _CUT if state == _ANSWERING else _FAILED
+        if self._request == _RECEIVING:
+            self._request = _DROPPING
 
     def _fail(self, err: error.HttpError) -> None:
         """End the exchange with ``err``, unless its response was done."""
-        if self._finished:
+        if self._response >= _ANSWERED:
             return
-        self._finished = True
-        self._request_live = False
+        self._stop()
         self._emit_error(err)
 
     def _emit_error(self, err: error.HttpError) -> None:
