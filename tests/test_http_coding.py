@@ -152,7 +152,14 @@ class HeaderTest(unittest.TestCase):
         cases = [
             ([(b"Accept-Encoding", b"gzip, deflate, br, zstd")], [(b"Accept-Encoding", b"gzip, deflate")]),
             ([(b"accept-encoding", b"br;q=1.0, GZIP;q=0.5, *;q=0.1")], [(b"accept-encoding", b"GZIP;q=0.5")]),
-            ([(b"Accept-Encoding", b"br"), (b"X", b"1")], [(b"Accept-Encoding", b"identity"), (b"X", b"1")]),
+            # Nothing the client takes is left: the request goes as it is
+            # (a 406, or a coding it refused, would be worse).
+            ([(b"Accept-Encoding", b"br"), (b"X", b"1")], [(b"Accept-Encoding", b"br"), (b"X", b"1")]),
+            ([(b"Accept-Encoding", b"br, identity;q=0")], [(b"Accept-Encoding", b"br, identity;q=0")]),
+            ([(b"Accept-Encoding", b"br, *;q=0")], [(b"Accept-Encoding", b"br, *;q=0")]),
+            ([(b"Accept-Encoding", b"gzip;q=0, deflate;q=0.0, br")],
+             [(b"Accept-Encoding", b"gzip;q=0, deflate;q=0.0, br")]),
+            ([(b"Accept-Encoding", b"gzip;q=0, deflate")], [(b"Accept-Encoding", b"gzip;q=0, deflate")]),
             ([(b"A", b"1"), (b"Accept-Encoding", b"br"), (b"B", b"2"), (b"Accept-Encoding", b"x-gzip")],
              [(b"A", b"1"), (b"Accept-Encoding", b"x-gzip"), (b"B", b"2")]),
             ([(b"Host", b"h")], [(b"Host", b"h")]),

@@ -10,6 +10,17 @@ Theory of operation
 - Sending never blocks. UDP promises no delivery, so a datagram the kernel
   will not take right now (EAGAIN, ENOBUFS) or that an earlier ICMP error
   refuses (ECONNREFUSED) is dropped, not queued.
+- Per datagram, the system calls (recvfrom, sendto) cost several times
+  what the Python around them does, so that Python is kept to the least
+  the API allows: ``datagram`` goes out through ``emit``, which calls a
+  lone listener without a loop (``_unwrap_single``, thor.events).
+- ``send`` to a host already sent to, with ``bytes`` and an ``int`` port,
+  is one dict lookup, three checks and a ``sendto``. Each endpoint
+  remembers, for every IP literal it has sent to (as given, ``str`` or
+  ``bytes``), the host its socket takes (an IPv4 one on an IPv6 socket is
+  v4-mapped); the first send to a host checks everything, anything else
+  (a ``str`` datagram, a ``str`` port, a name) takes that path every
+  time, and the memory goes with the socket (``shutdown``, a new socket).
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ if TYPE_CHECKING:
     from thor.dns import Result
     from thor.loop import LoopBase
 
+    Host = Union[str, bytes]
+
 __all__ = ["UdpEndpoint"]
 
 _DROPPED = frozenset(
@@ -39,12 +52,11 @@ _DROPPED = frozenset(
     if code is not None
 )
 
-
-# IP-literal destinations already checked, as given (str or bytes) ->
-# (family, host): an echo or a request/response peer sends to the same few
-# addresses, and checking a literal costs two inet_pton calls.
-_literals: Dict[Union[str, bytes], Tuple[int, str]] = {}
-_LITERALS_MAX = 4096
+# The most hosts an endpoint remembers: one-off destinations must not pin
+# memory (past it, the memory starts again, empty).
+_ADDRESSES_MAX = 4096
+# Hosts remembered as given: only these exact types are hashable and
+# compare by value.
 _HASHABLE = frozenset((str, bytes))
 
 
@@ -57,7 +69,14 @@ class UdpEndpoint(EventSource):
     ``host`` and ``port`` are the bound local address, once there is one.
     """
 
-    __slots__ = ("sock", "host", "port", "_paused", "_recvfrom", "_shut", "_v6", "_sendto_raw")
+    __slots__ = (
+        "sock", "host", "port", "_paused", "_recvfrom", "_shut", "_v6",
+        "_sendto_raw", "_addresses", "_address_of",
+    )
+
+    # An event's lone listener is kept as itself (see thor.events): 'datagram'
+    # is emitted once per datagram.
+    _unwrap_single = True
 
     # The largest UDP payload over IPv4: 65,535 - 8 (UDP) - 20 (IP).
     max_dgram = 65507
@@ -71,7 +90,12 @@ class UdpEndpoint(EventSource):
         self.port: Optional[int] = None
         self._paused = True
         self._recvfrom: Optional[Callable[[int], Tuple[bytes, Any]]] = None
+        self._sendto_raw: Optional[Callable[[Any, Tuple[Any, ...]], int]] = None
         self._shut = False
+        self._v6 = False
+        # Host as given -> the host of the sockaddr this socket sends to.
+        self._addresses: Dict[Host, str] = {}
+        self._address_of: Callable[[Host], Optional[str]] = self._addresses.get
 
     def __repr__(self) -> str:
         return "<%s %s:%s%s>" % (
@@ -87,6 +111,7 @@ class UdpEndpoint(EventSource):
         self._sendto_raw = sock.sendto
         # socket.family builds an enum on each read: once, here.
         self._v6 = family == socket.AF_INET6
+        self._addresses.clear()  # they were for another socket
         return sock
 
     def _registered(self, sock: socket.socket) -> None:
@@ -125,7 +150,7 @@ class UdpEndpoint(EventSource):
     def send(
         self,
         datagram: Union[bytes, bytearray, memoryview, str],
-        host: Union[str, bytes],
+        host: Host,
         port: Union[int, str],
     ) -> None:
         """Send ``datagram`` (bytes, or ``str`` sent as UTF-8) to ``port`` on
@@ -134,37 +159,50 @@ class UdpEndpoint(EventSource):
         resolved off the loop, and the datagram sent once it has been.
         After ``shutdown()`` (and until ``bind()``), ``send`` raises
         ``OSError``; a datagram whose name resolves after it is dropped."""
+        # Read into locals, then called: a call straight on a slot is a
+        # method lookup that the interpreter cannot specialize.
+        address_of = self._address_of
+        try:
+            address = address_of(host)
+        except TypeError:
+            address = None  # unhashable: _send_checked says what is wrong
+        if (
+            address is not None and datagram.__class__ is bytes
+            and port.__class__ is int and len(datagram) <= self.max_dgram
+        ):
+            # A host this socket has sent to (so it is open, and not shut
+            # down: the memory goes with the socket), plain arguments.
+            sendto = self._sendto_raw
+            try:
+                sendto(datagram, (address, port))  # type: ignore[misc]  # open
+            except OSError as why:
+                if why.errno not in _DROPPED:
+                    raise
+            return
+        self._send_checked(datagram, host, port)
+
+    def _send_checked(
+        self,
+        datagram: Union[bytes, bytearray, memoryview, str],
+        host: Host,
+        port: Union[int, str],
+    ) -> None:
         if self._shut:
             raise OSError(errno.EBADF, "UDP endpoint closed (shutdown() was called)")
-        if datagram.__class__ is not bytes and isinstance(datagram, str):
+        if isinstance(datagram, str):
             datagram = datagram.encode("utf-8")
         if len(datagram) > self.max_dgram:
             raise ValueError(
                 "UDP datagram of %d bytes is over max_dgram (%d)"
                 % (len(datagram), self.max_dgram)
             )
-        entry = _literals.get(host) if host.__class__ in _HASHABLE else None
-        if entry is not None and entry[0] == socket.AF_INET and self.sock is not None and not self._v6:
-            # The common case, sent here: an IPv4 literal seen before.
-            try:
-                self._sendto_raw(datagram, (entry[1], int(port)))
-            except OSError as why:
-                if why.errno not in _DROPPED:
-                    raise
+        parsed = dns.parse_host(host)
+        family = dns.literal_family(parsed)
+        if family is None:
+            dns.lookup(parsed, port, self._resolved(datagram), self._loop,
+                       self.sock.family if self.sock else 0, socket.SOCK_DGRAM)
             return
-        if entry is None:
-            parsed = dns.parse_host(host)
-            family = dns.literal_family(parsed)
-            if family is None:
-                dns.lookup(parsed, port, self._resolved(datagram), self._loop,
-                           self.sock.family if self.sock else 0, socket.SOCK_DGRAM)
-                return
-            entry = (family, parsed)
-            if host.__class__ in _HASHABLE:
-                if len(_literals) >= _LITERALS_MAX:
-                    _literals.clear()  # one-off destinations must not pin it
-                _literals[host] = entry
-        self._sendto(datagram, entry[0], entry[1], int(port))
+        self._sendto(datagram, family, parsed, int(port), host)
 
     def _resolved(self, datagram: Any) -> Callable[[Result], None]:
         def send(result: Result) -> None:
@@ -174,7 +212,11 @@ class UdpEndpoint(EventSource):
             self._sendto(datagram, family, sockaddr[0], sockaddr[1])
         return send
 
-    def _sendto(self, datagram: Any, family: int, host: str, port: int) -> None:
+    def _sendto(
+        self, datagram: Any, family: int, host: str, port: int,
+        literal: Optional[Host] = None,
+    ) -> None:
+        # ``literal``: the IP literal as given to send(), to remember.
         if self._shut:
             return
         sock = self.sock
@@ -184,17 +226,18 @@ class UdpEndpoint(EventSource):
             # port is known (and datagrams in reply are received) at once.
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
             self._registered(sock)
-        address: Tuple[Any, ...]
         if self._v6:
             if family == socket.AF_INET:
                 host = "::ffff:" + host  # a v4-mapped address
-            address = (host, port, 0, 0)
         elif family == socket.AF_INET6:
             raise ValueError("an IPv4 endpoint cannot send to %s" % host)
-        else:
-            address = (host, port)
+        if literal is not None and literal.__class__ in _HASHABLE:
+            addresses = self._addresses
+            if len(addresses) >= _ADDRESSES_MAX:
+                addresses.clear()
+            addresses[literal] = host
         try:
-            self._sendto_raw(datagram, address)
+            self._sendto_raw(datagram, (host, port))  # type: ignore[misc]  # open
         except OSError as why:
             if why.errno not in _DROPPED:
                 raise
@@ -210,6 +253,7 @@ class UdpEndpoint(EventSource):
     def shutdown(self) -> None:
         """Stop the endpoint and close its socket."""
         self._shut = True
+        self._addresses.clear()
         if self.sock is not None:
             self.unregister_fd()
             self.sock.close()
@@ -235,3 +279,4 @@ class UdpEndpoint(EventSource):
             emit("datagram", data, address[0], address[1])
             if not self._interest & READ:
                 return  # paused, or shut down, by a listener
+

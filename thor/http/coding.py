@@ -57,6 +57,10 @@ _RAW_WBITS = -zlib.MAX_WBITS
 # Content-MD5 and Digest are their obsolete forms).
 _STALE = frozenset((b"content-length", b"content-md5", b"digest", b"content-digest",
                     b"repr-digest"))
+# Accept-Ranges goes too: ranges of the origin's bytes are not ranges of
+# the transformed body, and a client resuming a download would splice an
+# untransformed 206 onto rewritten bytes.
+_DROPPED = _STALE | {b"accept-ranges"}
 
 _MiB = 1048576
 # The most output one zlib call makes: bounds the memory a decode() uses
@@ -274,7 +278,7 @@ class Recoder:
         drop_coding = self.coding is not None and not reencode
         for field in headers:
             lower = field[0].lower()
-            if lower in _STALE:
+            if lower in _DROPPED:
                 continue
             if lower == b"content-encoding" and drop_coding:
                 continue
@@ -440,10 +444,14 @@ def limit_accept_encoding(headers: RawHeaderListType) -> RawHeaderListType:
     """``headers`` (a request's) with Accept-Encoding narrowed to the codings
     Recoder undoes (gzip, x-gzip, deflate, identity, with their weights), so
     that the origin does not answer with one it cannot (``br``, ``zstd``).
-    When none of the client's is left, ``Accept-Encoding: identity``. A
-    request without Accept-Encoding is returned as it is (origins send no
-    coding then). Returns a new list; ``headers`` is not changed."""
+    When the client takes none of those (all absent or at ``q=0``), the
+    fields are returned as they are: the response will then not be
+    transformable, which is better than a 406 or a coding the client
+    refused. A request without Accept-Encoding is returned as it is
+    (origins send no coding then). Returns a new list; ``headers`` is not
+    changed."""
     kept: List[bytes] = []
+    accepted = False
     fields: RawHeaderListType = []
     position = -1
     for field in headers:
@@ -454,12 +462,33 @@ def limit_accept_encoding(headers: RawHeaderListType) -> RawHeaderListType:
             position = len(fields)
         for member in field[1].split(b","):
             member = member.strip(b" \t")
-            coding = member.partition(b";")[0].strip(b" \t").lower()
+            coding, _, params = member.partition(b";")
+            coding = coding.strip(b" \t").lower()
             if coding in DECODABLE or coding == _IDENTITY:
                 kept.append(member)
+                if not _refused(params):
+                    accepted = True
     if position < 0:
         return fields
+    if not accepted:
+        # Nothing left that the client takes (none, or all at q=0, as in
+        # "br, identity;q=0"): narrowing could only earn a 406 or a coding
+        # the client refused. The request goes as it is; the response then
+        # comes in a coding Recoder does not undo, and says so.
+        return list(headers)
     name = next(n for n, _ in headers if n.lower() == b"accept-encoding")
-    fields.insert(position, (name, b", ".join(kept) if kept else _IDENTITY))
+    fields.insert(position, (name, b", ".join(kept)))
     return fields
+
+
+def _refused(params: bytes) -> bool:
+    """Whether a member's parameters give it weight 0 ("q=0", "q=0.000")."""
+    for param in params.split(b";"):
+        name, _, value = param.partition(b"=")
+        if name.strip(b" \t").lower() == b"q":
+            try:
+                return float(value.strip(b" \t")) == 0
+            except ValueError:
+                return False
+    return False
 
