@@ -205,6 +205,40 @@ class QueueTimeoutTests(HostileTestCase):
             self.assertDone(rec)
         self.assertFdsBack()
 
+    def test_expiry_comes_from_the_loop(self):
+        # Even with no time to wait, the error is not emitted inside the
+        # application's own request_start / request_done call.
+        self.client.max_server_conn = 1
+        self.client.queue_timeout = 0
+        server = self.raw()  # never answers
+        first = self.request(server.url())
+        second = self.request(server.url())
+        self.assertEqual(second.events, [])
+        self.run_until(lambda: second.finished)
+        self.assertError(second, error.QueueTimeoutError)
+        self.assertEqual(first.events, [])
+        first.exchange.abort()
+        self.assertFdsBack()
+
+    def test_aborted_while_queued_leaves_the_queue(self):
+        self.client.max_server_conn = 1
+        self.client.queue_timeout = 0.2
+        server = self.raw()
+        first = self.request(server.url())
+        second = self.request(server.url())
+        second.exchange.abort()
+        origin = next(iter(self.client._origins.values()))
+        self.assertEqual(list(origin.queue), [])
+        self.assertIsNone(origin.timer)  # nothing waits: no queue timer
+        server.script = answer_each(OK)
+        self.run_until(lambda: server.conns)
+        server.script(server.conns[0])
+        self.run_until(lambda: first.finished)
+        self.assertDone(first)
+        self.assertEqual(second.events, [])
+        self.assertEqual(server.requests, 1)
+        self.assertFdsBack()
+
     def test_none_waits(self):
         self.client.max_server_conn = 1
         self.client.queue_timeout = None
@@ -214,7 +248,7 @@ class QueueTimeoutTests(HostileTestCase):
         self.run_until(lambda: server.conns)
         self.assertEqual(self.loop.scheduled_events() and [
             event for _, event in self.loop.scheduled_events()
-            if "_queue_expired" in repr(event)], [])
+            if "_queue_timer" in repr(event)], [])
         server.script = answer_each(OK)
         server.script(server.conns[0])
         self.run_until(lambda: second.finished)

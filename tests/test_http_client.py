@@ -893,6 +893,30 @@ class RetryTests(ClientTestCase):
         self.assertError(self.fetch(server.url()), error.ConnectionClosedError)
         self.assertEqual(server.requests, 1)
 
+    def test_retry_gets_a_new_connection_closing_an_idle_one_for_room(self):
+        # A retry does not take a pooled connection (it may be as stale as
+        # the one that failed); at max_server_conn, the oldest idle one is
+        # closed to make room for a new one.
+        self.client.max_server_conn = 2
+        self.client.retry_delay = 0.5
+        server = self.raw()
+        answer = answer_each(OK)
+        server.script = lambda conn: (
+            close_after_reading(conn) if conn is server.conns[0] else answer(conn))
+        first = self.request(server.url())
+        self.run_until(lambda: server.conns and server.conns[0].closed)
+        self.settle()  # the client has seen the close: the retry waits
+        others = [self.request(server.url()) for _ in range(2)]
+        self.run_until(lambda: all(rec.finished for rec in others))
+        self.assertEqual(len(server.conns), 3)
+        self.assertEqual(first.events, [])
+        self.run_until(lambda: first.finished)
+        self.assertDone(first)
+        self.assertEqual(len(server.conns), 4)  # the retry's own
+        self.assertEqual(server.conns[3].heads, 1)
+        self.run_until(lambda: server.conns[1].closed)  # the oldest idle one
+        self.assertFalse(server.conns[2].closed)
+
     def test_connect_refused(self):
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

@@ -3,7 +3,10 @@
 Connections are pooled per origin (scheme, host, port); at most
 ``max_server_conn`` are open to one origin and requests beyond that wait in
 a queue (at most ``queue_timeout`` seconds), served in order as connections
-come free. A connection carries one exchange at a time (no pipelining), and
+come free. Every change to a pool (a request, a connection going idle,
+closing or failing to open, a queue deadline) ends in one call of
+``HttpClient._assign``, which alone decides what follows from it. A
+connection carries one exchange at a time (no pipelining), and
 goes back to the pool only when its response ended cleanly, the request was
 sent in full and nothing followed the response: bytes that arrive while it
 is idle, or beyond the end of a response, mean it cannot be trusted and it
@@ -22,6 +25,15 @@ which the exchange emits nothing more; that includes an exception raised
 by one of the exchange's own listeners (``ListenerError``, reported to the
 loop's exception handler first).
 
+With ``HttpClient.proxy`` set, the client connects to that proxy only:
+http:// requests go to it in absolute-form over connections pooled per
+proxy, https:// ones through a CONNECT tunnel, with TLS to the origin
+inside it (_TunnelClient).
+
+An exchange has two named states (``_req_state``, ``_res_state``, after
+h11's per-role states): how far the request has got, and how far the
+response has, and how the exchange ended.
+
 Response framing is the parser's (thor.http.parser, RFC 9112 6.3): HEAD,
 1xx, 204 and 304 responses have no body; Transfer-Encoding overrides
 Content-Length and the connection is closed after such a response; a body
@@ -39,6 +51,7 @@ Run ``python -m thor.http.client --help`` for the command line.
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import socket
@@ -46,7 +59,7 @@ import sys
 from collections import deque
 from itertools import chain
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import thor.loop
 from thor.events import EventEmitter, on
@@ -65,7 +78,7 @@ from thor.http.writer import (
 if TYPE_CHECKING:
     import ssl
     from typing import (
-        Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple, Type, Union,
+        Any, Callable, Deque, Dict, Hashable, Iterable, List, Optional, Tuple, Type, Union,
     )
 
     from thor.loop import LoopBase, ScheduledEvent
@@ -81,7 +94,7 @@ if TYPE_CHECKING:
     _HeadFields = Tuple[bytes, bytes, Optional[int]]
     _HeaderList = List[Tuple[Any, Any]]
 
-__all__ = ["HttpClient", "HttpClientExchange"]
+__all__ = ["HttpClient", "HttpClientExchange", "ProxyTunnelError"]
 
 # RFC 9110 9.2.2: methods a client may repeat automatically.
 IDEMPOTENT = frozenset(
@@ -164,7 +177,11 @@ class HttpClient:
     a string, that returns False to refuse it: AccessError), ``careful``
     (True; Thor 0.17's name, kept: thor reports what it finds either way),
     ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser;
-    a response's field section may be 128 KiB unless it says otherwise).
+    a response's field section may be 128 KiB unless it says otherwise),
+    ``proxy`` (None, or an upstream HTTP proxy's URL, "http://host:port"
+    or "http://user:password@host:port": http:// requests go to it in
+    absolute-form, https:// ones through a CONNECT tunnel; see _Proxy and
+    _TunnelClient).
     """
 
     tcp_client_class: Type[TcpClient] = TcpClient
@@ -183,12 +200,15 @@ class HttpClient:
     check_ip: Optional[Callable[[str], bool]] = None
     careful: bool = True
     parser_limits: Dict[str, Any] = {}
+    proxy: Optional[str] = None
 
     def __init__(self, loop: Optional[LoopBase] = None, idle_timeout: Optional[float] = None) -> None:
         self.loop: LoopBase = loop or thor.loop.default_loop()
         if idle_timeout is not None:
             self.idle_timeout = idle_timeout
-        self._origins: Dict[OriginType, _Origin] = {}
+        # Pools, by origin (scheme, host, port), or with a proxy (see _acquire).
+        self._origins: Dict[Hashable, _Origin] = {}
+        self._proxy_cache: Optional[_Proxy] = None  # the proxy setting, parsed
 
     def exchange(self) -> HttpClientExchange:
         """Create a request/response exchange."""
@@ -227,91 +247,154 @@ class HttpClient:
         return options
 
     # -- pooling -------------------------------------------------------------
+    #
+    # An origin's pool changes in a few ways: an exchange wants a connection
+    # (_acquire), a connection comes free (_ClientConnection._go_idle), one
+    # closes or fails to open (_lost), an exchange gives up its place
+    # (_withdraw), a queue deadline passes (_queue_timer). Each makes its
+    # change and then calls _assign, the one place that decides what
+    # follows from it (a connection going idle while nothing waits leaves
+    # it nothing to decide, and does not call it: once per response).
 
     def _acquire(self, exchange: HttpClientExchange) -> None:
-        """Give ``exchange`` a connection now, or queue it for one."""
-        key: OriginType = exchange._origin_key  # type: ignore[assignment]  # set by request_start
-        origin = self._origins.get(key)
-        if origin is None:
-            origin = self._origins[key] = _Origin(key)
-        idle = origin.idle
-        if idle:
-            if exchange._fresh:
-                # A retry: a pooled connection may be as dead as the last one.
-                if origin.count >= self.max_server_conn:
-                    idle[0].close()
+        """``exchange`` wants a connection: it joins the queue of its
+        origin (or of its proxy, for an http:// request through one)."""
+        key: Hashable = exchange._origin_key
+        proxy = self.proxy
+        via = None
+        if proxy is not None:
+            via = self._parsed_proxy(proxy)
+            if exchange._origin_key[0] == "http":  # type: ignore[index]  # set by request_start
+                exchange._via = via
+                key = (None, via.key)
             else:
-                now = self.loop.time()
-                # A request that could not be replayed if the connection
-                # turned out closed gets the socket checked, always.
-                quick = exchange.method in IDEMPOTENT
-                while idle:
-                    conn = idle.pop()
-                    # usable()'s quick answer, inline: a connection that went
-                    # idle in this pass is (the poller saw it last).
-                    if (quick and conn._idle_since == now and not conn.closed) or conn.usable(quick):
-                        # attach(), inline: once per request.
-                        conn.exchange = exchange
-                        exchange._conn = conn
-                        conn.parser.expect_response(exchange.method)  # type: ignore[arg-type]  # set by request_start
-                        conn._deadline = None
-                        if exchange._input_paused:
-                            conn.pause(True)
-                        if exchange._writer is not None:
-                            exchange._connected()
-                        return
-                    conn.close()
-            self._origins[key] = origin  # closing may have dropped it
-        if origin.count < self.max_server_conn:
-            self._connect(origin, exchange)
-        else:
-            self._enqueue(origin, exchange)
+                key = (key, via.key)
+        elif exchange._via is not None:
+            exchange._via = None  # the setting was unset before a retry
+        pool = self._origins.get(key)
+        if pool is None:
+            pool = self._origins[key] = _Origin(key, exchange._origin_key, via)  # type: ignore[arg-type]  # set by request_start
+        exchange._pool = pool
+        pool.queue.append(exchange)
+        self._assign(pool)
 
-    def _enqueue(self, origin: _Origin, exchange: HttpClientExchange) -> None:
-        """``exchange`` waits for a connection to ``origin``, for at most
-        ``queue_timeout`` seconds: one timer per origin, for the queue's
-        earliest deadline."""
-        timeout = self.queue_timeout
-        if timeout is not None:
-            exchange._queue_deadline = self.loop._clock() + timeout
-            if origin.timer is None:
-                origin.timer = self.loop.schedule(max(timeout, 0), self._queue_expired, origin)
-        origin.queue.append(exchange)
+    def _parsed_proxy(self, proxy: Union[str, bytes]) -> _Proxy:
+        parsed = self._proxy_cache
+        if parsed is None or parsed.setting != proxy:
+            parsed = self._proxy_cache = _Proxy(proxy)
+        return parsed
 
-    def _queue_expired(self, origin: _Origin) -> None:
-        """Fail the exchanges that have waited in ``origin``'s queue past
-        their deadline; wait for the next deadline."""
+    def _lost(self, origin: _Origin, conn: Optional[_ClientConnection] = None) -> None:
+        """A connection to ``origin`` closed (``conn``), or failed to open."""
+        origin.count -= 1
+        if conn is not None:
+            try:
+                origin.idle.remove(conn)
+            except ValueError:
+                pass
+        self._assign(origin)
+
+    def _withdraw(self, origin: _Origin, exchange: HttpClientExchange) -> None:
+        """``exchange`` ended: out of ``origin``'s queue, if it waits there."""
+        try:
+            origin.queue.remove(exchange)
+        except ValueError:
+            return
+        self._assign(origin)
+
+    def _queue_timer(self, origin: _Origin) -> None:
         origin.timer = None
+        self._assign(origin, True)
+
+    def _assign(self, origin: _Origin, expire: bool = False) -> None:
+        """Serve ``origin``'s queue, in order. The exchange at its head
+        gets an idle connection (the most recently used; one found closed
+        is dropped), or a new one while fewer than ``max_server_conn`` are
+        open; a retry always gets a new one (a pooled connection may be as
+        stale as the one that failed it), an idle one being closed to make
+        room. Those left wait, each for at most ``queue_timeout`` seconds
+        (QueueTimeoutError, from the queue's timer: ``expire``, so that
+        no exchange fails inside a call of the application's). An origin
+        with nothing left is forgotten.
+
+        A change made while this runs (a connection closed here, a request
+        made by a listener this calls) calls it again: that call returns at
+        once, and the pass in progress sees the change."""
+        if origin.assigning:
+            return
+        origin.assigning = True
+        expired = None
+        try:
+            queue = origin.queue
+            idle = origin.idle
+            while queue:
+                exchange = queue[0]
+                if exchange._res_state >= _RES_DONE:
+                    queue.popleft()  # ended while it waited
+                elif idle and not exchange._retries:
+                    conn = idle.pop()
+                    # A request that could not be replayed if the
+                    # connection turned out closed gets the socket checked.
+                    if conn.usable(exchange.method in IDEMPOTENT):
+                        queue.popleft()
+                        conn.attach(exchange)
+                    else:
+                        conn.close()
+                elif origin.count < self.max_server_conn:
+                    queue.popleft()
+                    self._connect(origin, exchange)
+                elif idle:
+                    idle[0].close()  # room for a retry's new connection
+                else:
+                    break
+            if queue:
+                expired = self._wait(origin, expire)
+        finally:
+            origin.assigning = False
+        if expired:
+            for exchange in expired:
+                exchange._fail(error.QueueTimeoutError(
+                    "no connection to %s came free within %s seconds"
+                    % (origin.label, self.queue_timeout)
+                ))
+        if not origin.queue:
+            if origin.timer is not None:
+                origin.timer.delete()
+                origin.timer = None
+            if not origin.count and self._origins.get(origin.key) is origin:
+                del self._origins[origin.key]
+
+    def _wait(self, origin: _Origin, expire: bool) -> Optional[List[HttpClientExchange]]:
+        """For _assign: the exchanges left in the queue wait. Those new to
+        it get their deadline; with ``expire``, those past theirs are taken
+        out and returned; the timer is set for the next. Deadlines are in
+        queue order: an exchange joins at the tail, after the others."""
+        timeout = self.queue_timeout
+        if timeout is None:
+            return None
+        queue = origin.queue
         now = self.loop._clock()
-        expired = []
-        waiting: Deque[HttpClientExchange] = deque()
-        soonest = None
-        for exchange in origin.queue:
-            if exchange._state == _DONE:
-                continue  # aborted, or failed meanwhile
-            deadline = exchange._queue_deadline
-            if deadline is not None and deadline <= now:
-                expired.append(exchange)
-                continue
-            waiting.append(exchange)
-            if deadline is not None and (soonest is None or deadline < soonest):
-                soonest = deadline
-        origin.queue = waiting
-        if soonest is not None:
-            origin.timer = self.loop.schedule(soonest - now, self._queue_expired, origin)
-        for exchange in expired:
-            exchange._fail(error.QueueTimeoutError(
-                "no connection to %s://%s:%d came free within %s seconds"
-                % (origin.key[0], origin.key[1], origin.key[2], self.queue_timeout)
-            ))
-        if not origin.count and not origin.queue and self._origins.get(origin.key) is origin:
-            del self._origins[origin.key]
+        for exchange in reversed(queue):
+            if exchange._queue_deadline is not None:
+                break
+            exchange._queue_deadline = now + timeout
+        expired = None
+        if expire:
+            while queue and queue[0]._queue_deadline <= now:  # type: ignore[operator]  # set just above
+                if expired is None:
+                    expired = []
+                expired.append(queue.popleft())
+        if queue and origin.timer is None:
+            deadline: float = queue[0]._queue_deadline  # type: ignore[assignment]  # set just above
+            origin.timer = self.loop.schedule(max(deadline - now, 0), self._queue_timer, origin)
+        return expired
 
     def _connect(self, origin: _Origin, exchange: HttpClientExchange) -> None:
         origin.count += 1
-        scheme, host, port = origin.key
         tcp_client: TcpClient
-        if scheme == "https":
+        if origin.proxy is not None and origin.tls:
+            tcp_client = _TunnelClient(self, origin.proxy)  # type: ignore[assignment]  # the TcpClient surface used here
+        elif origin.tls:
             tls_class = self.tls_client_class
             if tls_class is None:
                 from thor.tls import TlsClient
@@ -327,7 +410,6 @@ class HttpClient:
                 # A transport that would not apply the policy: refused,
                 # rather than connected unchecked (from the loop, as a
                 # connect error comes).
-                exchange._pending_connect = pending
                 self.loop.schedule(0, pending.failed, PermissionError, errno.EACCES)
                 return
             # Enforced by the TcpClient after resolution, before any socket
@@ -336,98 +418,74 @@ class HttpClient:
             tcp_client.check_ip = policy
         tcp_client.on("connect", pending.connected)
         tcp_client.on("connect_error", pending.failed)
-        exchange._pending_connect = pending
-        tcp_client.connect(host, port, self.connect_timeout)
-
-    def _release(self, conn: _ClientConnection) -> None:
-        """``conn`` is free and has never carried a response: reuse it or
-        pool it."""
-        if conn.closed or not conn.parser.idle:
-            conn.close()  # bytes nobody asked for: not to be trusted
-            return
-        self._reuse(conn)
-
-    def _reuse(self, conn: _ClientConnection) -> None:
-        """``conn`` is open, idle, with nothing unread: give it to the next
-        exchange waiting, or put it in the pool."""
-        origin = conn.origin
-        queue = origin.queue
-        while queue:
-            exchange = queue.popleft()
-            if exchange._state != _DONE:
-                conn.attach(exchange)
-                return
-        conn.go_idle()
-        origin.idle.append(conn)
-
-    def _connection_gone(self, conn: _ClientConnection) -> None:
-        origin = conn.origin
-        origin.count -= 1
-        try:
-            origin.idle.remove(conn)
-        except ValueError:
-            pass
-        self._dequeue(origin)
-
-    def _dequeue(self, origin: _Origin) -> None:
-        queue = origin.queue
-        while queue and origin.count < self.max_server_conn:
-            exchange = queue.popleft()
-            if exchange._state != _DONE:
-                self._connect(origin, exchange)
-        if not origin.count and not queue and self._origins.get(origin.key) is origin:
-            del self._origins[origin.key]
-            if origin.timer is not None:
-                origin.timer.delete()
-                origin.timer = None
+        tcp_client.connect(origin.host, origin.port, self.connect_timeout)
 
 
 class _Origin:
-    """The connections to one (scheme, host, port): ``count`` open or
-    opening, ``idle`` ones in the pool, exchanges waiting in ``queue``,
-    and the ``timer`` for the queue's next deadline."""
+    """A pool: the connections to one origin (scheme, host, port), to an
+    https origin through a proxy, or to a proxy for http:// requests.
+    Where they go: ``host``, ``port``, with TLS to the origin (``tls``),
+    through ``proxy`` (a CONNECT tunnel; None when direct, or when the
+    proxy is the peer itself); ``label`` names the pool in messages,
+    ``peer`` the host a connection is made to. ``count``
+    connections are open or opening, ``idle`` ones in the pool,
+    exchanges waiting in ``queue``, the ``timer`` for the queue's next
+    deadline, and whether HttpClient._assign is ``assigning`` them."""
 
-    __slots__ = ("key", "idle", "count", "queue", "timer")
+    __slots__ = (
+        "key", "host", "port", "tls", "proxy", "label", "peer",
+        "idle", "count", "queue", "timer", "assigning",
+    )
 
-    def __init__(self, key: OriginType) -> None:
+    def __init__(self, key: Hashable, origin: OriginType, via: Optional[_Proxy]) -> None:
         self.key = key
+        scheme, host, port = origin
+        self.tls = scheme == "https"
+        self.proxy = via if self.tls else None
+        if via is None:
+            self.host, self.port = host, port
+            self.label = "%s://%s:%d" % origin
+            self.peer = host
+        else:
+            self.peer = "the proxy %s:%d" % (via.host, via.port)
+            if self.tls:
+                self.host, self.port = host, port
+                self.label = "%s://%s:%d through %s" % (scheme, host, port, self.peer)
+            else:
+                self.host, self.port = via.host, via.port
+                self.label = self.peer
         self.idle: List[_ClientConnection] = []
         self.count = 0
         self.queue: Deque[HttpClientExchange] = deque()
         self.timer: Optional[ScheduledEvent] = None
+        self.assigning = False
 
 
 class _PendingConnect:
-    """A connection being opened for an exchange (which may have been
-    aborted meanwhile: the connection then goes to the next in the queue,
-    or to the pool)."""
+    """A connection being opened for an exchange (which may have ended
+    meanwhile: the connection then goes to the pool, which hands it to the
+    next in the queue)."""
 
-    __slots__ = ("client", "origin", "exchange", "cancelled")
+    __slots__ = ("client", "origin", "exchange")
 
     def __init__(self, client: HttpClient, origin: _Origin, exchange: HttpClientExchange) -> None:
         self.client = client
         self.origin = origin
         self.exchange = exchange
-        self.cancelled = False
 
     def connected(self, tcp_conn: TcpConnection) -> None:
         conn = _ClientConnection(self.client, self.origin, tcp_conn)
         exchange = self.exchange
-        if exchange._pending_connect is self:
-            exchange._pending_connect = None
-        if self.cancelled or exchange._state == _DONE:
-            self.client._release(conn)
-        else:
+        if exchange._res_state < _RES_DONE:
             conn.attach(exchange)
+        else:
+            conn.release()
 
     def failed(self, errtype: Any, err: Any) -> None:
-        self.origin.count -= 1
         exchange = self.exchange
-        if exchange._pending_connect is self:
-            exchange._pending_connect = None
-        if not self.cancelled and exchange._state != _DONE:
-            exchange._fail(_connect_error(errtype, err, self.origin.key[1]))
-        self.client._dequeue(self.origin)
+        if exchange._res_state < _RES_DONE:
+            exchange._fail(_connect_error(errtype, err, self.origin.peer))
+        self.client._lost(self.origin)
 
 
 # getaddrinfo's error codes by number, for messages.
@@ -437,7 +495,10 @@ _GAI_NAMES = {
 
 
 def _connect_error(errtype: Any, err: Any, host: str) -> error.HttpError:
-    """The HttpError for a TcpClient / TlsClient connect_error."""
+    """The HttpError for a TcpClient / TlsClient connect_error (an
+    _TunnelClient's may be one already)."""
+    if isinstance(err, error.HttpError):
+        return err
     if errtype is OSError and err == errno.ETIMEDOUT:
         return error.ConnectTimeoutError("connect to %s timed out" % host)
     if errtype is PermissionError:
@@ -451,6 +512,261 @@ def _connect_error(errtype: Any, err: Any, host: str) -> error.HttpError:
     else:
         detail = "%s: %s" % (getattr(errtype, "__name__", errtype), err)
     return error.ConnectError(detail)
+
+
+class ProxyTunnelError(error.ConnectError):
+    """An upstream proxy (``HttpClient.proxy``) would not open a tunnel to
+    an https:// origin: it answered CONNECT with ``status`` (an int; 407
+    when it wants credentials), or with something that was not HTTP
+    (``status`` None)."""
+
+    desc = "The proxy refused the tunnel"
+
+    def __init__(self, detail: Optional[str] = None, status: Optional[int] = None) -> None:
+        error.ConnectError.__init__(self, detail)
+        self.status = status
+
+
+class _Proxy:
+    """An upstream proxy, from ``HttpClient.proxy``: ``http://host:port``,
+    with ``user:password@`` before the host for Basic authentication
+    (RFC 9110 11.7.1; percent-encoded, as in any URL). ``host:port`` alone
+    reads as ``http://host:port``; the port defaults to 80, as in any
+    http:// URL. A bad setting raises UrlError."""
+
+    __slots__ = ("setting", "key", "host", "port", "authorization")
+
+    def __init__(self, setting: Union[str, bytes]) -> None:
+        self.setting = setting
+        text = setting.decode("ascii", "replace") if isinstance(setting, bytes) else setting
+        if "://" not in text:
+            text = "http://" + text
+        try:
+            parts = urlsplit(text)
+            host = parts.hostname
+            port = parts.port
+        except ValueError as exc:
+            raise error.UrlError("proxy %s: %s" % (exc, _no_credentials(text))) from None
+        if parts.scheme.lower() != "http":
+            # TLS to the proxy itself (an https:// proxy) is not supported.
+            raise error.UrlError("the proxy must be an http:// URL: " + _no_credentials(text))
+        if not host or len(text.translate(_URL_BAD_TEXT)) != len(text):
+            raise error.UrlError("not a proxy URL: " + _no_credentials(text))
+        self.host: str = host
+        self.port: int = port or 80
+        # What its pools are known by.
+        self.key = "http://%s:%d" % ("[%s]" % host if ":" in host else host, self.port)
+        self.authorization: Optional[bytes] = None
+        if parts.username is not None:
+            credentials = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
+            self.authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
+            # One pool per proxy and credentials: a tunnel is opened with
+            # them. (Not hashed: hashlib would load libcrypto, after which
+            # glibc serves each of TcpConnection's 256 KiB reads with mmap,
+            # mremap and munmap, three system calls per read.)
+            self.key += "#" + credentials
+
+
+# Characters a proxy URL may not hold (removed by str.translate).
+_URL_BAD_TEXT = dict.fromkeys(list(range(0x21)) + [0x7F])
+
+
+def _no_credentials(url: str) -> str:
+    """``url`` without its user:password, for a message."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return scheme + sep + authority.rpartition("@")[2] + slash + path
+
+
+class _TunnelClient(EventEmitter):
+    """Connects to an https:// origin through an HTTP proxy: TCP to the
+    proxy, ``CONNECT host:port`` (RFC 9110 9.3.6; Proxy-Authorization on
+    it alone), then TLS with the origin inside the tunnel, verified as a
+    direct connection is (the client's ``tls_context``; the origin's name).
+
+    What HttpClient._connect uses of a TcpClient: ``check_ip`` (applied to
+    the proxy's addresses: the only ones connected to),
+    ``connect(host, port, timeout)`` (``timeout`` bounds all three steps),
+    and the events connect(TlsConnection) and connect_error(errtype,
+    error), where a failure after the TCP connect comes as an HttpError
+    (ProxyTunnelError for the proxy's refusal) for both.
+    """
+
+    check_ip: Optional[Callable[[str], bool]] = None
+
+    def __init__(self, client: HttpClient, proxy: _Proxy) -> None:
+        EventEmitter.__init__(self)
+        self.client = client
+        self.loop = client.loop
+        self.proxy = proxy
+        self.host = ""
+        self.port = 0
+        self._tcp: Optional[TcpConnection] = None
+        self._parser: Optional[HttpParser] = None
+        self._status: Optional[bytes] = None
+        self._handshake: Any = None
+        self._timer: Optional[ScheduledEvent] = None
+        self._done = False
+
+    def connect(self, host: str, port: int, timeout: Optional[float] = None) -> None:
+        self.host, self.port = host, port
+        tcp_client = self.client.tcp_client_class(self.loop)
+        proxy = self.proxy
+        if self.check_ip is not None:
+            if not hasattr(type(tcp_client), "check_ip"):
+                self.loop.schedule(0, self._tcp_failed, PermissionError, errno.EACCES)
+                return
+            tcp_client.check_ip = self.check_ip
+        tcp_client.on("connect", self._connected)
+        tcp_client.on("connect_error", self._tcp_failed)
+        if timeout:
+            self._timer = self.loop.schedule(timeout, self._timed_out)
+        tcp_client.connect(proxy.host, proxy.port, timeout)
+
+    def _fail(self, err: error.HttpError) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._timer is not None:
+            self._timer.delete()
+            self._timer = None
+        if self._handshake is not None:
+            self._handshake.cancel()
+            self._handshake = None
+        if self._parser is not None:
+            self._parser.pause()
+        if self._tcp is not None:
+            self._tcp.removeListener("close", self._closed)
+            self._tcp.abort()
+            self._tcp = None
+        self.emit("connect_error", err.__class__, err)
+
+    def _tcp_failed(self, errtype: Any, err: Any) -> None:
+        self._fail(_connect_error(errtype, err, "the proxy %s:%d" % (self.proxy.host, self.proxy.port)))
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(error.ConnectTimeoutError("connect to %s:%d through the proxy %s:%d timed out" % (
+            self.host, self.port, self.proxy.host, self.proxy.port)))
+
+    def _connected(self, tcp: TcpConnection) -> None:
+        if self._done:
+            tcp.abort()  # timed out meanwhile
+            return
+        self._tcp = tcp
+        host = self.host
+        authority = (("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port)).encode("ascii")
+        lines = [b"CONNECT ", authority, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
+        if self.proxy.authorization is not None:
+            lines += [b"Proxy-Authorization: ", self.proxy.authorization, b"\r\n"]
+        lines.append(b"\r\n")
+        parser = self._parser = HttpParser(self, False)
+        parser.expect_response(b"CONNECT")
+        tcp.on("data", parser.feed)
+        tcp.on("close", self._closed)
+        tcp.pause(False)
+        tcp.write(b"".join(lines))
+
+    def _closed(self) -> None:
+        self._tcp = None
+        self._fail(ProxyTunnelError(
+            "the proxy %s:%d closed the connection before answering CONNECT"
+            % (self.proxy.host, self.proxy.port)
+        ))
+
+    # -- the parser's delegate: the proxy's answer to CONNECT ------------------
+
+    def on_response_nonfinal(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
+        pass  # an interim answer: the final one follows
+
+    def on_response_head(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
+        if status[:1] != b"2":
+            self._fail(ProxyTunnelError("the proxy %s:%d answered CONNECT %s:%d with %s %s" % (
+                self.proxy.host, self.proxy.port, self.host, self.port,
+                status.decode("latin-1"), error.detail_text(phrase)), int(status)))
+            return
+        self._status = status
+
+    def on_body(self, chunk: bytes) -> None:
+        pass  # of a refusal, already reported
+
+    def on_message_done(self, trailers: RawHeaderListType) -> None:
+        if self._done or self._status is None:
+            return
+        tcp, extra = hand_over(self._tcp, self._parser, (  # type: ignore[arg-type]  # set by _connected
+            ("data", self._parser.feed), ("close", self._closed),  # type: ignore[union-attr]  # set by _connected
+        ))
+        self._tcp = None
+        if extra:
+            # The origin speaks only after the client's hello.
+            tcp.abort()
+            self._fail(ProxyTunnelError("the proxy sent bytes after its answer to CONNECT"))
+            return
+        self._start_tls(tcp)
+
+    def on_request_head(self, *args: Any) -> None:  # pragma: no cover
+        raise AssertionError("a response parser never reports requests")
+
+    def on_error(self, err: error.HttpError) -> None:
+        failure = ProxyTunnelError("the proxy's answer to CONNECT: %s" % err)
+        failure.__cause__ = err
+        self._fail(failure)
+
+    # -- TLS with the origin, inside the tunnel --------------------------------
+
+    def _start_tls(self, tcp: TcpConnection) -> None:
+        import ssl
+
+        from thor.tls import TlsConnection, _TlsHandshake, default_context
+
+        raw = getattr(tcp, "socket", None)
+        try:
+            if raw is None:
+                raise OSError(errno.ENOTSOCK, "the transport has no socket for TLS")
+            # The TcpConnection lets go of its descriptor; the tunnel goes on
+            # on a duplicate of it, under TLS.
+            sock = raw.dup()
+        except OSError as exc:
+            tcp.abort()
+            self._fail(error.ConnectError("TLS through the proxy: %s" % exc))
+            return
+        tcp.close()
+        context = self.client.tls_context or default_context()
+        try:
+            tls_sock = context.wrap_socket(
+                sock, server_hostname=self.host or None, do_handshake_on_connect=False,
+            )
+        except (OSError, ValueError) as exc:
+            sock.close()
+            self._fail(_connect_error(ssl.SSLError, exc, self.host))
+            return
+
+        def done(tls: Optional[ssl.SSLSocket], err: Optional[Exception]) -> None:
+            self._handshake = None
+            if self._done:
+                if tls is not None:
+                    tls.close()
+                return
+            if tls is None:
+                if isinstance(err, ssl.SSLError) or not isinstance(err, OSError) or not err.errno:
+                    self._fail(_connect_error(ssl.SSLError, err, self.host))
+                else:
+                    self._fail(_connect_error(OSError, err.errno, self.host))
+                return
+            try:
+                conn = TlsConnection(tls, self.host, self.port, self.loop)
+            except OSError as exc:
+                tls.close()
+                self._fail(_connect_error(OSError, exc.errno or errno.EIO, self.host))
+                return
+            self._done = True
+            if self._timer is not None:
+                self._timer.delete()
+                self._timer = None
+            self.emit("connect", conn)
+
+        self._handshake = _TlsHandshake(tls_sock, self.loop, done)
+        self._handshake.start()
 
 
 def _unsent(tcp: TcpConnection) -> Tuple[int, bool]:
@@ -582,7 +898,7 @@ class _ClientConnection(thor.loop.LazyTimer):
         if self._out_paused and client.send_timeout is not None:
             self._check_send(exchange, client.send_timeout)
             return
-        if self._paused or (not exchange._request_sent and not self._out_paused):
+        if self._paused or (exchange._req_state != _REQ_SENT and not self._out_paused):
             # Waiting on the application (not reading the response, or not
             # giving the rest of the request): not the server's stall.
             self._set_deadline(client.read_timeout)
@@ -641,26 +957,45 @@ class _ClientConnection(thor.loop.LazyTimer):
             exchange._connected()
         # else: the head waits for the first body chunk or request_done
 
-    def request_sent(self) -> None:
-        """The whole request is written: the server's turn."""
-        read_timeout = self.client.read_timeout
-        if read_timeout is not None:
-            self._set_deadline(read_timeout)
+    def release(self) -> None:
+        """No exchange is using the connection: to the pool, unless bytes
+        nobody asked for have come (it cannot be trusted then)."""
+        if self.closed or not self.parser.idle:
+            self.close()
+            return
+        self._go_idle()
+        if self.exchange is None:
+            self._idle_deadline()
 
-    def go_idle(self) -> None:
+    def _go_idle(self) -> None:
+        """Into the pool, which may hand it to a waiting exchange at once."""
         self.exchange = None
         if self._paused:
             self._paused = False
             self.tcp.pause(False)
         self._idle_since = self.loop.time()
-        self._set_deadline(self.client.idle_timeout)
+        origin = self.origin
+        origin.idle.append(self)
+        if origin.queue:  # else there is nothing for the pool to decide
+            self.client._assign(origin)
 
-    def write(self, data: bytes) -> None:
+    def _idle_deadline(self) -> None:
+        """No exchange has taken it from the pool: closed after idle_timeout."""
+        if not self.closed:
+            self._set_deadline(self.client.idle_timeout)
+
+    def write(self, data: bytes, last: bool = False) -> None:
+        """Send ``data``; ``last``: it ends the request, and it is the
+        server's turn (read_timeout runs from here)."""
         if not self.closed:
             if self._out_paused:
                 # Written past the pause: not the origin's progress.
                 self._send_mark += len(data)
             self.tcp.write(data)
+        if last:
+            read_timeout = self.client.read_timeout
+            if read_timeout is not None:
+                self._set_deadline(read_timeout)
 
     def pause(self, paused: bool) -> None:
         if paused == self._paused:
@@ -704,7 +1039,7 @@ class _ClientConnection(thor.loop.LazyTimer):
     def on_response_nonfinal(self, status: bytes, phrase: bytes, headers: RawHeaderListType) -> None:
         exchange = self.exchange
         if exchange is not None:
-            exchange._response_seen = True
+            exchange._res_state = _RES_NONFINAL
             count = exchange._nonfinal = exchange._nonfinal + 1
             if count > _MAX_NONFINAL:
                 self.on_error(error.TooManyMsgsError(
@@ -721,58 +1056,52 @@ class _ClientConnection(thor.loop.LazyTimer):
         exchange = self.exchange
         if exchange is None:
             return
-        exchange._response_seen = True
         if status == b"101":
             if not exchange._upgrade:
                 # RFC 9110 15.2.2: a server switches only when asked to.
                 self.on_error(error.StartLineError("101 response to a request without Upgrade"))
                 return
-            exchange._switching = True
+            exchange._res_state = _RES_SWITCHING
         elif exchange.method == b"CONNECT" and status[0] == 50:
-            exchange._switching = True
+            exchange._res_state = _RES_SWITCHING
+        else:
+            exchange._res_state = _RES_BODY
         exchange.res_status = status
         parser = self.parser
         exchange.res_version = parser.version
         exchange.input_header_length = parser.head_length
-        listeners = exchange._events.get("response_start")
-        if listeners and len(listeners) == 1:
-            try:
-                listeners[0](status, phrase, headers)
-            except Exception as exc:
-                exchange._listener_failed(exc, "response_start")
-        elif listeners or exchange._sink is not None:
-            exchange._emit("response_start", status, phrase, headers)
+        try:
+            exchange.emit("response_start", status, phrase, headers)
+        except Exception as exc:
+            exchange._listener_failed(exc, "response_start")
 
     def on_body(self, chunk: bytes) -> None:
         exchange = self.exchange
         if exchange is not None:
-            listeners = exchange._events.get("response_body")
-            if listeners and len(listeners) == 1:
-                try:
-                    listeners[0](chunk)
-                except Exception as exc:
-                    exchange._listener_failed(exc, "response_body")
-            elif listeners or exchange._sink is not None:
-                exchange._emit("response_body", chunk)
+            try:
+                exchange.emit("response_body", chunk)
+            except Exception as exc:
+                exchange._listener_failed(exc, "response_body")
 
     def on_message_done(self, trailers: RawHeaderListType) -> None:
         exchange = self.exchange
         if exchange is None:
             return
         self.exchange = None
-        exchange._state = _DONE
         parser = self.parser
         exchange.input_transfer_length = parser.transfer_length
-        if exchange._switching:
+        if exchange._res_state == _RES_SWITCHING:
             # The parser has paused: what follows is not HTTP. The
             # application takes the connection with tunnel() while
             # response_done is emitted, or it is closed.
+            exchange._res_state = _RES_SWITCHED
             exchange._conn = self
             exchange._emit("response_done", trailers)
-            if not exchange._tunnelled:
+            if exchange._conn is self:  # not tunnel()led, nor aborted
                 exchange._conn = None
                 self.abort()
             return
+        exchange._res_state = _RES_DONE
         exchange._conn = None
         extra = None
         if not parser.idle:
@@ -783,7 +1112,7 @@ class _ClientConnection(thor.loop.LazyTimer):
             parser.pause()
             extra = parser.leftover()
             self.close()
-        elif parser.close or exchange._request_close or not exchange._request_sent:
+        elif parser.close or exchange._request_close or exchange._req_state != _REQ_SENT:
             # The server said so, or framing forced it; or it answered
             # before the request was all sent, which then cannot be.
             self.close()
@@ -791,37 +1120,20 @@ class _ClientConnection(thor.loop.LazyTimer):
             # Nothing follows the response: the connection is free before
             # response_done, so that a request made by its listener (the
             # usual place) reuses it rather than queueing or opening
-            # another.
-            origin = self.origin
-            if origin.queue or self._paused:
-                self.client._reuse(self)
-            else:
-                # _reuse and go_idle, inline: once per response. The idle
-                # deadline is set below, if no request takes it meanwhile.
-                self._idle_since = self.loop.time()
-                origin.idle.append(self)
-        listeners = exchange._events.get("response_done")
-        if listeners and len(listeners) == 1:
-            try:
-                listeners[0](trailers)
-            except Exception as exc:
-                exchange._listener_failed(exc, "response_done")
-        else:
-            exchange._emit("response_done", trailers)
+            # another. Its idle deadline waits until then (below): it is
+            # usually taken by then.
+            self._go_idle()
+        try:
+            exchange.emit("response_done", trailers)
+        except Exception as exc:
+            exchange._listener_failed(exc, "response_done")
         if extra is not None:
             # Whitespace alone (a stray CRLF after a body, common enough)
             # only costs the connection.
-            if extra.strip(b" \t\r\n") and not exchange._failed:
+            if extra.strip(b" \t\r\n") and exchange._res_state != _RES_ERROR:
                 exchange._fail(error.ExtraDataError(extra))
-        elif self.exchange is None and not self.closed:
-            # Still idle (pooled) after response_done: go_idle's deadline.
-            timeout = self.client.idle_timeout
-            if timeout is None:
-                self._deadline = None
-            else:
-                deadline = self._deadline = self._clock() + timeout
-                if self._timer is None or deadline < self._timer_due:
-                    self._set_deadline(timeout)
+        elif self.exchange is None:
+            self._idle_deadline()
         # It emits nothing more: dropping its listeners frees it by
         # reference counting, where listeners that close over it (the usual
         # way to write them) would leave a cycle for the garbage collector.
@@ -850,7 +1162,7 @@ class _ClientConnection(thor.loop.LazyTimer):
     def _on_tcp_pause(self, paused: bool) -> None:
         self._out_paused = paused
         exchange = self.exchange
-        if exchange is not None and exchange._state != _DONE:
+        if exchange is not None and exchange._res_state < _RES_DONE:
             client = self.client
             if paused:
                 send_timeout = client.send_timeout
@@ -860,7 +1172,7 @@ class _ClientConnection(thor.loop.LazyTimer):
                     self._send_mark, kernel = _unsent(self.tcp)
                     self._send_since = self._clock()
                     self._set_deadline(min(send_timeout, _SEND_POLL) if kernel else send_timeout)
-                elif client.read_timeout is not None and not exchange._request_sent:
+                elif client.read_timeout is not None and exchange._req_state != _REQ_SENT:
                     self._set_deadline(client.read_timeout)  # the server is not reading
             else:
                 self._set_deadline(client.read_timeout)
@@ -874,7 +1186,7 @@ class _ClientConnection(thor.loop.LazyTimer):
             return False
         self.closed = True
         self._stop_timer()
-        self.client._connection_gone(self)
+        self.client._lost(self.origin, self)
         return True
 
     def close(self) -> None:
@@ -912,16 +1224,17 @@ class _ClientConnection(thor.loop.LazyTimer):
             self.parser.finish()  # completes a close-delimited body, or fails
         finally:
             self._in_feed = False
-        if exchange is None or self.exchange is not exchange or exchange._state == _DONE:
+        if exchange is None or self.exchange is not exchange or exchange._res_state >= _RES_DONE:
             return  # done, or failed
         self.exchange = None
-        if not exchange._response_seen and exchange._replayable():
+        unanswered = exchange._res_state == _RES_WAIT
+        if unanswered and exchange._replayable():
             exchange._retry()
             return
         exchange._fail(error.ConnectionClosedError(
             "the server closed the connection before responding"
             + (" (%d attempts)" % (exchange._retries + 1) if exchange._retries else "")
-            if not exchange._response_seen else "the server closed the connection"
+            if unanswered else "the server closed the connection"
         ))
 
     def tunnel(self) -> Tuple[TcpConnection, bytes]:
@@ -935,7 +1248,26 @@ class _ClientConnection(thor.loop.LazyTimer):
 # The parser's errors for input that ended inside a message.
 _CUT_SHORT = frozenset((error.IncompleteHeadError, error.IncompleteBodyError))
 
-_NEW, _STARTED, _DONE = 0, 1, 2
+# An exchange's two states, after h11's per-role states: one for the
+# request (what the application has given, and whether all of it is on
+# the wire), one for the response (what has come, and how the exchange
+# ended). Ordered: a comparison asks "this far yet?".
+#
+# The request: not started; started, body still coming from the
+# application; request_done called, not all of it written yet (no
+# connection, or a retry pending); all of it written on the connection.
+_REQ_IDLE, _REQ_BODY, _REQ_DONE, _REQ_SENT = range(4)
+# The response: nothing yet; interim (1xx) responses only; the final head,
+# its body coming; the final head switches protocols (101, CONNECT 2xx);
+# -- the exchange has ended from here on (_RES_DONE and beyond) --
+# complete (response_done; an ExtraDataError may still follow); the
+# switch complete (the connection is the application's to tunnel()); cut
+# off, its error on its way (a closed connection, a bad URL); failed or
+# aborted: nothing more is emitted.
+(
+    _RES_WAIT, _RES_NONFINAL, _RES_BODY, _RES_SWITCHING,
+    _RES_DONE, _RES_SWITCHED, _RES_CLOSED, _RES_ERROR,
+) = range(8)
 
 # URL -> (origin key, request-target, authority); bounded.
 _url_cache: Dict[bytes, _ParsedUrl] = {}
@@ -1023,10 +1355,12 @@ class HttpClientExchange(EventEmitter):
     res_version: Optional[bytes] = None
     input_header_length = 0
     input_transfer_length = 0
-    _state = _NEW
+    _req_state = _REQ_IDLE
+    _res_state = _RES_WAIT
     _origin_key: Optional[OriginType] = None
+    _pool: Optional[_Origin] = None  # where it waits for, or got, its connection
+    _via: Optional[_Proxy] = None  # the proxy an http:// request goes to, in absolute-form
     _conn: Optional[_ClientConnection] = None
-    _pending_connect: Optional[_PendingConnect] = None
     _head_fields: Optional[_HeadFields] = None
     _head_entry: Optional[_KnownRequest] = None  # the _request_heads entry this request matched
     # How the request body is framed (thor.http.writer): chosen by the
@@ -1038,22 +1372,19 @@ class HttpClientExchange(EventEmitter):
     _kept: Optional[List[bytes]] = None  # request body kept for a replay
     _kept_size = 0
     _replay_ok = True
-    _req_done = False
     _end: Optional[bytes] = None  # what ends the body, from request_done
-    _request_sent = False
     _request_close = False
-    _head_written = False
-    _response_seen = False
-    _switching = False
-    _tunnelled = False
+    _head_written = False  # on the current connection
     _retries = 0
     _paused_out = False
     _input_paused = False
-    _failed = False
     _upgrade = False
-    _fresh = False
     _nonfinal = 0  # interim responses received
     _queue_deadline: Optional[float] = None  # while it waits in its origin's queue
+
+    # A lone listener is kept unwrapped (thor.events): nothing here reads
+    # _events but to clear it.
+    _unwrap_single = True
 
     def __init__(self, client: HttpClient) -> None:
         self._init_emitter()
@@ -1077,7 +1408,7 @@ class HttpClientExchange(EventEmitter):
         writes Host from the URL, and its own framing and Connection
         fields. A bad URL is reported with an ``error`` event (UrlError);
         bad fields raise here, before anything is sent."""
-        if self._state != _NEW:
+        if self._req_state != _REQ_IDLE:
             raise error.StateError("request_start called twice")
         if headers.__class__ is not list and headers.__class__ is not tuple:
             headers = list(headers)  # read more than once below
@@ -1090,15 +1421,10 @@ class HttpClientExchange(EventEmitter):
                 key = None
                 known = None
             if known is not None:
-                # _KnownRequest.matches, inline (a few C calls, whatever the
-                # number of fields).
-                if (
-                    set(map(type, headers)) <= _TUPLE
-                    and set(map(type, _flatten(headers))) <= _STRINGS
-                ):
+                if not headers or _KnownRequest.matches(headers):
                     # What the rest of request_start would make of it.
                     self.method = known.method
-                    self._state = _STARTED
+                    self._req_state = _REQ_BODY
                     self.req_hdrs = list(known.req_hdrs)
                     self._head_entry = known
                     if known.special:
@@ -1149,7 +1475,7 @@ class HttpClientExchange(EventEmitter):
             # RFC 9110 7.6.1: fields named by Connection are hop-by-hop too.
             fields = [f for f in fields if f[1] not in tokens or f[1] == b"upgrade"]
         self.method = method
-        self._state = _STARTED
+        self._req_state = _REQ_BODY
         self.req_hdrs = [(raw, value) for raw, _, value in fields]
         if content_length is not None:
             self._writer = LengthWriter(content_length)
@@ -1164,7 +1490,7 @@ class HttpClientExchange(EventEmitter):
             try:
                 parsed = _parse_url(raw_uri)
             except error.UrlError as exc:
-                self._state = _DONE
+                self._res_state = _RES_CLOSED
                 self.client.loop.schedule(0, self._fail, exc)
                 return
             if len(_url_cache) < _URL_CACHE_MAX:
@@ -1204,7 +1530,7 @@ class HttpClientExchange(EventEmitter):
     def request_body(self, chunk: BodyInput) -> None:
         """Send a chunk of the request body (bytes, or str as UTF-8).
         Raises BodyLengthError if it goes beyond the Content-Length given."""
-        if self._state == _NEW or self._req_done:
+        if self._req_state != _REQ_BODY:
             raise error.StateError("request_body outside a request")
         if chunk.__class__ is not bytes:
             chunk = encode_body_chunk(chunk)
@@ -1214,14 +1540,14 @@ class HttpClientExchange(EventEmitter):
         if writer is None:
             writer = self._writer = CHUNKED_WRITER
         data = writer.chunk(chunk)  # raises BodyLengthError past Content-Length
-        if self._state == _DONE:
+        if self._res_state >= _RES_DONE:
             return
         if self._replay_ok:
             self._keep(chunk)
         conn = self._conn
         if conn is not None:
             if not self._head_written:
-                self._write_head()
+                self._send(conn)
             conn.write(data)
         else:
             if self._body is None:
@@ -1237,37 +1563,20 @@ class HttpClientExchange(EventEmitter):
         are dropped). Raises BodyLengthError if the body is shorter than
         its Content-Length, BadHeaderError for a bad trailer field, having
         sent nothing more."""
-        if self._state == _NEW or self._req_done:
+        if self._req_state != _REQ_BODY:
             raise error.StateError("request_done outside a request")
         writer = self._writer
         if writer is None:
             writer = NO_BODY_WRITER
         end = writer.end(trailers)
-        self._req_done = True
+        self._req_state = _REQ_DONE
         self._writer = writer
         if end:
             self._end = end
-        if self._state == _DONE:
-            return
         conn = self._conn
-        if conn is None:
-            return  # written once a connection is attached (_connected)
-        if self._head_written:
-            self._write_end(conn)
-        elif writer is NO_BODY_WRITER:
-            # The usual request, a head alone: _write_head and _write_end,
-            # inline.
-            self._head_written = True
-            known = self._head_entry
-            head = None if known is None else known.heads.get(NO_BODY)
-            if not conn.closed:
-                conn.tcp.write(head or self._build_head())
-            self._request_sent = True
-            if self.client.read_timeout is not None:
-                conn.request_sent()
-        else:
-            self._write_head()
-            self._write_end(conn)
+        if conn is not None and self._res_state < _RES_DONE:
+            self._send(conn)
+        # else: written once a connection is attached
 
     def _keep(self, chunk: bytes) -> None:
         size = self._kept_size + len(chunk)
@@ -1281,20 +1590,16 @@ class HttpClientExchange(EventEmitter):
             else:
                 self._kept.append(chunk)
 
-    def _build_head(self) -> bytes:
-        known = self._head_entry
-        if known is not None:
-            # Built from the fields request_start checked, once per framing.
-            framing = self._writer.framing  # type: ignore[union-attr]  # set once a head is built
-            head = known.heads.get(framing)
-            if head is None:
-                head = known.heads[framing] = self._make_head(known.req_hdrs)
-            return head
-        return self._make_head(self.req_hdrs or ())
-
     def _make_head(self, req_hdrs: Iterable[Tuple[bytes, bytes]]) -> bytes:
         target, authority, content_length = self._head_fields  # type: ignore[misc]  # set by request_start
+        via = self._via
+        if via is not None and self.method != b"CONNECT":
+            # RFC 9112 3.2.2: to a proxy, the absolute-form (without a path
+            # for OPTIONS *, 3.2.4).
+            target = b"http://" + authority + (b"" if target == b"*" else target)
         lines = [self.method or b"", b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
+        if via is not None and via.authorization is not None:
+            lines.append(b"Proxy-Authorization: " + via.authorization + b"\r\n")
         for raw, value in req_hdrs:
             lines.append(raw + b": " + value + b"\r\n")
         framing = self._writer.framing  # type: ignore[union-attr]  # set once a head is built
@@ -1311,28 +1616,44 @@ class HttpClientExchange(EventEmitter):
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def _write_head(self) -> None:
-        self._head_written = True
-        self._conn.write(self._build_head())  # type: ignore[union-attr]  # called with a connection
-
-    def _write_end(self, conn: _ClientConnection) -> None:
-        if self._end is not None:
-            conn.write(self._end)
-        self._request_sent = True
-        conn.request_sent()
+    def _send(self, conn: _ClientConnection) -> None:
+        """Write on ``conn`` what the application has given and is not on
+        it yet, in one write: the head (once the framing is known: the
+        fields said, or the first body chunk or request_done has come),
+        the body given before the connection was, and the end of the
+        request once request_done has come."""
+        writer = self._writer
+        if writer is None:
+            return  # the head waits for the first body chunk or request_done
+        if self._head_written:
+            out = b""
+        else:
+            self._head_written = True
+            known = self._head_entry
+            if known is not None and self._via is None:
+                # Built from the fields request_start checked, once per
+                # framing.
+                out = known.heads.get(writer.framing)  # type: ignore[assignment]  # None: made below
+                if out is None:
+                    out = known.heads[writer.framing] = self._make_head(known.req_hdrs)
+            else:
+                out = self._make_head(self.req_hdrs or ())
+        body = self._body
+        if body:
+            out = b"".join([out, *body])
+            self._body = None
+            self._body_size = 0
+        if self._req_state == _REQ_DONE:
+            self._req_state = _REQ_SENT
+            end = self._end
+            conn.write(out + end if end is not None else out, True)
+        else:
+            conn.write(out)
 
     def _connected(self) -> None:
         """A connection is attached: write what the application has given."""
         conn: _ClientConnection = self._conn  # type: ignore[assignment]  # just attached
-        if self._writer is None:
-            return  # the head waits for the first body chunk or request_done
-        self._write_head()
-        if self._body:
-            conn.write(b"".join(self._body))
-            self._body = None
-            self._body_size = 0
-        if self._req_done:
-            self._write_end(conn)
+        self._send(conn)
         if self._paused_out and not conn.closed:
             self._output_paused(False)
 
@@ -1354,8 +1675,9 @@ class HttpClientExchange(EventEmitter):
         self._retries += 1
         self._conn = None
         self._head_written = False
-        self._request_sent = False
-        self._fresh = True
+        if self._req_state == _REQ_SENT:
+            self._req_state = _REQ_DONE
+        self._queue_deadline = None
         kept = self._kept or []
         if self._writer is CHUNKED_WRITER:
             self._body = [encode_chunk(c) for c in kept]
@@ -1365,8 +1687,11 @@ class HttpClientExchange(EventEmitter):
         self.client.loop.schedule(self.client.retry_delay, self._retry_now)
 
     def _retry_now(self) -> None:
-        if self._state != _DONE:
-            self.client._acquire(self)
+        if self._res_state < _RES_DONE:
+            try:
+                self.client._acquire(self)
+            except error.UrlError as exc:  # the proxy setting was changed meanwhile
+                self._fail(exc)
 
     # -- response control ----------------------------------------------------
 
@@ -1384,32 +1709,26 @@ class HttpClientExchange(EventEmitter):
     def abort(self) -> None:
         """Abandon the exchange: its connection (if it has one) is closed,
         and it emits no further events."""
-        if self._state == _DONE and not self._switching:
+        if self._res_state >= _RES_DONE and self._res_state != _RES_SWITCHED:
             self._events.clear()
             return
-        self._failed = True  # nothing more is emitted
         self._events.clear()
-        self._drop()
+        self._drop(_RES_ERROR)  # nothing more is emitted
 
-    def _drop(self) -> None:
-        """End the exchange: give up its connection (closed: its state is
-        unknown) or its place in the queue."""
-        self._state = _DONE
-        pending = self._pending_connect
-        if pending is not None:
-            pending.cancelled = True
+    def _drop(self, state: int) -> None:
+        """End the exchange (in ``state``): give up its connection (closed:
+        its state is unknown), its place in the queue, or the connection
+        being opened for it (which goes to the pool)."""
+        self._res_state = state
         conn = self._conn
         self._conn = None
         if conn is not None:
             if conn.exchange is self:
                 conn.exchange = None
             conn.abort()
-        origin = self.client._origins.get(self._origin_key)  # type: ignore[arg-type]  # None finds nothing
-        if origin is not None:
-            try:
-                origin.queue.remove(self)
-            except ValueError:
-                pass
+        pool = self._pool
+        if pool is not None and pool.queue:
+            self.client._withdraw(pool, self)
 
     def tunnel(self) -> Tuple[TcpConnection, bytes]:
         """From a ``response_done`` listener after a 101 answer to an
@@ -1419,9 +1738,8 @@ class HttpClientExchange(EventEmitter):
         the server sent after its response head. Raises StateError at any
         other time."""
         conn = self._conn
-        if not self._switching or conn is None or self._tunnelled:
+        if self._res_state != _RES_SWITCHED or conn is None:
             raise error.StateError("tunnel() needs a 101 (or CONNECT 2xx) response")
-        self._tunnelled = True
         self._conn = None
         return conn.tunnel()
 
@@ -1444,13 +1762,13 @@ class HttpClientExchange(EventEmitter):
         at an unknown point)."""
         loop = self.client.loop
         loop.exception_handler(loop, exc, self)
-        if self._failed:
+        if self._res_state == _RES_ERROR:
             return
         err = error.ListenerError(
             "a %s listener raised %s: %s" % (event, exc.__class__.__name__, exc)
         )
         err.__cause__ = exc
-        self._drop()
+        self._drop(_RES_CLOSED)
         self._fail(err)
 
     def _orphaned(self) -> None:
@@ -1458,16 +1776,15 @@ class HttpClientExchange(EventEmitter):
         ``exchange.conn.close()``): it fails, from the loop, as Thor 0.17's
         does once the close is seen."""
         self._conn = None
-        self._state = _DONE
+        self._res_state = _RES_CLOSED
         self.client.loop.schedule(0, self._fail, error.ConnectionClosedError(
             "the connection was closed by the application"
         ))
 
     def _fail(self, err: error.HttpError) -> None:
-        if self._failed:
+        if self._res_state == _RES_ERROR:
             return
-        self._failed = True
-        self._state = _DONE
+        self._res_state = _RES_ERROR
         self._conn = None
         self._emit("error", err)
         self._events.clear()
@@ -1558,6 +1875,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="do not verify the server's TLS certificate")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="connect and read timeout in seconds (default 30)")
+    parser.add_argument("-x", "--proxy", default=None, metavar="URL",
+                        help="use this HTTP proxy: http://[user:password@]host:port "
+                        "(https:// URLs go through a CONNECT tunnel)")
     parser.add_argument("url")
     args = parser.parse_args(argv)
 
@@ -1589,6 +1909,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     client.connect_timeout = args.timeout
     client.read_timeout = args.timeout
     client.retry_delay = 0.1
+    if args.proxy:
+        client.proxy = args.proxy
     if args.insecure:
         import ssl
 
