@@ -148,6 +148,12 @@ class HttpThroughProxyTests(ClientProxyTestCase):
         result = self.fetch(client, "http://127.0.0.1:%d/" % origin.port)
         self.assertEqual(result.get("status"), b"200", result)
         self.assertEqual(proxy.seen[0][2], [token])
+        # The setting's credentials replace any the application passed:
+        # one Proxy-Authorization, not two.
+        result = self.fetch(client, "http://127.0.0.1:%d/" % origin.port,
+                            headers=[("Proxy-Authorization", "Basic b3RoZXI6eA==")])
+        self.assertEqual(result.get("status"), b"200", result)
+        self.assertEqual(proxy.seen[1][2], [token])
 
     def test_a_407_from_the_proxy_is_the_response(self):
         # For an http:// request the proxy's answer is the response, as any

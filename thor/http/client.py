@@ -514,17 +514,8 @@ def _connect_error(errtype: Any, err: Any, host: str) -> error.HttpError:
     return error.ConnectError(detail)
 
 
-class ProxyTunnelError(error.ConnectError):
-    """An upstream proxy (``HttpClient.proxy``) would not open a tunnel to
-    an https:// origin: it answered CONNECT with ``status`` (an int; 407
-    when it wants credentials), or with something that was not HTTP
-    (``status`` None)."""
-
-    desc = "The proxy refused the tunnel"
-
-    def __init__(self, detail: Optional[str] = None, status: Optional[int] = None) -> None:
-        error.ConnectError.__init__(self, detail)
-        self.status = status
+# Defined with the other errors; thor.http.client.ProxyTunnelError too.
+ProxyTunnelError = error.ProxyTunnelError
 
 
 class _Proxy:
@@ -1600,6 +1591,9 @@ class HttpClientExchange(EventEmitter):
         lines = [self.method or b"", b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n"]
         if via is not None and via.authorization is not None:
             lines.append(b"Proxy-Authorization: " + via.authorization + b"\r\n")
+            # The proxy setting's credentials are the ones for this hop: a
+            # Proxy-Authorization of the application's would be a second.
+            req_hdrs = [f for f in req_hdrs if f[0].lower() != b"proxy-authorization"]
         for raw, value in req_hdrs:
             lines.append(raw + b": " + value + b"\r\n")
         framing = self._writer.framing  # type: ignore[union-attr]  # set once a head is built

@@ -86,6 +86,7 @@ errors. Final names and server_status:
         QueueTimeoutError      504  waited too long for a connection
       DnsError                 502  the name did not resolve
       AccessError              403  check_ip refused every address
+      ProxyTunnelError         502  the client's proxy refused a CONNECT tunnel
       ConnectionClosedError    502  peer closed while an exchange was live
                                     (a client's retries are spent, or the
                                     body was cut off)
@@ -132,7 +133,7 @@ __all__ = [
     "ExtraDataError", "TooManyMsgsError",
     # network / time
     "ConnectError", "ConnectTimeoutError", "ReadTimeoutError", "RequestTimeoutError",
-    "ConnectionClosedError", "DnsError", "AccessError", "QueueTimeoutError",
+    "ConnectionClosedError", "DnsError", "AccessError", "ProxyTunnelError", "QueueTimeoutError",
     "BodyTimeoutError", "SendTimeoutError",
     # application
     "ApplicationError", "ListenerError", "UrlError", "LengthRequiredError", "OutputError",
@@ -416,6 +417,20 @@ class AccessError(ConnectError):
 
     desc = "Access Error"
     server_status = (b"403", b"Forbidden")
+
+
+class ProxyTunnelError(ConnectError):
+    """An upstream proxy (``HttpClient.proxy``) would not open a tunnel to
+    an https:// origin: it answered CONNECT with ``status`` (an int; 407
+    when it wants credentials), or with something that was not HTTP
+    (``status`` None)."""
+
+    desc = "The proxy refused the tunnel"
+
+    def __init__(self, detail: Optional[Union[str, bytes]] = None,
+                 status: Optional[int] = None) -> None:
+        ConnectError.__init__(self, detail)
+        self.status = status
 
 
 class QueueTimeoutError(ConnectTimeoutError):
