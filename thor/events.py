@@ -17,8 +17,8 @@ Rules (documented in doc/events.md and tested in tests/test_events.py):
   reports exceptions from the callbacks it dispatches; see thor.loop).
 - A class that sets ``_unwrap_single = True`` keeps an event's one
   listener as the callable itself, not a 1-tuple, and its ``emit`` calls it
-  without a loop (about 15% less per emit; see doc/events.md). The
-  emitters of the hot paths opt in (TcpConnection, HttpServer and both
+  without a loop (about 15% less per emit). The emitters of the hot
+  paths opt in (TcpConnection, UdpEndpoint, HttpServer and both
   exchanges): nothing outside this module reads their ``_events``, so
   their emits are this module's, with no copies at call sites. Off by
   default, since a subclass written for Thor may read ``_events`` itself.
