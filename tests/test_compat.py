@@ -256,7 +256,8 @@ class TestErrors(unittest.TestCase):
     )
     NETWORK = (
         "ConnectError", "ConnectTimeoutError", "QueueTimeoutError", "DnsError",
-        "AccessError", "ConnectionClosedError", "ReadTimeoutError", "RequestTimeoutError",
+        "AccessError", "ProxyTunnelError", "ConnectionClosedError", "ReadTimeoutError",
+        "RequestTimeoutError",
         "BodyTimeoutError", "SendTimeoutError",
     )
     APPLICATION = (
