@@ -170,6 +170,17 @@ class FramingTest(HostileProxyTestCase):
         self.assertNotIn(b"keep-alive", names)
         self.assertEqual(self.header(result["headers"], "x-kept"), [b"1"])
 
+    def test_plain_connection_field_stays_on_the_origin_hop(self):
+        # The quick path for "Connection: keep-alive" / "close" alone.
+        for value in (b"keep-alive", b"Close"):
+            result = self.through(
+                b"HTTP/1.1 200 OK\r\nConnection: " + value
+                + b"\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
+            )
+            self.assertEqual((result["status"], result.get("body")), (b"200", b"ok"))
+            self.assertEqual(self.header(result["headers"], "connection"), [], value)
+            self.assertEqual(self.header(result["headers"], "x-kept"), [b"1"])
+
 
 class HopByHopTest(HostileProxyTestCase):
     def test_connection_is_a_token_list(self):

@@ -12,10 +12,11 @@ Modes:
 - forward (no upstreams): requests in absolute form
   (``GET http://host/path HTTP/1.1``), and ``CONNECT host:port`` tunnels to
   the ports in ``connect_ports`` (443 by default);
-- reverse (one or more upstream URLs): requests go to the upstreams in turn
-  (round-robin); an upstream that refuses connections is skipped for
-  ``down_time`` seconds, and the request that found it down is sent to the
-  next one. CONNECT is refused in reverse mode.
+- reverse (one or more upstream URLs): requests go to the upstreams of a
+  pool (thor.http.upstreams: round-robin, weighted or least-connections,
+  with passive and active health checks); a request whose upstream failed
+  before answering is sent to another when that is safe. CONNECT is
+  refused in reverse mode.
 
 In both modes, a request with ``Upgrade`` that the origin accepts with
 ``101 Switching Protocols`` becomes a two-way byte tunnel.
@@ -43,17 +44,26 @@ Run ``python -m thor.http.proxy --help`` for the command line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import errno
+import hashlib
+import hmac
+import ipaddress
+import logging
 import os
+import secrets
 import select
 import signal
 import socket
 import subprocess
 import sys
 import time as _time
+from bisect import bisect_left
 from functools import partial
 from typing import (
-    TYPE_CHECKING, Any, Callable, Collection, Dict, Iterable, List, Optional, Set, Tuple,
+    TYPE_CHECKING, Any, Callable, Collection, Dict, Iterable, List, Mapping, Optional, Set,
+    Tuple, Union,
 )
 from urllib.parse import urlsplit
 
@@ -63,7 +73,11 @@ from thor.tcp import TcpClient
 from thor.http import error
 from thor.http.client import HttpClient
 from thor.http.headers import CONNECTION_OPTIONS, HOP_BY_HOP, field_tokens, get_header
+from thor.http.metrics import DURATION_BUCKETS, AdminServer, ProxyMetrics
+from thor.http.proxylog import AccessFormat
 from thor.http.server import HttpServer
+from thor.http.upstreams import BALANCES, UpstreamPool, counts_against, upstream_spec
+from thor.http import proxylog
 
 
 if TYPE_CHECKING:
@@ -78,24 +92,76 @@ if TYPE_CHECKING:
     from thor.tcp import TcpConnection
     from thor.types import HeaderInput, RawHeaderListType, StatusInput, TextInput
 
-__all__ = ["HttpProxy", "ProxyExchange", "splice", "main"]
+__all__ = [
+    "HttpProxy", "ProxyExchange", "splice", "main", "FORWARDING_FIELDS",
+    "tls_server_context", "tls_upstream_context", "read_auth_file",
+]
+
+# The operator's log, and the access log (one line per exchange, at INFO).
+# (Named, not __name__: under "python -m" this module is __main__.)
+log = logging.getLogger("thor.http.proxy")
+access_logger = logging.getLogger("thor.http.proxy.access")
 
 # How much of a request body (bytes) the proxy keeps so that it can send the
 # request to another upstream when the first one refused the connection; a
 # request with a longer body is answered 502 instead.
 _RETRY_BODY_LIMIT = 65536
+# RFC 9110 9.2.2: requests that may be sent again after a failure.
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
+# Failures before a response after which an idempotent request is sent to
+# another upstream (as nginx's proxy_next_upstream "error timeout").
+_RETRIABLE = (error.ConnectError, error.ReadTimeoutError)
 # Request fields _request_start looks at: the hop-by-hop ones (not
 # forwarded), Expect (answered by the server itself, which sends 100
-# Continue when the body is wanted) and Max-Forwards (counted down).
-_REQUEST_SPECIAL = HOP_BY_HOP | {b"expect", b"max-forwards", b"content-length"}
+# Continue when the body is wanted) and Max-Forwards (counted down); and
+# Proxy-Authorization, never forwarded in any mode (RFC 9110 11.7.2: the
+# credentials are for this proxy, whether it checks them or not).
+_REQUEST_SPECIAL = HOP_BY_HOP | {
+    b"expect", b"max-forwards", b"content-length", b"proxy-authorization",
+}
 # Fields a TRACE answer leaves out (RFC 9110 9.3.8): credentials.
 _TRACE_HIDDEN = frozenset((
     b"authorization", b"proxy-authorization", b"cookie", b"set-cookie",
 ))
 
+# The forwarding fields (issue 13): which the proxy may send, by the names
+# its ``forwarded`` setting takes; a client it does not trust has all of
+# them removed from its request whenever the proxy sends any.
+FORWARDING_FIELDS = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded")
+
+
+def _spellings(names: Iterable[str]) -> Iterable[bytes]:
+    """Each name with each of its dashes as a dash or an underscore."""
+    for name in names:
+        variants = [b""]
+        for part_index, part in enumerate(name.encode("ascii").split(b"-")):
+            if part_index:
+                variants = [v + sep for v in variants for sep in (b"-", b"_")]
+            variants = [v + part for v in variants]
+        yield from variants
+
+
+# What is removed from an untrusted client's request whenever the proxy
+# sends forwarding fields: those, the other fields origins take from their
+# proxy as the client's address, scheme, port or path prefix, and each of
+# them spelt with underscores (CGI, WSGI and PHP read X_Forwarded_For as
+# X-Forwarded-For: both become HTTP_X_FORWARDED_FOR). From a trusted proxy
+# the dashed names are kept; the underscore ones, which no proxy sends,
+# never are.
+_FORWARDING = frozenset(_spellings(
+    FORWARDING_FIELDS + ("x-forwarded-port", "x-forwarded-prefix", "x-real-ip")
+))
+# Who may use a forward proxy when ``allow`` is not given.
+_LOOPBACK = ("127.0.0.0/8", "::1/128")
+# Address -> verdict caches (allow, trusted_proxies) are emptied past this
+# many entries, so that a scan from many addresses cannot grow them.
+_ADDRESS_CACHE = 4096
+
 # Transfer codings that leave the content as it is: "identity" (RFC 2616;
 # gone from RFC 7230 on, but still sent by a few old origins).
 _NULL_CODINGS = frozenset((b"identity",))
+# Connection field values that name no other field (see _response_start).
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 # Seconds a --workers supervisor waits before starting again a worker that
 # died within this long of its start (a crash at start-up must not spin).
 _RESPAWN_DELAY = 1.0
@@ -119,7 +185,7 @@ class ProxyExchange:
     __slots__ = (
         "proxy", "server_exchange", "client_exchange", "method", "uri", "headers",
         "status", "started", "_data", "upstream",
-        "_response_started", "_kept", "_kept_size", "_bytes_out",
+        "_response_started", "_kept", "_kept_size", "_bytes_out", "_bytes_in", "_tried",
         "_req_done", "_trailers", "_finished", "_upgrade",
         "_down_paused",
     )
@@ -138,6 +204,8 @@ class ProxyExchange:
     _kept: Optional[List[bytes]]
     _kept_size: int
     _bytes_out: int
+    _bytes_in: int
+    _tried: int  # bit mask of the upstreams this request failed on
     _req_done: bool
     _trailers: Optional[RawHeaderListType]
     _finished: bool
@@ -159,6 +227,8 @@ class ProxyExchange:
         self._kept = None
         self._kept_size = 0
         self._bytes_out = 0
+        self._bytes_in = 0
+        self._tried = 0
         self._req_done = False
         self._trailers = None
         self._finished = False
@@ -180,9 +250,13 @@ class ProxyExchange:
 
     @property
     def client_address(self) -> Optional[str]:
-        """The downstream client's address (a str), or None."""
+        """The downstream client's address (a str), or None. An IPv4 client
+        of a dual-stack socket (``::ffff:10.0.0.5``) is its IPv4 address."""
         tcp = getattr(self.server_exchange.connection, "tcp", None)
-        return getattr(tcp, "host", None)
+        host: Optional[str] = getattr(tcp, "host", None)
+        if host is not None and host[:7] == "::ffff:" and "." in host:
+            return host[7:]
+        return host
 
     def respond(
         self, status: StatusInput, phrase: TextInput, headers: HeaderInput,
@@ -328,10 +402,42 @@ class HttpProxy(EventEmitter):
     ``sock``: a listening socket to serve on (made elsewhere, e.g. by a
     supervisor process) instead of binding ``host``:``port``.
 
+    Forwarding and access (keyword arguments, or class variables of the
+    same names on a subclass; read, checked and compiled when the proxy is
+    made, a bad value raising ValueError there): ``forwarded``: which of
+    FORWARDING_FIELDS to add to requests (None, the default: all of them
+    in reverse mode, none in forward mode; ``()`` for none).
+    ``trusted_proxies``: addresses or CIDR networks of proxies whose
+    forwarding fields are kept and appended to; from any other client they
+    are removed, whenever the proxy sends any. ``allow``: the CIDR networks
+    whose clients are served (None: loopback only in forward mode, everyone
+    in reverse mode); others get 403. ``auth``: a mapping (or iterable of
+    "user:password" strings) of credentials for Basic authentication:
+    ``Proxy-Authorization`` and 407 in forward mode, ``Authorization`` and
+    401 in reverse mode, the field being removed before the request goes
+    on; ``auth_realm`` names the realm. A request whose ``Via`` already
+    names this proxy's pseudonym (``via``) is a loop, answered 508.
+
+    Upstreams and logs (class variables, read when the proxy is made):
+    ``balance`` ("round-robin", weighted when upstreams are given as
+    ``URL,weight=N``; or "least-conn"), ``max_fails`` (failures in a row,
+    timeouts and 5xx among them, that mark an upstream down; a refused
+    connection marks it down at once; read at each failure, as is
+    ``down_time``), ``health_check`` (a path each upstream is probed at
+    every ``health_interval`` seconds; None: no active checks),
+    ``access_log_format`` ("common", "combined", "json" or a template;
+    see thor.http.proxylog). Each finished exchange is counted in
+    ``metrics`` (thor.http.metrics.ProxyMetrics) and logged on the
+    ``thor.http.proxy.access`` logger at INFO (or written to
+    ``access_log``, when given); upstreams going down and up, retries and
+    upstream failures are logged on ``thor.http.upstreams`` and
+    ``thor.http.proxy``. ``serve_admin()`` serves the metrics.
+
     Settings (class variables; set them on a subclass, or on an instance
     before requests arrive for ``via``, ``down_time`` and
-    ``connect_ports``): ``via`` (the Via pseudonym, "thor"), ``down_time``
-    (seconds an upstream that refused a connection is skipped),
+    ``connect_ports``): ``via`` (the Via pseudonym; None, the default,
+    gives each proxy its own, "thor-" and 8 hex digits), ``down_time``
+    (seconds a down upstream is skipped, without active checks),
     ``connect_ports``, ``max_server_conn`` (connections per origin), and
     the time bounds, in seconds (None disables one), copied to the server
     and client when the proxy is made: ``connect_timeout``,
@@ -345,7 +451,12 @@ class HttpProxy(EventEmitter):
     """
 
     connect_ports: Collection[int] = (443,)
-    via: str | bytes = "thor"
+    via: Optional[str | bytes] = None
+    forwarded: Optional[Iterable[str]] = None
+    trusted_proxies: Iterable[Any] = ()
+    allow: Optional[Iterable[Any]] = None
+    auth: Optional[Mapping[str, str] | Iterable[str]] = None
+    auth_realm = "thor proxy"
     down_time = 10.0
     connect_timeout: Optional[float] = 10
     read_timeout: Optional[float] = 60
@@ -358,6 +469,12 @@ class HttpProxy(EventEmitter):
     # applications ping well within five.
     tunnel_timeout: Optional[float] = 300
     max_server_conn = 100
+    # issue 13: upstream pools and logging (see the docstring).
+    balance = "round-robin"
+    max_fails = 3
+    health_check: Optional[str] = None
+    health_interval = 5.0
+    access_log_format = "common"
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 8080, loop: Optional[LoopBase] = None, *,
@@ -366,17 +483,25 @@ class HttpProxy(EventEmitter):
         access_log: Optional[IO[str]] = None, client: Optional[HttpClient] = None,
         reuse_port: bool = False, tls_context: Optional[ssl.SSLContext] = None,
         sock: Optional[socket.socket] = None,
+        forwarded: Optional[Iterable[str]] = None, trusted_proxies: Optional[Iterable[str]] = None,
+        allow: Optional[Iterable[str]] = None,
+        auth: Optional[Mapping[str, str] | Iterable[str]] = None,
     ) -> None:
         EventEmitter.__init__(self)
         self.loop: LoopBase = loop or thor.loop.default_loop()
-        self.upstreams = [_upstream(u) for u in (upstreams or ())]
-        self._next_upstream = 0
-        self._down_until = [0.0] * len(self.upstreams)
+        specs = [upstream_spec(u) for u in (upstreams or ())]
+        self.upstreams = [_upstream(url) for url, _ in specs]
+        self.pool = UpstreamPool(self.upstreams, [weight for _, weight in specs], self.loop,
+                                 self, self.balance)
+        if self.health_check is not None and not self.health_check.startswith("/"):
+            raise ValueError("health_check is a path starting with /: %r" % self.health_check)
+        self.metrics = ProxyMetrics()
+        self.on("start", self._start_checks)
+        self.on("stop", self.pool.stop_checks)
         if connect_ports is not None:
             self.connect_ports = frozenset(int(p) for p in connect_ports)
         self.access_log = access_log
-        self._log_second: Optional[int] = None
-        self._log_stamp = ""
+        self._access_format = AccessFormat(self.access_log_format)
         if client is None:
             client = HttpClient(self.loop)
             client.connect_timeout = self.connect_timeout
@@ -391,7 +516,7 @@ class HttpProxy(EventEmitter):
         if sock is not None:
             self.server: HttpServer = _ServerOnSocket(sock, self.loop, tls_context)
         else:
-            self.server = HttpServer(
+            self.server = _ProxyServer(
                 host, port, self.loop, reuse_port=reuse_port, tls_context=tls_context
             )
         server = self.server
@@ -412,6 +537,8 @@ class HttpProxy(EventEmitter):
         # Both ends of every CONNECT / 101 tunnel: the server forgets a
         # connection it hands over, so the proxy closes them itself.
         self._tunnels: Set[TcpConnection] = set()
+        self._via_name: Optional[bytes] = None
+        self._setup_access(forwarded, trusted_proxies, allow, auth, tls_context is not None)
 
     def _on_start(self) -> None:
         self.emit("start")
@@ -486,9 +613,24 @@ class HttpProxy(EventEmitter):
 
     def _request_start(self, pex: ProxyExchange, headers: RawHeaderListType) -> None:
         self.emit("exchange", pex)
+        if self._gate and not self._admit(pex, headers):
+            return
         method = pex.method
         if method == b"CONNECT":
-            pex.headers = list(headers)
+            # The credentials were for this proxy (and the hook). A loop is
+            # seen here too, before a tunnel is opened: a CONNECT that
+            # comes back (chained proxies in a circle) would open
+            # connections without end.
+            kept = []
+            for field in headers:
+                lower = field[0].lower()
+                if lower == b"proxy-authorization" or lower == self._auth_field:
+                    continue
+                if lower == b"via" and self._via_loops(field[1]):
+                    self._loop_detected(pex)
+                    return
+                kept.append(field)
+            pex.headers = kept
             self._connect_tunnel(pex)
             return
         uri = pex.uri
@@ -524,9 +666,19 @@ class HttpProxy(EventEmitter):
         max_forwards = None
         length: Optional[bytes] = None
         kept = []
+        special = self._special
+        looped = False
+        host: Optional[bytes] = None
+        # The forwarding fields a trusted proxy sent, by lower-case name;
+        # None: the client is not one (or none are sent), so they go.
+        incoming: Optional[Dict[bytes, RawHeaderListType]] = None
+        if self._forwarding is not None and self._trusted and self._address_in(
+            pex.client_address, self._trusted, self._trusted_cache
+        ):
+            incoming = {}
         for field in headers:
             lower = field[0].lower()
-            if lower in _REQUEST_SPECIAL:
+            if lower in special:
                 if lower == b"connection":
                     connection = True
                     kept.append(field)  # for strip_hop_by_hop, below
@@ -546,7 +698,19 @@ class HttpProxy(EventEmitter):
                             max_forwards = field[1].strip()
                     else:
                         kept.append(field)  # end-to-end for other methods
-                # Other hop-by-hop fields, and Expect, are not forwarded.
+                elif lower == b"host":
+                    host = field[1].strip()
+                    kept.append(field)
+                elif lower == b"via":
+                    kept.append(field)
+                    if not looped:
+                        looped = self._via_loops(field[1])
+                elif lower in _FORWARDING:
+                    if incoming is not None and b"_" not in lower:
+                        incoming.setdefault(lower, []).append(field)
+                    # Else they may be forged: the client is not trusted.
+                # Other hop-by-hop fields, Expect, and the credentials for
+                # this proxy are not forwarded.
                 continue
             kept.append(field)
         if connection:
@@ -558,8 +722,17 @@ class HttpProxy(EventEmitter):
                 pex._upgrade = True
             # Connection itself, and the fields it names, stay on this hop.
             kept = _strip_named(kept, tokens)
+            if incoming:
+                # A trusted proxy's forwarding fields too.
+                for token in tokens:
+                    incoming.pop(token, None)
         if pex._upgrade and upgrades is not None:
             kept.extend(upgrades)  # the client adds Connection: upgrade
+        if looped:
+            self._loop_detected(pex)
+            return
+        if self._forwarding is not None:
+            self._add_forwarding(pex, kept, host, incoming)
         if max_forwards is not None:
             # RFC 9110 7.6.2: the last hop answers; the others count down.
             if not max_forwards.isdigit():
@@ -589,6 +762,18 @@ class HttpProxy(EventEmitter):
         if pex._finished:  # answered by the hook
             return
         self._forward(pex)
+
+    def _via_loops(self, value: bytes) -> bool:
+        """Does the Via field value ``value`` name this proxy (a loop)?"""
+        name = self._via_name
+        if name is None:
+            name = self._via_value(b"1.1").split()[1].lower()
+            self._via_name = name
+        return name in value.lower() and _names_us(value, name)
+
+    def _loop_detected(self, pex: ProxyExchange) -> None:
+        pex.respond(508, "Loop Detected", [(b"Content-Type", b"text/plain")],
+                    "This request has been through this proxy already (see Via).\n")
 
     def _via_value(self, version: bytes) -> bytes:
         via = self._via.get(version)
@@ -620,6 +805,7 @@ class HttpProxy(EventEmitter):
             pex._respond(400, "Bad Request", [], "Bad request: %s\n" % exc)
 
     def _request_body(self, pex: ProxyExchange, chunk: bytes) -> None:
+        pex._bytes_in += len(chunk)
         if pex._finished:
             return  # answered already: the rest of the body is dropped
         if self._rewrites_request:
@@ -645,6 +831,12 @@ class HttpProxy(EventEmitter):
                 self._hook_failed(pex, exc)
 
     def _request_done(self, pex: ProxyExchange, trailers: RawHeaderListType) -> None:
+        if trailers and self._forwarding is not None:
+            # Forwarding fields belong in the head, where this proxy sets
+            # them: in trailers they could only be forged (the parser has
+            # already dropped the credentials and other fields that may not
+            # come there, RFC 9110 6.5.1).
+            trailers = [f for f in trailers if f[0].lower() not in _FORWARDING]
         pex._req_done = True
         pex._trailers = trailers
         cex = pex.client_exchange
@@ -682,7 +874,11 @@ class HttpProxy(EventEmitter):
         for field in headers:
             lower = field[0].lower()
             if lower in HOP_BY_HOP:
-                hop = True
+                # A Connection field that only says keep-alive or close (as
+                # most origins send) names no field to remove: dropping it
+                # is all there is to do.
+                if lower != b"connection" or field[1].lower() not in _PLAIN_CONNECTION:
+                    hop = True
             elif lower == b"content-length":
                 if not drop_length:
                     fields.append(field)
@@ -842,19 +1038,8 @@ class HttpProxy(EventEmitter):
         if pex._finished:
             return
         index = pex.upstream
-        if index is not None and _refused(err):
-            self._down_until[index] = self.loop._clock() + self.down_time
-            if not pex._response_started and pex._kept_size <= _RETRY_BODY_LIMIT:
-                retry = self._pick_upstream(avoid=index)
-                if retry >= 0:
-                    path = pex.uri[len(self.upstreams[index]):]
-                    pex.upstream = retry
-                    pex.uri = self.upstreams[retry] + path
-                    # The failed exchange may have paused the downstream
-                    # request body; the new one pauses it again if need be.
-                    pex.server_exchange.pause(False)
-                    self._forward(pex)
-                    return
+        if index is not None and self._retry(pex, index, err):
+            return
         ex = pex.server_exchange
         if pex._response_started:
             ex.abort()  # too late for a clean answer: cut the response short
@@ -868,8 +1053,11 @@ class HttpProxy(EventEmitter):
             status, phrase = 403, "Forbidden"  # the client's check_ip refused it
         else:
             status, phrase = 502, "Bad Gateway"
+        # The client gets a short reason; the detail (an SSLError's text,
+        # an address) is for the operator's log.
+        self._failure_detail(pex, str(err))
         pex._respond(status, phrase, [(b"Content-Type", b"text/plain")],
-                     "%s %s: %s\n" % (status, phrase, err))
+                     "%s %s: %s\n" % (status, phrase, _short_reason(err)))
 
     def _hook_failed(self, pex: ProxyExchange, exc: Exception) -> None:
         self._report(exc)
@@ -884,23 +1072,256 @@ class HttpProxy(EventEmitter):
     def _report(self, exc: BaseException) -> None:
         self.loop.exception_handler(self.loop, exc, self)
 
-    def _pick_upstream(self, avoid: Optional[int] = None) -> int:
-        """The next upstream that is not marked down (round-robin). With
-        ``avoid``, -1 when there is no other; without, when every upstream
-        is marked down the next one is tried anyway."""
-        count = len(self.upstreams)
-        down = self._down_until
-        now = self.loop._clock()
-        for _ in range(count):
-            index = self._next_upstream
-            self._next_upstream = (index + 1) % count
-            if index != avoid and down[index] <= now:
-                return index
-        if avoid is not None:
-            return -1
-        index = self._next_upstream
-        self._next_upstream = (index + 1) % count
-        return index
+    def _pick_upstream(self) -> int:
+        """The upstream for a new request, by the pool's policy, among those
+        not down (when all are down, the next one anyway)."""
+        return self.pool.pick()
+
+    def _retry(self, pex: ProxyExchange, index: int, err: error.HttpError) -> bool:
+        """Count an upstream's failure against it, and send the request to
+        another upstream when that is safe: nothing of the response has
+        gone to the client, the body as far as it came is kept, and either
+        the connection was refused (the request is unseen: any method) or
+        the request is idempotent (RFC 9110 9.2.2) and failed before its
+        response (a broken connection, a timeout). Each upstream is tried
+        once per request. True when the request went out again."""
+        pool = self.pool
+        # Marked as tried whether it is retried or not: what it answered, if
+        # anything, is not to be counted again when the exchange is over.
+        pex._tried |= 1 << index
+        refused = _refused(err)
+        counted = counts_against(err)
+        if counted:
+            pool.failed(index, str(err), at_once=refused)
+        if not (
+            (refused or (counted and pex.method in _IDEMPOTENT
+                         and isinstance(err, _RETRIABLE)))
+            and not pex._response_started and pex._kept_size <= _RETRY_BODY_LIMIT
+        ):
+            return False
+        retry = pool.pick(pex._tried)
+        if retry < 0:
+            return False
+        pool.release(index)
+        self.metrics.retries += 1
+        path = pex.uri[len(self.upstreams[index]):]
+        pex.upstream = retry
+        pex.uri = self.upstreams[retry] + path
+        log.info("retrying %s %s on %s: %s failed: %s", pex.method.decode("latin-1"),
+                 path.decode("latin-1") or "*", pool.upstreams[retry].name,
+                 pool.upstreams[index].name, err)
+        # The failed exchange may have paused the downstream request body;
+        # the new one pauses it again if need be.
+        pex.server_exchange.pause(False)
+        self._forward(pex)
+        return True
+
+    def _start_checks(self) -> None:
+        """Active health checks, from the proxy's start (by then the
+        application has set the client's TLS context, which the probes
+        of https:// upstreams share)."""
+        if self.health_check is None or not self.upstreams or self.pool.checker is not None:
+            return
+        probes = HttpClient(self.loop)
+        probes.connect_timeout = probes.read_timeout = self.health_interval
+        probes.retry_delay = 0
+        probes.tls_context = self.client.tls_context
+        self.pool.start_checks(self.health_check, self.health_interval, probes)
+
+    def serve_admin(self, host: str = "127.0.0.1", port: int = 0) -> AdminServer:
+        """Serve ``/metrics`` (Prometheus text format) and ``/healthz`` on
+        ``host``:``port`` (an HttpServer on the proxy's loop; port 0 picks
+        one: see the returned AdminServer's ``port``). It closes when the
+        proxy stops."""
+        admin = AdminServer(self, host, port, self.loop)
+        self.on("stop", admin.close)
+        return admin
+
+    # -- forwarding fields, loops and access (issue 13) -----------------------------
+
+    def _setup_access(
+        self, forwarded: Optional[Iterable[str]], trusted_proxies: Optional[Iterable[str]],
+        allow: Optional[Iterable[str]], auth: Optional[Mapping[str, str] | Iterable[str]],
+        tls: bool,
+    ) -> None:
+        """Check and compile the forwarding and access settings (a keyword
+        given to the constructor wins over the class variable)."""
+        if self.via is None:
+            # One per proxy, so that two thor proxies in a chain are not
+            # taken for a loop.
+            self.via = "thor-" + secrets.token_hex(4)
+        if forwarded is None:
+            forwarded = self.forwarded
+        if forwarded is None:
+            forwarded = FORWARDING_FIELDS if self.upstreams else ()
+        names = [forwarded] if isinstance(forwarded, str) else list(forwarded)
+        chosen = []
+        for name in names:
+            lower = name.strip().lower()
+            if lower not in FORWARDING_FIELDS:
+                raise ValueError(
+                    "forwarded: %r is none of %s" % (name, ", ".join(FORWARDING_FIELDS))
+                )
+            chosen.append(lower)
+        self.forwarded = tuple(chosen)
+        sent = [name in chosen for name in FORWARDING_FIELDS]
+        self._forwarding: Optional[Tuple[bool, bool, bool, bool]] = (
+            (sent[0], sent[1], sent[2], sent[3]) if chosen else None
+        )
+        self._proto = b"https" if tls else b"http"
+        self.trusted_proxies = self._trusted = _networks(
+            self.trusted_proxies if trusted_proxies is None else trusted_proxies,
+            "trusted_proxies",
+        )
+        self._trusted_cache: Dict[str, bool] = {}
+        self._forwarding_made: Dict[Tuple[str, Optional[bytes]], RawHeaderListType] = {}
+        if allow is None:
+            allow = self.allow
+        if allow is None and not self.upstreams:
+            allow = _LOOPBACK
+        self._allow = None if allow is None else _networks(allow, "allow")
+        self.allow = self._allow
+        self._allow_cache: Dict[str, bool] = {}
+        if auth is None:
+            auth = self.auth
+        self._auth: Optional[Dict[bytes, bytes]] = None
+        if auth is not None:
+            self._auth = _credentials(auth)
+        # Basic authentication: of the proxy in forward mode (RFC 9110
+        # 11.7), of the "origin" in reverse mode, where the proxy is one.
+        self._auth_field = b"authorization" if self.upstreams else b"proxy-authorization"
+        realm = self.auth_realm.replace("\\", "\\\\").replace('"', '\\"')
+        self._challenge = ('Basic realm="%s", charset="UTF-8"' % realm).encode("utf-8")
+        self._gate = self._allow is not None or self._auth is not None
+        special = set(_REQUEST_SPECIAL)
+        special.add(b"via")
+        if self._forwarding is not None:
+            special |= _FORWARDING
+            special.add(b"host")
+        if self._auth is not None:
+            special.add(self._auth_field)
+        self._special = frozenset(special)
+
+    def _address_in(self, address: Optional[str], networks: Tuple[_Network, ...],
+                    cache: Dict[str, bool]) -> bool:
+        if address is None:
+            return False
+        verdict = cache.get(address)
+        if verdict is None:
+            verdict = _address_in(address, networks)
+            if len(cache) >= _ADDRESS_CACHE:
+                cache.clear()
+            cache[address] = verdict
+        return verdict
+
+    def _admit(self, pex: ProxyExchange, headers: RawHeaderListType) -> bool:
+        """Is the client allowed, and authenticated if need be? If not, it
+        is answered here (403; 407 or 401)."""
+        allow = self._allow
+        if allow is not None and not self._address_in(
+            pex.client_address, allow, self._allow_cache
+        ):
+            pex.respond(403, "Forbidden", [(b"Content-Type", b"text/plain")],
+                        "This proxy does not serve your address.\n")
+            return False
+        if self._auth is not None and not self._authenticated(headers):
+            if self.upstreams:
+                pex.respond(401, "Unauthorized", [
+                    (b"WWW-Authenticate", self._challenge), (b"Content-Type", b"text/plain"),
+                ], "Authentication required.\n")
+            else:
+                pex.respond(407, "Proxy Authentication Required", [
+                    (b"Proxy-Authenticate", self._challenge), (b"Content-Type", b"text/plain"),
+                ], "Proxy authentication required.\n")
+            return False
+        return True
+
+    def _authenticated(self, headers: RawHeaderListType) -> bool:
+        """Do ``headers`` carry Basic credentials that ``auth`` lists?"""
+        accounts = self._auth
+        if accounts is None:
+            return True
+        name = self._auth_field
+        for field in headers:
+            if field[0].lower() != name:
+                continue
+            scheme, _, token = field[1].strip().partition(b" ")
+            if scheme.lower() != b"basic":
+                continue
+            try:
+                user, sep, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+            except (binascii.Error, ValueError):
+                return False
+            expected = accounts.get(user)
+            # Digests, compared in constant time: how long the comparison
+            # takes tells nothing of the password, nor (much) of the user.
+            given = hashlib.sha256(password).digest()
+            match = hmac.compare_digest(given, expected if expected is not None else _NO_DIGEST)
+            return match and sep == b":" and expected is not None
+        return False
+
+    def _add_forwarding(
+        self, pex: ProxyExchange, kept: RawHeaderListType, host: Optional[bytes],
+        incoming: Optional[Dict[bytes, RawHeaderListType]],
+    ) -> None:
+        """Append the forwarding fields to ``kept``. ``incoming`` holds
+        those a trusted proxy sent (None when the client is not one: its
+        were dropped)."""
+        client = pex.client_address or "unknown"
+        if not incoming:
+            # Then the fields depend on the client's address and Host only:
+            # made once for each pair (a client sends many requests).
+            key = (client, host)
+            made = self._forwarding_made.get(key)
+            if made is None:
+                made = []
+                self._forwarding_fields(made, client, host, None)
+                if len(self._forwarding_made) >= _ADDRESS_CACHE:
+                    self._forwarding_made.clear()
+                self._forwarding_made[key] = made
+            kept.extend(made)
+        else:
+            self._forwarding_fields(kept, client, host, incoming)
+
+    def _forwarding_fields(
+        self, kept: RawHeaderListType, client: str, host: Optional[bytes],
+        incoming: Optional[Dict[bytes, RawHeaderListType]],
+    ) -> None:
+        forwarding = self._forwarding
+        assert forwarding is not None
+        send_for, send_proto, send_host, send_forwarded = forwarding
+        address = client.encode("ascii", "replace")
+        prior: Optional[RawHeaderListType]
+        if send_for:
+            prior = incoming.pop(b"x-forwarded-for", None) if incoming else None
+            kept.append((b"X-Forwarded-For", _joined(prior, address)))
+        if send_proto:
+            prior = incoming.pop(b"x-forwarded-proto", None) if incoming else None
+            kept.append((b"X-Forwarded-Proto", _joined(prior, None) if prior else self._proto))
+        if send_host and host is not None:
+            prior = incoming.pop(b"x-forwarded-host", None) if incoming else None
+            kept.append((b"X-Forwarded-Host", _joined(prior, None) if prior else host))
+        if send_forwarded:
+            # RFC 7239 section 4: an IPv6 address is quoted and bracketed.
+            node = b'"[%s]"' % address if b":" in address else address
+            element = b"for=%s;proto=%s" % (node, self._proto)
+            if host is not None:
+                element += b";host=" + _forwarded_value(host)
+            prior = incoming.pop(b"forwarded", None) if incoming else None
+            kept.append((b"Forwarded", _joined(prior, element)))
+        if incoming:
+            # From a trusted proxy, and not among those this proxy sends:
+            # passed on as they came.
+            for fields in incoming.values():
+                kept.extend(fields)
+
+    def _failure_detail(self, pex: ProxyExchange, detail: str) -> None:
+        """An upstream failure's detail (which the client is not shown),
+        for the operator: logged on the ``thor.http.proxy`` logger."""
+        log.warning(
+            "%s %s from %s: %s", pex.method.decode("latin-1"),
+            pex.uri.decode("latin-1"), pex.client_address or "-", detail,
+        )
 
     # -- CONNECT and tunnels ---------------------------------------------------------
 
@@ -918,16 +1339,16 @@ class HttpProxy(EventEmitter):
             return
         host, sep, port = pex.uri.rpartition(b":")
         host = host.strip(b"[]")
-        if not sep or not port.isdigit() or not host or int(port) not in self.connect_ports:
-            pex.respond(403, "Forbidden", [(b"Content-Type", b"text/plain")],
-                        "CONNECT to that port is not allowed.\n")
+        if not sep or not port.isdigit() or not _valid_host(host):
+            pex.respond(400, "Bad Request", [(b"Content-Type", b"text/plain")],
+                        "CONNECT needs HOST:PORT.\n")
             return
-        tcp_client = TcpClient(self.loop)
-        # The same address policy as for requests (HttpClient.check_ip):
-        # a tunnel must not reach what a request may not.
-        tcp_client.check_ip = getattr(self.client, "check_ip", None)
-
-        def connected(upstream: TcpConnection) -> None:
+        if int(port) not in self.connect_ports:
+            pex.respond(403, "Forbidden", [(b"Content-Type", b"text/plain")],
+                        "CONNECT to port %d is not allowed (the proxy's --connect-port / "
+                        "connect_ports allows it).\n" % int(port))
+            return
+        def connected(upstream: TcpConnection, upstream_buffered: bytes = b"") -> None:
             ex = pex.server_exchange
             if ex.finished:
                 upstream.close()
@@ -943,20 +1364,49 @@ class HttpProxy(EventEmitter):
                 upstream.close()
                 ex.abort()
             else:
-                self._splice(downstream, upstream, buffered, b"")
+                self._splice(downstream, upstream, buffered, upstream_buffered)
             pex._done()
 
         def failed(errtype: type, err: Any) -> None:
-            if errtype is PermissionError:
+            # The client gets a short reason; the detail is for the
+            # operator's log.
+            self._failure_detail(pex, "%s: %s" % (
+                getattr(errtype, "__name__", errtype),
+                os.strerror(err) if isinstance(err, int) and err > 0 else err,
+            ))
+            if errtype is _ChainRefused:
+                pex._respond(502, "Bad Gateway", [], "The upstream proxy refused the tunnel.\n")
+            elif errtype is PermissionError:
                 pex._respond(403, "Forbidden", [], "That address is not allowed.\n")
             elif err == errno.ETIMEDOUT:
                 pex._respond(504, "Gateway Timeout", [], "Connect timed out\n")
+            elif errtype is socket.gaierror:
+                pex._respond(502, "Bad Gateway", [], "Could not resolve the host name.\n")
             else:
-                pex._respond(502, "Bad Gateway", [], "Could not connect: %s\n" % (err,))
+                pex._respond(502, "Bad Gateway", [], "Could not connect.\n")
 
+        # The same address policy as for requests (HttpClient.check_ip):
+        # a tunnel must not reach what a request may not.
+        check_ip = getattr(self.client, "check_ip", None)
+        via_proxy = getattr(self.client, "proxy", None)
+        if via_proxy:
+            # Requests go through the upstream proxy (--via-proxy): so do
+            # tunnels, by a CONNECT of their own there. It carries Via, as
+            # a forwarded request does (RFC 9110 7.6.3): the Via received,
+            # then this proxy's, so that a chain leading back here is a
+            # loop (508) at its next hop into this proxy.
+            via = _joined([
+                field for field in pex.headers if field[0].lower() == b"via"
+                and not field[1].translate(None, _VIA_CHARS)
+            ], self._via_value(pex.server_exchange.req_version))
+            _ChainedConnect(self.loop, via_proxy, host.decode("ascii"), int(port),
+                            self.connect_timeout, check_ip, connected, failed, via)
+            return
+        tcp_client = TcpClient(self.loop)
+        tcp_client.check_ip = check_ip
         tcp_client.on("connect", connected)
         tcp_client.on("connect_error", failed)
-        tcp_client.connect(host.decode("latin-1"), int(port), self.connect_timeout)
+        tcp_client.connect(host.decode("ascii"), int(port), self.connect_timeout)
 
     def _splice(
         self, a: TcpConnection, b: TcpConnection, a_buffered: bytes, b_buffered: bytes
@@ -972,37 +1422,50 @@ class HttpProxy(EventEmitter):
     # -- logging -------------------------------------------------------------------
 
     def _log(self, pex: ProxyExchange) -> None:
-        log = self.access_log
-        if log is None:
+        """An exchange is over: count it, free its place on its upstream,
+        and write its access-log line (to ``access_log`` when given, else
+        to the access logger when it is enabled for INFO)."""
+        duration = _time.monotonic() - pex.started
+        metrics = self.metrics
+        # Plain attributes and one C bisect: no lock (one thread), nothing
+        # allocated.
+        metrics.requests[(pex.status or 0) // 100] += 1
+        metrics.durations[bisect_left(DURATION_BUCKETS, duration)] += 1
+        metrics.duration_sum += duration
+        metrics.bytes_out += pex._bytes_out
+        metrics.bytes_in += pex._bytes_in
+        index = pex.upstream
+        if index is not None:
+            # Passive health, from the upstream's own status (not what a
+            # response_hook made of it), unless its failure was counted.
+            cex = pex.client_exchange
+            self.pool.done(index, cex.res_status if cex is not None
+                           and not (pex._tried >> index) & 1 else None)
+        stream = self.access_log
+        if stream is None and not access_logger.isEnabledFor(logging.INFO):
             return
-        now = _time.time()
-        second = int(now)
-        if second != self._log_second:
-            self._log_second = second
-            self._log_stamp = _time.strftime("%d/%b/%Y:%H:%M:%S +0000", _time.gmtime(second))
         ex = pex.server_exchange
-        line = b"%s %s HTTP/%s" % (ex.method, ex.uri, ex.req_version)
-        address = pex.client_address or "-"
+        line = self._access_format.line(
+            pex.client_address, ex.method, ex.uri, ex.req_version, pex.status,
+            pex._bytes_out, pex._bytes_in, duration,
+            self.upstreams[index] if index is not None else None, ex.req_hdrs,
+        )
+        if stream is None:
+            access_logger.info(line)
+            return
         try:
-            log.write('%s - - [%s] "%s" %s %s\n' % (
-                address, self._log_stamp,
-                line.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"'),
-                pex.status or "-", pex._bytes_out or "-",
-            ))
-            log.flush()
+            stream.write(line + "\n")
+            stream.flush()
         except (OSError, ValueError) as exc:
             self._log_failed(exc)
 
     def _log_failed(self, exc: Exception) -> None:
-        """The access log cannot be written (a closed pipe, a full disk):
-        logging stops, with one line on stderr; requests go on being
-        served. (A traceback per request would only bury the cause.)"""
+        """The ``access_log`` file cannot be written (a closed pipe, a full
+        disk): logging stops, with one warning on the proxy's logger;
+        requests go on being served. (A traceback per request would only
+        bury the cause.)"""
         self.access_log = None
-        try:
-            sys.stderr.write("thor proxy: access log failed (%s); logging stopped\n" % (exc,))
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        log.warning("access log failed (%s); logging stopped", exc)
 
 
 def splice(
@@ -1032,6 +1495,104 @@ def splice(
     b.on("end", partial(_ended, b, a))
     a.pause(False)
     b.pause(False)
+
+
+class _ChainRefused(Exception):
+    """The upstream proxy would not open a tunnel (its status, or a bad
+    answer)."""
+
+
+class _ChainedConnect:
+    """A CONNECT tunnel through the upstream proxy ``proxy_url``
+    (``http://[user:password@]host:port``, HttpClient.proxy): TCP to it,
+    ``CONNECT host:port`` (with ``Via: via`` when given), and its 2xx
+    answer; then ``on_open(tcp, buffered)``. Else ``on_fail(errtype, err)``, as a TcpClient's
+    connect_error (``_ChainRefused`` and a text for the proxy's refusal;
+    OSError and ETIMEDOUT when ``timeout`` passes first)."""
+
+    __slots__ = ("loop", "on_open", "on_fail", "request", "tcp", "received", "timer", "done")
+
+    def __init__(
+        self, loop: LoopBase, proxy_url: str | bytes, host: str, port: int,
+        timeout: Optional[float], check_ip: Optional[Callable[[str], bool]],
+        on_open: Callable[[TcpConnection, bytes], None], on_fail: Callable[[type, Any], None],
+        via: bytes = b"",
+    ) -> None:
+        from urllib.parse import unquote
+
+        self.loop, self.on_open, self.on_fail = loop, on_open, on_fail
+        if isinstance(proxy_url, bytes):
+            proxy_url = proxy_url.decode("ascii")
+        parts = urlsplit(proxy_url)
+        authority = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+        target = authority.encode("ascii")  # checked by _valid_host
+        request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (target, target)
+        if via:
+            request += b"Via: %s\r\n" % via
+        if parts.username is not None:
+            credentials = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
+            request += b"Proxy-Authorization: Basic %s\r\n" % base64.b64encode(
+                credentials.encode("utf-8"))
+        self.request = request + b"\r\n"
+        self.tcp: Optional[TcpConnection] = None
+        self.received = b""
+        self.done = False
+        self.timer: Optional[ScheduledEvent] = None
+        if timeout:
+            self.timer = loop.schedule(timeout, self._fail, OSError, errno.ETIMEDOUT)
+        tcp_client = TcpClient(loop)
+        tcp_client.check_ip = check_ip
+        tcp_client.on("connect", self._connected)
+        tcp_client.on("connect_error", self._fail)
+        tcp_client.connect(parts.hostname or "", parts.port or 80, timeout)
+
+    def _fail(self, errtype: type, err: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.delete()
+        if self.tcp is not None:
+            self.tcp.removeListener("close", self._closed)
+            self.tcp.close()
+        self.on_fail(errtype, err)
+
+    def _connected(self, tcp: TcpConnection) -> None:
+        if self.done:
+            tcp.close()
+            return
+        self.tcp = tcp
+        tcp.on("data", self._data)
+        tcp.on("close", self._closed)
+        tcp.pause(False)
+        tcp.write(self.request)
+
+    def _closed(self) -> None:
+        self.tcp = None
+        self._fail(_ChainRefused, "the upstream proxy closed the connection")
+
+    def _data(self, data: bytes) -> None:
+        received = self.received = self.received + data
+        end = received.find(b"\r\n\r\n")
+        if end < 0:
+            if len(received) > 65536:
+                self._fail(_ChainRefused, "the upstream proxy's answer is too long")
+            return
+        status_line = received[:received.find(b"\r\n")]
+        parts = status_line.split(b" ", 2)
+        if not (len(parts) >= 2 and parts[0][:7] == b"HTTP/1." and len(parts[1]) == 3
+                and parts[1][:1] == b"2" and parts[1].isdigit()):
+            self._fail(_ChainRefused, "the upstream proxy answered %r"
+                       % status_line[:200].decode("latin-1"))
+            return
+        tcp = self.tcp
+        assert tcp is not None
+        self.done = True
+        if self.timer is not None:
+            self.timer.delete()
+        tcp.removeListener("data", self._data)
+        tcp.removeListener("close", self._closed)
+        self.on_open(tcp, received[end + 4:])
 
 
 class _TunnelWatch:
@@ -1089,6 +1650,174 @@ def _strip_named(fields: RawHeaderListType, tokens: Set[bytes]) -> RawHeaderList
     return [field for field in fields if field[0].lower() not in drop]
 
 
+_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+# What a digest of no configured password is compared with (an unknown user).
+_NO_DIGEST = hashlib.sha256(b"\0no such user").digest()
+# RFC 9110 5.6.2 tchar: what a Forwarded value may hold unquoted.
+_TCHAR = (b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+          b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _networks(values: Iterable[str], setting: str) -> Tuple[_Network, ...]:
+    """CIDR networks (or single addresses) from ``values``; ValueError
+    naming ``setting`` for one that is neither."""
+    if isinstance(values, (str, bytes)):
+        values = [values]  # one network, not its characters
+    networks = []
+    for value in values:
+        text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError as exc:
+            raise ValueError(
+                "%s: %r is not an address or CIDR network (%s)" % (setting, value, exc)
+            )
+        mapped = getattr(network.network_address, "ipv4_mapped", None)
+        if mapped is not None and network.prefixlen >= 96:
+            # IPv4-mapped (::ffff:10.0.0.0/104): the IPv4 network, which is
+            # what a client address is matched as (see _address_in).
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+        networks.append(network)
+    return tuple(networks)
+
+
+def _address_in(address: str, networks: Tuple[_Network, ...]) -> bool:
+    """Is the peer address ``address`` (text, as a socket gives it) in one
+    of ``networks``? An IPv4 client of a dual-stack socket
+    (``::ffff:10.0.0.1``) counts as its IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def _credentials(auth: Mapping[str, str] | Iterable[str]) -> Dict[bytes, bytes]:
+    """user -> SHA-256 of the password, from a mapping or "user:password"
+    strings (UTF-8, as browsers and curl send them)."""
+    pairs: Iterable[Tuple[str, str]]
+    if isinstance(auth, Mapping):
+        pairs = auth.items()
+    else:
+        if isinstance(auth, (str, bytes)):
+            auth = [auth]
+        pairs = []
+        for entry in auth:
+            if isinstance(entry, bytes):
+                entry = entry.decode("utf-8")
+            user, sep, password = entry.partition(":")
+            if not sep:
+                raise ValueError("auth: %r is not USER:PASSWORD" % user)
+            pairs.append((user, password))
+    accounts = {}
+    for user, password in pairs:
+        if not user or ":" in user:
+            raise ValueError("auth: the user name %r is empty or has a colon" % user)
+        accounts[user.encode("utf-8")] = hashlib.sha256(password.encode("utf-8")).digest()
+    return accounts
+
+
+def read_auth_file(path: str) -> List[str]:
+    """The USER:PASSWORD lines of the file ``path`` (UTF-8; blank lines and
+    lines starting with # are skipped), for ``HttpProxy(auth=...)``. White
+    space at the end of a line is part of its password (the command line
+    warns of it)."""
+    entries = []
+    # utf-8-sig: a byte order mark (as Windows editors save UTF-8) is not
+    # part of the first user name.
+    with open(path, encoding="utf-8-sig") as lines:
+        for number, line in enumerate(lines, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if ":" not in line:
+                raise ValueError("%s line %d: not USER:PASSWORD" % (path, number))
+            entries.append(line)
+    return entries
+
+
+# What a CONNECT target's host may hold: RFC 3986 reg-name characters, the
+# colons of an IPv6 literal and the "%" of its zone (removed by translate).
+_HOST_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+               b"-._~!$&'()*+,;=:%")
+# What a received Via value may hold to be written on by the proxy itself
+# (in a chained CONNECT): field-vchar, SP and HTAB; no CR, LF or NUL.
+_VIA_CHARS = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t"
+
+
+def _valid_host(host: bytes) -> bool:
+    """Is ``host`` (a CONNECT target's, without brackets) an IPv6 literal,
+    or a name of labels of 1 to 63 characters (a final dot allowed) in the
+    characters a URI allows? (Others could not be resolved, nor written
+    to an upstream proxy: the idna codec refuses them.)"""
+    if not host or len(host) > 254 or host.translate(None, _HOST_CHARS):
+        return False
+    if b":" in host:
+        return True  # an address: getaddrinfo judges it
+    labels = host[:-1] if host[-1:] == b"." else host
+    return all(0 < len(label) < 64 for label in labels.split(b"."))
+
+
+def _joined(prior: Optional[RawHeaderListType], value: Optional[bytes]) -> bytes:
+    """The values of the fields ``prior``, then ``value``, as one list."""
+    if not prior:
+        return value or b""
+    values = [field[1].strip() for field in prior]
+    if value is not None:
+        values.append(value)
+    return b", ".join(v for v in values if v)
+
+
+def _forwarded_value(value: bytes) -> bytes:
+    """``value`` as a Forwarded parameter value: a token, or a quoted
+    string (RFC 7239 section 4; a host with a port has a colon)."""
+    if value and not value.translate(None, _TCHAR):
+        return value
+    return b'"%s"' % value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+
+
+def _names_us(value: bytes, name: bytes) -> bool:
+    """Does the Via field value ``value`` list ``name`` (lower-case) as the
+    received-by of one of its entries (RFC 9110 7.6.3)?"""
+    for entry in value.split(b","):
+        parts = entry.split()
+        if len(parts) >= 2 and parts[1].lower() == name:
+            return True
+    return False
+
+
+def _short_reason(err: error.HttpError) -> str:
+    """What the client is told of an upstream failure: its kind, not its
+    detail."""
+    if isinstance(err, error.QueueTimeoutError):
+        return "no connection to the upstream became free in time"
+    if isinstance(err, error.ConnectTimeoutError):
+        return "connecting to the upstream timed out"
+    if isinstance(err, error.ReadTimeoutError):
+        return "the upstream did not answer in time"
+    if isinstance(err, error.SendTimeoutError):
+        return "the upstream did not read the request in time"
+    if isinstance(err, error.AccessError):
+        return "the upstream's address is not allowed"
+    if isinstance(err, error.DnsError):
+        return "the upstream's host name could not be resolved"
+    if isinstance(err, error.ConnectionClosedError):
+        return "the upstream closed the connection"
+    if isinstance(err, error.ConnectError):
+        if (err.detail or "").startswith("SSL"):
+            return "TLS with the upstream failed"
+        return "could not connect to the upstream"
+    if isinstance(err, error.TransferCodeError):
+        # Its detail names the codings (tokens, checked by the parser or
+        # the proxy): nothing secret, and what the client needs to know.
+        return "the upstream's transfer coding cannot be decoded (%s)" % (err.detail,)
+    if isinstance(err, error.PeerError):
+        return "the upstream's response was invalid"
+    return "the upstream exchange failed"
+
+
 def _refused(err: error.HttpError) -> bool:
     """Did the upstream refuse (or fail to accept) the connection, as
     opposed to closing one that was working? Only then is the request
@@ -1123,7 +1852,16 @@ def _upstream(url: str | bytes) -> bytes:
 # -- serving a socket made elsewhere ---------------------------------------------
 
 
-class _ServerOnSocket(HttpServer):
+class _ProxyServer(HttpServer):
+    """The proxy's HttpServer: HTTP/1.1 only, until the proxy has an
+    HTTP/2 path (issue 14 item 4); so ALPN stays as tls_server_context
+    sets it (``http/1.1``), and a cleartext HTTP/2 preface is a bad
+    HTTP/1.1 request."""
+
+    http2 = False
+
+
+class _ServerOnSocket(_ProxyServer):
     """An HttpServer on a listening socket that it did not make (a
     supervisor's, shared by its workers)."""
 
@@ -1195,12 +1933,13 @@ class _ParentWatch(thor.loop.EventSource):
         self._on_gone()
 
 
-def _say(message: str) -> None:
-    try:
-        sys.stderr.write("thor proxy: %s\n" % message)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+def _say(message: str, level: int = logging.WARNING) -> None:
+    """A line for the operator, on the proxy's logger (which the command
+    line sends to stderr or --log-file). A "WARNING: " the message starts
+    with is said by the line's level already."""
+    if message.startswith("WARNING: "):
+        message = message[9:]
+    log.log(level, message)
 
 
 def _arguments(argv: Optional[List[str]]) -> Tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -1224,11 +1963,12 @@ def _arguments(argv: Optional[List[str]]) -> Tuple[argparse.ArgumentParser, argp
                         "a supervisor that restarts a worker that dies, and all of "
                         "them gracefully on SIGHUP (default: one process, no "
                         "supervisor)")
-    parser.add_argument("--access-log", action="store_true",
-                        help="write one common-log-format line per exchange to stdout")
+    parser.add_argument("--access-log", nargs="?", const="-", default=None, metavar="FILE",
+                        help="write one line per exchange to FILE (appended to), or to "
+                        "stdout when no FILE is given (see --access-log-format)")
     parser.add_argument("--connect-port", action="append", type=int, default=None,
-                        metavar="PORT", help="a port CONNECT may reach (repeatable; "
-                        "default 443)")
+                        metavar="PORT", help="a port CONNECT may reach, besides 443 "
+                        "(repeatable)")
     for name, default, text in (
         ("connect", HttpProxy.connect_timeout, "to connect to an origin"),
         ("read", HttpProxy.read_timeout, "an origin may leave its response without "
@@ -1246,18 +1986,255 @@ def _arguments(argv: Optional[List[str]]) -> Tuple[argparse.ArgumentParser, argp
         parser.add_argument("--%s-timeout" % name, type=_seconds, default=default,
                             metavar="SECONDS",
                             help="seconds %s (default %s; 0: no limit)" % (text, default))
+    # issue 13: forwarding, TLS, access
+    parser.add_argument("--forwarded", default=None, metavar="FIELDS",
+                        help="the forwarding fields to add to requests, comma-separated, "
+                        "of %s; or all, or none (default: all in reverse mode, none in "
+                        "forward mode)" % ", ".join(FORWARDING_FIELDS))
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                        help="a proxy (address or network) whose forwarding fields are "
+                        "kept and appended to; from other clients they are replaced "
+                        "(repeatable)")
+    parser.add_argument("--pseudonym", default=None, metavar="NAME",
+                        help="this proxy's name in Via (default: thor- and 8 random hex "
+                        "digits); a request whose Via has it already is a loop (508)")
+    parser.add_argument("--tls-cert", default=None, metavar="FILE",
+                        help="serve HTTPS with this certificate (PEM; the chain may follow)")
+    parser.add_argument("--tls-key", default=None, metavar="FILE",
+                        help="the private key of --tls-cert (default: in that file)")
+    parser.add_argument("--upstream-ca", default=None, metavar="FILE",
+                        help="also trust this CA (PEM) for https:// upstreams")
+    parser.add_argument("--upstream-cert", default=None, metavar="FILE",
+                        help="a client certificate to show https:// upstreams")
+    parser.add_argument("--upstream-key", default=None, metavar="FILE",
+                        help="the private key of --upstream-cert (default: in that file)")
+    parser.add_argument("--insecure-upstream", action="store_true",
+                        help="do NOT check https:// upstreams' certificates (testing only)")
+    parser.add_argument("--allow", action="append", default=None, metavar="CIDR",
+                        help="serve clients from this network (repeatable; default: "
+                        "loopback only for a forward proxy, everyone for a reverse proxy)")
+    parser.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                        help="require Basic authentication with these credentials "
+                        "(repeatable; Proxy-Authorization for a forward proxy, "
+                        "Authorization for a reverse proxy; other users of the machine "
+                        "can see a command line: prefer --auth-file)")
+    parser.add_argument("--auth-file", default=None, metavar="FILE",
+                        help="as --auth, with one USER:PASSWORD per line")
+    parser.add_argument("--via-proxy", default=None, metavar="URL",
+                        help="send requests and CONNECT tunnels through this upstream "
+                        "proxy (http://[USER:PASSWORD@]HOST:PORT)")
+    # issue 13: upstreams, logging, admin
+    parser.add_argument("--balance", default="round-robin", choices=sorted(BALANCES),
+                        metavar="POLICY", help="how upstreams share requests: round-robin "
+                        "(weighted by URL,weight=N) or least-conn (fewest requests in "
+                        "flight per weight); default round-robin")
+    parser.add_argument("--max-fails", type=int, default=HttpProxy.max_fails, metavar="N",
+                        help="failures in a row (timeouts, broken connections, 5xx "
+                        "other than 501/505) that mark an upstream down; a refused "
+                        "connection marks it down at once (default %d)" % HttpProxy.max_fails)
+    parser.add_argument("--down-time", type=_seconds, default=HttpProxy.down_time,
+                        metavar="SECONDS", help="how long a down upstream gets no requests "
+                        "when there is no --health-check (default %g)" % HttpProxy.down_time)
+    parser.add_argument("--health-check", default=None, metavar="PATH",
+                        help="probe each upstream with GET PATH every --health-interval "
+                        "seconds: 2xx or 3xx is a pass; a down upstream comes back when "
+                        "a probe passes")
+    parser.add_argument("--health-interval", type=_seconds, default=HttpProxy.health_interval,
+                        metavar="SECONDS", help="seconds between two probes of an upstream, "
+                        "also the probe's timeout (default %g)" % HttpProxy.health_interval)
+    parser.add_argument("--access-log-format", default="common", metavar="FORMAT",
+                        help="common, combined (nginx's, then the duration in ms and the "
+                        "upstream), json, or a template such as '{client} {request} "
+                        "{status} {duration_ms}' (default common)")
+    parser.add_argument("--log-file", default=None, metavar="FILE",
+                        help="write the operator's log (start, stop, upstreams down and "
+                        "up, retries, errors) to FILE instead of stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more (debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="log less: warnings only (-qq: errors only)")
+    parser.add_argument("--admin", default=None, metavar="HOST:PORT",
+                        help="serve /metrics (Prometheus) and /healthz on this separate "
+                        "listener")
+    parser.add_argument("--version", action="version", version="thor %s" % thor.__version__)
     parser.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         _split_listen(args.listen)
         for url in args.upstream:
-            _upstream(url)
+            _upstream(upstream_spec(url)[0])
+        AccessFormat(args.access_log_format)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.admin is not None:
+        try:
+            _split_listen(args.admin)
+        except ValueError:
+            parser.error("--admin takes HOST:PORT, e.g. 127.0.0.1:9100")
+    if args.max_fails < 1:
+        parser.error("--max-fails must be at least 1")
+    if args.health_check is not None and not args.health_check.startswith("/"):
+        parser.error("--health-check takes a path starting with /")
+    if args.health_interval is None:
+        parser.error("--health-interval must be more than 0")
+    if args.admin is not None and args.workers is not None:
+        parser.error("--admin does not work with --workers yet: each worker process has "
+                     "its own counters")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
+    _operator_settings(parser, args)
     return parser, args
+
+
+def _operator_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the issue 13 flags, and make what they describe (TLS
+    contexts, credentials) on ``args``; parser.error on a bad one, before
+    a --workers supervisor starts anything."""
+    if args.forwarded is None:
+        args.forwarded_fields = None
+    else:
+        names = [n.strip().lower() for n in args.forwarded.split(",") if n.strip()]
+        if names == ["all"]:
+            names = list(FORWARDING_FIELDS)
+        elif names == ["none"]:
+            names = []
+        bad = [n for n in names if n not in FORWARDING_FIELDS]
+        if bad:
+            parser.error("--forwarded: %s is none of %s, all, none"
+                         % (", ".join(bad), ", ".join(FORWARDING_FIELDS)))
+        args.forwarded_fields = names
+    try:
+        _networks(args.trusted_proxy, "--trusted-proxy")
+        if args.allow is not None:
+            _networks(args.allow, "--allow")
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.pseudonym is not None and (
+        not args.pseudonym or any(c in args.pseudonym for c in " ,\t\r\n()")
+        or not args.pseudonym.isascii()
+    ):
+        parser.error("--pseudonym: one token (no spaces, commas or parentheses)")
+    entries = list(args.auth)
+    args.auth_file_entries = []
+    if args.auth_file is not None:
+        try:
+            args.auth_file_entries = read_auth_file(args.auth_file)
+        except (OSError, ValueError, UnicodeError) as exc:
+            parser.error("--auth-file: %s" % (exc,))
+        entries += args.auth_file_entries
+    try:
+        _credentials(entries)
+        args.credentials = entries or None
+    except ValueError as exc:
+        parser.error("--auth: %s" % (exc,))
+    if args.tls_key is not None and args.tls_cert is None:
+        parser.error("--tls-key needs --tls-cert")
+    if args.upstream_key is not None and args.upstream_cert is None:
+        parser.error("--upstream-key needs --upstream-cert")
+    import ssl
+
+    try:
+        args.server_tls = (tls_server_context(args.tls_cert, args.tls_key)
+                           if args.tls_cert is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        parser.error("--tls-cert/--tls-key: cannot load them: %s" % (exc,))
+    try:
+        if (args.upstream_ca or args.upstream_cert or args.insecure_upstream):
+            args.upstream_tls = tls_upstream_context(
+                args.upstream_ca, args.upstream_cert, args.upstream_key,
+                insecure=args.insecure_upstream,
+            )
+        else:
+            args.upstream_tls = None
+    except (OSError, ssl.SSLError) as exc:
+        parser.error("--upstream-ca/--upstream-cert/--upstream-key: cannot load them: %s"
+                     % (exc,))
+    if args.via_proxy is not None:
+        parts = urlsplit(args.via_proxy)
+        try:
+            parts.port  # noqa: B018 -- validates the port
+        except ValueError as exc:
+            parser.error("--via-proxy: %s" % (exc,))
+        if parts.scheme != "http" or not parts.hostname:
+            parser.error("--via-proxy takes an http:// URL: http://[USER:PASSWORD@]HOST:PORT")
+
+
+def _operator_warnings(args: argparse.Namespace, host: str) -> List[str]:
+    """What the operator should hear about these settings at start."""
+    warnings = []
+    for entry in getattr(args, "auth_file_entries", ()):
+        user, _, password = entry.partition(":")
+        if password != password.rstrip():
+            # Most likely left by an editor; but it may be meant.
+            warnings.append("--auth-file: the password of %s ends in white space, which "
+                            "is part of it" % user)
+    if args.insecure_upstream:
+        warnings.append(
+            "--insecure-upstream: the certificates of https:// upstreams are "
+            "NOT checked, so anyone on the way can read and change that traffic. "
+            "For testing only."
+        )
+    if not args.upstream:
+        if args.allow is None and not _loopback(host):
+            warnings.append(
+                "a forward proxy listening on %s, beyond loopback, without "
+                "--allow: it serves loopback clients only (403 to the others); "
+                "--allow CIDR admits a network (with --auth, to stay a closed proxy)"
+                % (host or "every address")
+            )
+        elif args.allow is not None and args.credentials is None:
+            wide = [a for a in args.allow if not all(
+                net.is_loopback for net in _networks([a], "--allow")
+            )]
+            if wide:
+                warnings.append(
+                    "an open forward proxy: any client in %s may use it, "
+                    "without authentication (see --auth)" % ", ".join(wide)
+                )
+    return warnings
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_server_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLContext:
+    """A TLS context for the proxy's listening side (``HttpProxy(
+    tls_context=...)``): this certificate and key, ALPN ``http/1.1``."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def tls_upstream_context(
+    cafile: Optional[str] = None, certfile: Optional[str] = None,
+    keyfile: Optional[str] = None, insecure: bool = False,
+) -> ssl.SSLContext:
+    """A TLS context for ``https://`` upstreams (``proxy.client.tls_context``):
+    the system's trust store, plus the CA in ``cafile``; the client
+    certificate ``certfile`` (and ``keyfile``) when given. ``insecure``
+    checks no certificate at all: for testing only."""
+    import ssl
+
+    context = ssl.create_default_context()
+    if cafile is not None:
+        context.load_verify_locations(cafile)
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -1265,13 +2242,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     _, args = _arguments(argv)
+    try:
+        access_handler = proxylog.configure(args.verbose - args.quiet, args.log_file,
+                                            args.access_log)
+    except OSError as exc:
+        sys.stderr.write("thor proxy: cannot open the log: %s\n" % (exc,))
+        return 1
     host, port = _split_listen(args.listen)
+    if args.worker_of is None:
+        for warning in _operator_warnings(args, host):
+            _say(warning)
     if args.workers is not None and args.worker_of is None:
         try:
             listening = _listen_socket(host, port)
         except OSError as exc:
-            _say("cannot listen on %s: %s" % (args.listen, exc))
+            _say("cannot listen on %s: %s" % (args.listen, exc), logging.ERROR)
             return 1
+        if args.pseudonym is None:
+            # One Via pseudonym for all the workers: a request looping back
+            # to another worker is a loop too.
+            argv = argv + ["--pseudonym", "thor-" + secrets.token_hex(4)]
         return _Supervisor(argv, args.workers, listening).run()
 
     loop = thor.loop.default_loop()
@@ -1280,20 +2270,49 @@ def main(argv: Optional[List[str]] = None) -> int:
         "%s_timeout" % name: getattr(args, "%s_timeout" % name)
         for name in ("connect", "read", "queue", "send", "body", "shutdown", "tunnel")
     }
+    if args.pseudonym is not None:
+        settings["via"] = args.pseudonym
+    # issue 13: upstreams, logging
+    settings.update(balance=args.balance, max_fails=args.max_fails, down_time=args.down_time,
+                    health_check=args.health_check, health_interval=args.health_interval,
+                    access_log_format=args.access_log_format)
     proxy_class = type("CommandLineProxy", (HttpProxy,), settings)
     try:
         sock = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
         proxy = proxy_class(
             host, port, loop, upstreams=args.upstream or None,
-            connect_ports=args.connect_port, sock=sock,
-            access_log=sys.stdout if args.access_log else None,
+            connect_ports=[443] + args.connect_port if args.connect_port else None,
+            sock=sock,
+            tls_context=args.server_tls, forwarded=args.forwarded_fields,
+            trusted_proxies=args.trusted_proxy, allow=args.allow, auth=args.credentials,
         )
+        if args.upstream_tls is not None:
+            proxy.client.tls_context = args.upstream_tls
+        if args.via_proxy is not None:
+            # HttpClient.proxy: the upstream proxy its requests go through.
+            setattr(proxy.client, "proxy", args.via_proxy)
     except OSError as exc:
-        _say("cannot listen on %s: %s" % (args.listen, exc))
+        _say("cannot listen on %s: %s" % (args.listen, exc), logging.ERROR)
         return 1
+    # Exceptions a hook (or thor) raises go to the log, with their traceback.
+    loop.exception_handler = proxylog.log_exception
+    admin: Optional[AdminServer] = None
+    if args.admin is not None:
+        try:
+            admin = proxy.serve_admin(*_split_listen(args.admin))
+        except OSError as exc:
+            _say("cannot listen on %s (--admin): %s" % (args.admin, exc), logging.ERROR)
+            proxy.close()
+            return 1
     outcome = {"signals": 0, "status": 0}
 
+    def drain(why: str) -> None:
+        log.info("%s: graceful shutdown; %d client connections open, cut after %s s",
+                 why, len(proxy.server.connections), proxy.shutdown_timeout)
+        proxy.graceful_shutdown()
+
     def force() -> None:
+        log.warning("second signal: stopping at once")
         outcome["status"] = 1
         proxy.close()
         loop.stop()
@@ -1304,7 +2323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # poller-waking) run_in_loop.
         outcome["signals"] += 1
         if outcome["signals"] == 1:
-            loop.run_in_loop(proxy.graceful_shutdown)
+            loop.run_in_loop(drain, signal.Signals(signum).name)
         else:
             loop.run_in_loop(force)
 
@@ -1318,7 +2337,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # its pipe tells a worker to stop, which is not a signal: a signal
         # then still counts as the first.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        _ParentWatch(args.worker_of, loop, proxy.graceful_shutdown)
+        _ParentWatch(args.worker_of, loop, partial(drain, "the supervisor asked"))
     else:
         signal.signal(signal.SIGHUP, hangup)
     proxy.on("stop", loop.stop)
@@ -1326,14 +2345,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     def started() -> None:
         mode = ("reverse proxy to %s" % ", ".join(args.upstream)
                 if args.upstream else "forward proxy")
-        sys.stderr.write("thor %s listening on %s:%s (pid %d)\n" % (
-            mode, proxy.host, proxy.port, os.getpid()))
-        sys.stderr.flush()
+        log.info("thor %s listening on %s:%s (pid %d)", mode, proxy.host, proxy.port,
+                 os.getpid())
+        if admin is not None:
+            log.info("admin endpoint on http://%s:%d/ (/metrics, /healthz)",
+                     admin.host if ":" not in admin.host else "[%s]" % admin.host, admin.port)
 
     proxy.on("start", started)
     loop.run()
     proxy.client.close()
-    if args.access_log and proxy.access_log is None:
+    log.info("stopped")
+    if access_handler is not None and access_handler.failed and args.access_log == "-":
         # Logging stopped on a broken stdout: what its buffer still holds
         # would fail again at exit, with a message; let it go nowhere.
         try:
@@ -1395,6 +2417,8 @@ class _Supervisor:
         previous = {signum: signal.signal(signum, _noted) for signum in watched}
         try:
             self._new_generation()
+            _say("supervisor (pid %d) starting %d workers" % (os.getpid(), self.count),
+                 logging.INFO)
             for _ in range(self.count):
                 self._spawn()
             while not (self.stopping and not self.workers):
@@ -1420,6 +2444,7 @@ class _Supervisor:
             for generation in list(self.pipes):
                 self._retire(generation)
             self.sock.close()
+        _say("supervisor stopped: every worker has exited", logging.INFO)
         return self.status
 
     def _new_generation(self) -> None:
@@ -1450,6 +2475,8 @@ class _Supervisor:
             if not self.stopping:
                 self.stopping = True
                 self.respawns.clear()
+                _say("%s: stopping %d workers gracefully" % (
+                    signal.Signals(signum).name, len(self.workers)), logging.INFO)
                 # New connections are refused from now on (the kernel
                 # would queue them on the socket while the workers drain).
                 self.sock.close()
@@ -1472,7 +2499,7 @@ class _Supervisor:
                 self._spawn()
             self._retire(old)
             _say("SIGHUP: %d new workers started; the old ones finish their "
-                 "exchanges, then exit" % self.count)
+                 "exchanges, then exit" % self.count, logging.INFO)
 
     def _reap(self) -> None:
         while True:
