@@ -415,8 +415,10 @@ class HttpProxy(EventEmitter):
     "user:password" strings) of credentials for Basic authentication:
     ``Proxy-Authorization`` and 407 in forward mode, ``Authorization`` and
     401 in reverse mode, the field being removed before the request goes
-    on; ``auth_realm`` names the realm. A request whose ``Via`` already
-    names this proxy's pseudonym (``via``) is a loop, answered 508.
+    on; ``auth_realm`` names the realm. ``Proxy-Authorization`` is never
+    forwarded (the hook sees it unless ``auth`` checked it). A request
+    (CONNECT too) whose ``Via`` already names this proxy's pseudonym
+    (``via``) is a loop, answered 508.
 
     Upstreams and logs (class variables, read when the proxy is made):
     ``balance`` ("round-robin", weighted when upstreams are given as
@@ -617,14 +619,15 @@ class HttpProxy(EventEmitter):
             return
         method = pex.method
         if method == b"CONNECT":
-            # The credentials were for this proxy (and the hook). A loop is
-            # seen here too, before a tunnel is opened: a CONNECT that
-            # comes back (chained proxies in a circle) would open
-            # connections without end.
+            # Credentials that ``auth`` checked were for this proxy only
+            # (the hook does not see them). A loop is seen here too, before
+            # a tunnel is opened: a CONNECT that comes back (chained proxies
+            # in a circle) would open connections without end.
             kept = []
+            consumed = self._auth_field if self._auth is not None else None
             for field in headers:
                 lower = field[0].lower()
-                if lower == b"proxy-authorization" or lower == self._auth_field:
+                if lower == consumed:
                     continue
                 if lower == b"via" and self._via_loops(field[1]):
                     self._loop_detected(pex)
@@ -668,6 +671,7 @@ class HttpProxy(EventEmitter):
         kept = []
         special = self._special
         looped = False
+        credentials = False
         host: Optional[bytes] = None
         # The forwarding fields a trusted proxy sent, by lower-case name;
         # None: the client is not one (or none are sent), so they go.
@@ -705,6 +709,11 @@ class HttpProxy(EventEmitter):
                     kept.append(field)
                     if not looped:
                         looped = self._via_loops(field[1])
+                elif lower == b"proxy-authorization":
+                    if self._show_credentials:
+                        # For the hook to see; removed after it.
+                        kept.append(field)
+                        credentials = True
                 elif lower in _FORWARDING:
                     if incoming is not None and b"_" not in lower:
                         incoming.setdefault(lower, []).append(field)
@@ -761,6 +770,9 @@ class HttpProxy(EventEmitter):
             return
         if pex._finished:  # answered by the hook
             return
+        if credentials:
+            # RFC 9110 11.7.2: they were for this proxy; never forwarded.
+            pex.headers = [f for f in pex.headers if f[0].lower() != b"proxy-authorization"]
         self._forward(pex)
 
     def _via_loops(self, value: bytes) -> bool:
@@ -1193,6 +1205,9 @@ class HttpProxy(EventEmitter):
         realm = self.auth_realm.replace("\\", "\\\\").replace('"', '\\"')
         self._challenge = ('Basic realm="%s", charset="UTF-8"' % realm).encode("utf-8")
         self._gate = self._allow is not None or self._auth is not None
+        # Proxy-Authorization that ``auth`` did not check (reverse mode, or
+        # no ``auth``) is shown to the hook, then removed.
+        self._show_credentials = self._auth is None or bool(self.upstreams)
         special = set(_REQUEST_SPECIAL)
         special.add(b"via")
         if self._forwarding is not None:
