@@ -171,15 +171,24 @@ class FramingTest(HostileProxyTestCase):
         self.assertEqual(self.header(result["headers"], "x-kept"), [b"1"])
 
     def test_plain_connection_field_stays_on_the_origin_hop(self):
-        # The quick path for "Connection: keep-alive" / "close" alone.
-        for value in (b"keep-alive", b"Close"):
-            result = self.through(
-                b"HTTP/1.1 200 OK\r\nConnection: " + value
-                + b"\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
+        # "Connection: keep-alive" / "close" alone names no field: the
+        # response takes the quick path (no second look at its fields);
+        # one that names a field takes the full one.
+        for value, full in ((b"keep-alive", 0), (b" Close ", 0), (b"x-hop", 1)):
+            port = self.raw_origin(
+                b"HTTP/1.1 200 OK\r\nConnection:" + value
+                + b"\r\nX-Hop: 1\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
             )
+            proxy = self.proxy(upstreams=["http://127.0.0.1:%d" % port])
+            calls = []
+            framing_fields = proxy._framing_fields
+            proxy._framing_fields = lambda *args: calls.append(1) or framing_fields(*args)
+            result = self.fetch("http://127.0.0.1:%d/" % proxy.port)
             self.assertEqual((result["status"], result.get("body")), (b"200", b"ok"))
             self.assertEqual(self.header(result["headers"], "connection"), [], value)
             self.assertEqual(self.header(result["headers"], "x-kept"), [b"1"])
+            self.assertEqual(self.header(result["headers"], "x-hop"), [] if full else [b"1"])
+            self.assertEqual(len(calls), full, value)
 
 
 class HopByHopTest(HostileProxyTestCase):

@@ -889,7 +889,10 @@ class HttpProxy(EventEmitter):
                 # A Connection field that only says keep-alive or close (as
                 # most origins send) names no field to remove: dropping it
                 # is all there is to do.
-                if lower != b"connection" or field[1].lower() not in _PLAIN_CONNECTION:
+                if (
+                    lower != b"connection"
+                    or field[1].strip(b" \t").lower() not in _PLAIN_CONNECTION
+                ):
                     hop = True
             elif lower == b"content-length":
                 if not drop_length:
