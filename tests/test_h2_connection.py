@@ -557,8 +557,9 @@ class ControlFrameTest(unittest.TestCase):
         self.assertEqual(server.receive_data(F.data_frame(sid, b"in flight")), [])
         self.assertEqual(FrameReader().feed(server.data_to_send()),
                          [F.RstStreamFrame(sid, F.CANCEL)])
-        with self.assertRaises(H2UsageError):
-            server.send_headers(sid, OK)
+        # and a late call on it is a no-op (a race, not a misuse)
+        self.assertIs(server.send_headers(sid, OK), False)
+        self.assertEqual(server.data_to_send(), b"")
 
     def test_protocol_errors_end_with_goaway_and_the_right_code(self):
         cases = [
@@ -1111,3 +1112,579 @@ class ClientAgainstNghttpdTest(unittest.TestCase):
         self.assertEqual(got[b"/index.html"], (b"200", b"hello\n"))
         self.assertEqual(got[b"/big"], (b"200", self.big))
         self.assertEqual(got[b"/missing"][0], b"404")
+
+
+class ProvokedResetTest(unittest.TestCase):
+    """Resets a peer makes us send cost it tokens (review findings 1, 2)."""
+
+    def _flood(self, trigger, count=60):
+        clock = FakeClock()
+        raw = RawClient(H2Config(reset_burst=20, reset_rate=1), clock)
+        for i in range(count):
+            raw.send(trigger(raw, 1 + 2 * i))
+            raw.answer()
+            if raw.server.closed:
+                return raw, i
+        return raw, None
+
+    def test_made_you_reset_window_overflow(self):
+        # CVE-2025-8671: a valid request, then a frame that makes us reset it
+        raw, n = self._flood(lambda raw, sid: raw.headers(sid, POST, end_stream=False)
+                             + F.window_update_frame(sid, 2 ** 31 - 1))
+        self.assertEqual(n, 20)
+        self.assertEqual(raw.server.error_code, F.ENHANCE_YOUR_CALM)
+
+    def test_made_you_reset_content_length_and_trailers(self):
+        for trigger in (
+            lambda raw, sid: raw.headers(sid, POST + [(b"content-length", b"1")], False)
+            + F.data_frame(sid, b"xx"),
+            lambda raw, sid: raw.headers(sid, POST, False) + raw.headers(sid, [(b"x", b"y")], False),
+        ):
+            raw, n = self._flood(trigger)
+            self.assertEqual(n, 20)
+            self.assertEqual(raw.server.error_code, F.ENHANCE_YOUR_CALM)
+
+    def test_rst_answers_to_bad_priority_bounded(self):
+        clock = FakeClock()
+        raw = RawClient(H2Config(reset_burst=20, reset_rate=1, empty_frame_burst=1000), clock)
+        raw.send(raw.headers(1001, GET))
+        raw.answer()
+        # bad-length PRIORITY on closed (skipped) streams: a stream error each
+        raw.send(b"".join(F._head(4, F.PRIORITY, 0, sid) + b"\0" * 4 for sid in range(1, 999, 2)))
+        frames = raw.answer()
+        self.assertLessEqual(sum(1 for f in frames if f.type == F.RST_STREAM), 20)
+        self.assertEqual(frames[-1].type, F.GOAWAY)
+        self.assertEqual(frames[-1].error_code, F.ENHANCE_YOUR_CALM)
+
+    def test_rst_answers_to_data_on_closed_streams_bounded(self):
+        clock = FakeClock()
+        raw = RawClient(H2Config(reset_burst=20, reset_rate=1), clock)
+        raw.send(raw.headers(1001, GET))
+        raw.answer()
+        raw.send(b"".join(F.data_frame(sid, b"") for sid in range(1, 999, 2)))
+        frames = raw.answer()
+        self.assertLessEqual(sum(1 for f in frames if f.type == F.RST_STREAM), 20)
+        self.assertEqual(frames[-1].error_code, F.ENHANCE_YOUR_CALM)
+
+    def test_431_answers_bounded(self):
+        clock = FakeClock()
+        raw = RawClient(H2Config(reset_burst=20, reset_rate=1, max_header_list_size=1000), clock)
+        raw.encoder.not_indexed = ()
+        raw.send(raw.headers(1, GET + [(b"x-big", b"b" * 600)]))
+        raw.answer()
+        big = GET + [(b"x-big", b"b" * 600)] * 3
+        for sid in range(3, 3 + 2 * 40, 2):
+            raw.send(raw.headers(sid, big))
+        self.assertTrue(raw.server.closed)
+        self.assertEqual(raw.server.error_code, F.ENHANCE_YOUR_CALM)
+
+    def test_occasional_stream_errors_are_fine(self):
+        clock = FakeClock()
+        raw = RawClient(H2Config(reset_burst=20, reset_rate=10), clock)
+        for i in range(200):
+            sid = 1 + 2 * i
+            raw.send(raw.headers(sid, POST, end_stream=False)
+                     + F.window_update_frame(sid, 2 ** 31 - 1))
+            clock.now += 0.2
+        self.assertFalse(raw.server.closed)
+
+
+class PseudoHeaderValueTest(unittest.TestCase):
+    """RFC 9113 8.3.1: pseudo-header values that would turn into another
+    request line once translated (review finding 5, nits 13, 14)."""
+
+    def refused(self, fields, end_stream=True, raw=None):
+        raw = raw or RawClient()
+        events = raw.send(raw.headers(1, fields, end_stream))
+        self.assertEqual(events, [], fields)
+        self.assertEqual([(f.type, f.error_code) for f in raw.answer()],
+                         [(F.RST_STREAM, F.PROTOCOL_ERROR)], fields)
+        self.assertEqual(kinds(raw.send(raw.headers(3, GET))), ["RequestReceived", "StreamEnded"])
+
+    def test_bad_pseudo_header_values_reset(self):
+        rest = [(b":scheme", b"https"), (b":authority", b"example.com")]
+        for fields in [
+            [(b":method", b"GET /admin"), (b":path", b"/x")] + rest,
+            [(b":method", b""), (b":path", b"/")] + rest,
+            [(b":method", b"G\x01T"), (b":path", b"/")] + rest,
+            [(b":method", b"GET"), (b":path", b"x")] + rest,
+            [(b":method", b"GET"), (b":path", b"/a b")] + rest,
+            [(b":method", b"GET"), (b":path", b"/a\x01")] + rest,
+            [(b":method", b"GET"), (b":path", b"/a\x7f")] + rest,
+            [(b":method", b"GET"), (b":path", b"/a\tb")] + rest,
+            [(b":method", b"GET"), (b":path", b"*")] + rest,
+            [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b""), (b":authority", b"a")],
+            [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"ht tp"), (b":authority", b"a")],
+            [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"1http"), (b":authority", b"a")],
+            [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":authority", b"a b")],
+            [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":authority", b"a/b")],
+            [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":authority", b"")],
+            [(b":method", b"CONNECT"), (b":authority", b"a b:443")],
+        ]:
+            self.refused(fields)
+
+    def test_good_pseudo_header_values(self):
+        raw = RawClient()
+        sid = 1
+        for fields in [
+            [(b":method", b"OPTIONS"), (b":scheme", b"https"), (b":path", b"*"),
+             (b":authority", b"example.com")],
+            [(b":method", b"M-SEARCH"), (b":scheme", b"coap+tcp"), (b":path", b"/a?b=%20&c#d"),
+             (b":authority", b"[::1]:8443")],
+            [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/\xc3\xa9"),
+             (b":authority", b"xn--e1afmkfd.example:80")],
+            GET + [(b"host", b"Example.COM")],     # Host compares case-insensitively
+        ]:
+            self.assertEqual(kinds(raw.send(raw.headers(sid, fields))),
+                             ["RequestReceived", "StreamEnded"], fields)
+            sid += 2
+
+    def test_extended_connect_needs_authority(self):
+        raw = RawClient()
+        raw.server.update_settings({F.ENABLE_CONNECT_PROTOCOL: 1})
+        raw.answer()
+        fields = [(b":method", b"CONNECT"), (b":protocol", b"websocket"),
+                  (b":scheme", b"https"), (b":path", b"/chat")]
+        self.refused(fields, end_stream=False, raw=raw)
+        events = raw.send(raw.headers(5, fields + [(b":authority", b"example.com")], False))
+        self.assertEqual(kinds(events), ["RequestReceived"])
+
+    def test_outbound_request_checked_too(self):
+        client, server = pair()
+        with self.assertRaises(H2UsageError):
+            client.start_request([(b":method", b"GET / HTTP/1.1\r\n"), (b":scheme", b"https"),
+                                  (b":path", b"/"), (b":authority", b"a")], True)
+        with self.assertRaises(H2UsageError):
+            client.start_request([(b":method", b"GET"), (b":scheme", b"https"),
+                                  (b":path", b"/ x"), (b":authority", b"a")], True)
+        self.assertEqual(client.data_to_send(), b"")
+
+    def test_status_out_of_range_is_malformed(self):
+        for status in (b"000", b"099", b"600", b"999"):
+            client, server = pair()
+            sid = client.start_request(GET, True)
+            pump(client, server)
+            block = server._encoder.encode([(b":status", status)])
+            events = client.receive_data(F.headers_frames(sid, block, False))
+            self.assertEqual(events, [StreamReset(sid, F.PROTOCOL_ERROR, False)], status)
+        with self.assertRaises(H2UsageError):
+            client, server = pair()
+            sid = client.start_request(GET, True)
+            pump(client, server)
+            server.send_headers(sid, [(b":status", b"099")])
+
+
+class PaddingWindowTest(unittest.TestCase):
+    """Padding-only DATA: its window comes back to the peer by
+    WINDOW_UPDATE, as for data (review finding 4)."""
+
+    def test_padding_only_data_gives_stream_window_back(self):
+        raw = RawClient()
+        raw.send(raw.headers(1, POST, end_stream=False))
+        raw.answer()
+        peer_window = 65535
+        for _ in range(257):
+            self.assertEqual(raw.send(F.data_frame(1, b"", pad=255)), [])
+            peer_window -= 255
+        updates = [f for f in raw.answer() if f.type == F.WINDOW_UPDATE and f.stream_id == 1]
+        peer_window += sum(f.increment for f in updates)
+        self.assertEqual(peer_window, raw.server.streams[1].recv_window)
+        self.assertGreaterEqual(peer_window, 65535 // 2)
+        # and the window we announced is the one enforced
+        body = b"x" * (peer_window + 1)
+        events = raw.send(b"".join(F.data_frame(1, body[i:i + 16384])
+                                   for i in range(0, len(body), 16384)))
+        self.assertEqual(sum(len(e.data) for e in events if isinstance(e, DataReceived)),
+                         len(body) - len(body) % 16384)
+        self.assertEqual(events[-1], StreamReset(1, F.FLOW_CONTROL_ERROR, False))
+
+
+class IdleStreamErrorTest(unittest.TestCase):
+    """Frame errors on idle streams, and before the first SETTINGS
+    (review finding 3, nit 10)."""
+
+    def test_zero_window_update_on_idle_stream_is_a_connection_error(self):
+        raw = RawClient()
+        raw.send(raw.headers(1, GET))
+        raw.answer()
+        events = raw.send(F._head(4, F.WINDOW_UPDATE, 0, 101) + b"\0\0\0\0")
+        self.assertEqual(kinds(events), ["ConnectionTerminated"])
+        frames = raw.answer()
+        self.assertEqual([(f.type, f.error_code) for f in frames], [(F.GOAWAY, F.PROTOCOL_ERROR)])
+
+    def test_zero_window_update_on_open_stream_resets_it(self):
+        raw = RawClient()
+        raw.send(raw.headers(1, POST, end_stream=False))
+        raw.answer()
+        events = raw.send(F._head(4, F.WINDOW_UPDATE, 0, 1) + b"\0\0\0\0")
+        self.assertEqual(events, [StreamReset(1, F.PROTOCOL_ERROR, False)])
+        self.assertFalse(raw.server.closed)
+
+    def test_bad_priority_on_idle_stream_is_a_stream_error(self):
+        # PRIORITY may come on an idle stream (RFC 9113 5.1)
+        raw = RawClient()
+        raw.send(F._head(4, F.PRIORITY, 0, 201) + b"\0\0\0\0")
+        self.assertFalse(raw.server.closed)
+        self.assertEqual([(f.type, f.error_code) for f in raw.answer()],
+                         [(F.RST_STREAM, F.FRAME_SIZE_ERROR)])
+
+    def test_stream_error_before_settings_is_a_connection_error(self):
+        server = H2Connection(False)
+        server.initiate()
+        server.data_to_send()
+        events = server.receive_data(PREFACE + F._head(4, F.PRIORITY, 0, 1) + b"\0\0\0\0")
+        self.assertEqual(kinds(events), ["ConnectionTerminated"])
+        self.assertEqual(events[0].error_code, F.PROTOCOL_ERROR)
+        self.assertTrue(server.closed)
+
+
+class TableSizeTest(unittest.TestCase):
+    """A lowered SETTINGS_HEADER_TABLE_SIZE is enforced (review finding 6)."""
+
+    def test_peer_ignoring_a_smaller_table_size_is_a_compression_error(self):
+        raw = RawClient(H2Config(header_table_size=0))
+        self.assertEqual(raw.server.local_settings[F.HEADER_TABLE_SIZE], 0)
+        events = raw.send(F.headers_frames(1, Encoder().encode(GET + [(b"x-big", b"v" * 300)]), True))
+        self.assertEqual(kinds(events), ["ConnectionTerminated"])
+        self.assertEqual(raw.goaway(), "COMPRESSION_ERROR")
+
+    def test_peer_honouring_a_smaller_table_size(self):
+        client, server = pair(server_config=H2Config(header_table_size=256))
+        for _ in range(3):
+            sid = client.start_request(GET + [(b"x-big", b"v" * 300)], True)
+            cev, sev = pump(client, server)
+            self.assertEqual(kinds(sev), ["RequestReceived", "StreamEnded"])
+        self.assertFalse(server.closed)
+        self.assertLessEqual(server._decoder.table_size, 256)
+
+
+class OutputCapTest(unittest.TestCase):
+    """H2Config(max_output=...): body data is framed as the owner takes
+    it, so what waits is counted by outbound_buffered (review finding 9)."""
+
+    def big_windows(self, config):
+        raw = RawClient(config)
+        raw.send(F.settings_frame([(F.INITIAL_WINDOW_SIZE, 2 ** 31 - 1)])
+                 + F.window_update_frame(0, 2 ** 31 - 1 - 65535))
+        raw.send(raw.headers(1, GET))
+        raw.answer()
+        raw.server.send_headers(1, OK)
+        return raw
+
+    def test_capped_output_framed_lazily(self):
+        raw = self.big_windows(H2Config(max_output=65536))
+        body = bytes(range(256)) * 4096   # 1 MiB
+        for i in range(0, len(body), 65536 * 2):
+            raw.server.send_data(1, body[i:i + 65536 * 2])
+        raw.server.end_stream(1)
+        self.assertLessEqual(len(raw.server._out), 65536 + 16384 + 200)
+        self.assertGreaterEqual(raw.server.outbound_buffered(), len(body) - 65536 - 16384)
+        self.assertEqual(raw.server.outbound_buffered(1), raw.server.outbound_buffered())
+        got, calls, ended = [], 0, False
+        while not ended:
+            out = raw.server.data_to_send()
+            self.assertTrue(out)
+            self.assertLessEqual(len(out), 65536 + 16384 + 200)
+            calls += 1
+            for f in raw.reader.feed(out):
+                if f.type == F.DATA:
+                    got.append(f.data)
+                    ended = f.end_stream
+        self.assertEqual(b"".join(got), body)
+        self.assertGreater(calls, 8)
+        self.assertEqual(raw.server.outbound_buffered(), 0)
+        self.assertEqual(raw.server.data_to_send(), b"")
+
+    def test_cap_holds_for_small_pieces(self):
+        raw = self.big_windows(H2Config(max_output=65536))
+        for _ in range(1000):
+            raw.server.send_data(1, b"y" * 1000)
+        self.assertLessEqual(len(raw.server._out), 65536 + 16384 + 200)
+        self.assertGreaterEqual(raw.server.outbound_buffered(1), 1000 * 1000 - 65536 - 16384)
+        raw.server.end_stream(1)
+        got, ended = 0, False
+        while not ended:
+            for f in raw.reader.feed(raw.server.data_to_send()):
+                if f.type == F.DATA:
+                    got += len(f.data)
+                    ended = f.end_stream
+        self.assertEqual(got, 1000 * 1000)
+
+    def test_uncapped_by_default(self):
+        raw = self.big_windows(None)
+        raw.server.send_data(1, b"x" * (1 << 20), True)
+        self.assertEqual(raw.server.outbound_buffered(), 0)
+        frames = raw.answer()
+        self.assertEqual(sum(len(f.data) for f in frames if f.type == F.DATA), 1 << 20)
+
+
+class SettingsFoldTest(unittest.TestCase):
+    """Many INITIAL_WINDOW_SIZE entries in one SETTINGS frame walk the
+    streams once (review finding 7)."""
+
+    class CountingDict(dict):
+        walks = 0
+
+        def values(self):
+            type(self).walks += 1
+            return dict.values(self)
+
+    def test_one_walk_per_frame(self):
+        raw = RawClient()
+        for sid in range(1, 41, 2):
+            raw.send(raw.headers(sid, POST, end_stream=False))
+        streams = raw.server.streams = self.CountingDict(raw.server.streams)
+        type(streams).walks = 0
+        entries = [(F.INITIAL_WINDOW_SIZE, 65535 + (i & 1)) for i in range(2000)]
+        raw.send(F.settings_frame(entries + [(F.INITIAL_WINDOW_SIZE, 70000)]))
+        self.assertLessEqual(type(streams).walks, 2)
+        self.assertFalse(raw.server.closed)
+        self.assertEqual({s.send_window for s in streams.values()}, {70000})
+
+    def test_overflow_still_caught(self):
+        raw = RawClient()
+        raw.send(raw.headers(1, POST, end_stream=False))
+        raw.send(F.window_update_frame(1, 2 ** 31 - 1 - 65535))
+        raw.send(F.settings_frame([(F.INITIAL_WINDOW_SIZE, 65536)]))
+        self.assertEqual(raw.goaway(), "FLOW_CONTROL_ERROR")
+
+
+class NeverIndexedCacheTest(unittest.TestCase):
+    """Never-indexed fields stay out of the process-wide cache of valid
+    fields (review finding 8)."""
+
+    def setUp(self):
+        from thor.http.h2 import connection
+        self.valid = connection._VALID
+        self.valid.clear()
+
+    def test_received_never_indexed_not_cached(self):
+        raw = RawClient()
+        secret = (b"x-api-key", b"s3cr3t-token-of-alice")
+        plain = (b"x-plain", b"1")
+        block = raw.encoder.encode(GET + [secret, plain], never_index=(b"x-api-key",))
+        events = raw.send(F.headers_frames(1, block, False))
+        self.assertEqual(events[0].never_indexed, frozenset((b"x-api-key",)))
+        self.assertNotIn(secret, self.valid)
+        self.assertIn(plain, self.valid)
+        trailer = (b"x-sig", b"s3cr3t-signature")
+        raw.send(F.headers_frames(1, raw.encoder.encode([trailer], never_index=(b"x-sig",)), True))
+        self.assertNotIn(trailer, self.valid)
+
+    def test_received_response_never_indexed_not_cached(self):
+        client, server = pair()
+        sid = client.start_request(GET, True)
+        pump(client, server)
+        secret = (b"x-token", b"s3cr3t-token-of-bob")
+        server.send_headers(sid, OK + [secret], True, never_index=(b"x-token",))
+        self.assertNotIn(secret, self.valid)   # checked on the way out too
+        cev, _ = pump(client, server)
+        self.assertEqual(kinds(cev), ["ResponseReceived", "StreamEnded"])
+        self.assertEqual(cev[0].never_indexed, frozenset((b"x-token",)))
+        self.assertNotIn(secret, self.valid)
+
+    def test_outbound_never_index_not_cached(self):
+        client, server = pair()
+        secret = (b"x-api-key", b"s3cr3t-token-of-carol")
+        client.start_request(GET + [secret], True, never_index=(b"x-api-key",))
+        self.assertNotIn(secret, self.valid)
+
+
+class NitsTest(unittest.TestCase):
+    """Review nits 11, 12, 16, 17."""
+
+    def client(self, config=None, clock=None):
+        kw = {"clock": clock} if clock else {}
+        client = H2Connection(True, config, **kw)
+        client.initiate()
+        client.data_to_send()
+        client.receive_data(F.settings_frame())
+        client.data_to_send()
+        return client
+
+    def test_informational_flood(self):
+        clock = FakeClock()
+        client = self.client(H2Config(empty_frame_burst=30, empty_frame_rate=1), clock)
+        sid = client.start_request(GET, True)
+        client.data_to_send()
+        block = Encoder().encode([(b":status", b"103"), (b"link", b"</a>; rel=preload")])
+        events = client.receive_data(F.headers_frames(sid, block) * 1000)
+        self.assertLessEqual(kinds(events).count("InformationalResponse"), 30)
+        self.assertEqual(events[-1].error_code, F.ENHANCE_YOUR_CALM)
+        self.assertTrue(client.closed)
+
+    def test_header_block_cap_in_one_frame(self):
+        raw = RawClient(H2Config(max_frame_size=1 << 20, max_header_block_size=1024,
+                                 max_header_list_size=1 << 20))
+        raw.send(raw.headers(1, GET + [(b"x", b"a" * 20000)], max_frame_size=1 << 20))
+        self.assertEqual(raw.goaway(), "ENHANCE_YOUR_CALM")
+
+    def test_ping_ack_out_of_order(self):
+        client = self.client()
+        client.ping(b"AAAAAAAA")
+        client.ping(b"BBBBBBBB")
+        client.ping(b"CCCCCCCC")
+        events = client.receive_data(F.ping_frame(b"BBBBBBBB", ack=True)
+                                     + F.ping_frame(b"CCCCCCCC", ack=True)
+                                     + F.ping_frame(b"AAAAAAAA", ack=True))
+        self.assertEqual(events, [PingAck(b"BBBBBBBB"), PingAck(b"CCCCCCCC")])
+        self.assertEqual(len(client._ping_sent), 0)
+
+    def test_unanswered_pings_bounded(self):
+        client = self.client()
+        for i in range(10000):
+            client.ping(b"%08d" % i)
+        self.assertLessEqual(len(client._ping_sent), 100)
+        self.assertEqual(client.receive_data(F.ping_frame(b"00009999", ack=True)),
+                         [PingAck(b"00009999")])
+
+    def test_goaway_last_stream_id_must_not_grow(self):
+        client = self.client()
+        events = client.receive_data(F.goaway_frame(101, 0))
+        self.assertEqual(kinds(events), ["ConnectionTerminated"])
+        events = client.receive_data(F.goaway_frame(1, 0))
+        self.assertEqual(kinds(events), ["ConnectionTerminated"])
+        self.assertFalse(client.closed)
+        events = client.receive_data(F.goaway_frame(3, 0))
+        self.assertEqual(events[-1], ConnectionTerminated(F.PROTOCOL_ERROR, 0, b"", False))
+        self.assertTrue(client.closed)
+
+
+class ResetRaceTest(unittest.TestCase):
+    """Calls on a stream the peer reset in the same batch are no-ops that
+    return False; misuse still raises (review API point a)."""
+
+    def reset_by_peer(self):
+        raw = RawClient()
+        raw.send(raw.headers(1, POST, end_stream=False))
+        raw.answer()
+        events = raw.send(F.data_frame(1, b"x" * 100) + F.rst_stream_frame(1, F.CANCEL))
+        self.assertEqual(kinds(events), ["DataReceived", "StreamReset"])
+        return raw
+
+    def test_calls_after_peer_reset_are_no_ops(self):
+        raw = self.reset_by_peer()
+        server = raw.server
+        self.assertIs(server.send_headers(1, OK), False)
+        self.assertIs(server.send_data(1, b"late"), False)
+        self.assertIs(server.end_stream(1), False)
+        self.assertIs(server.reset_stream(1), False)
+        self.assertEqual(server.data_to_send(), b"")
+
+    def test_calls_after_our_reset_are_no_ops(self):
+        raw = RawClient()
+        raw.send(raw.headers(1, POST, end_stream=False))
+        self.assertIs(raw.server.reset_stream(1), True)
+        raw.answer()
+        self.assertIs(raw.server.send_data(1, b"late"), False)
+        self.assertIs(raw.server.reset_stream(1), False)
+        self.assertEqual(raw.server.data_to_send(), b"")
+
+    def test_calls_after_goaway_refusal_are_no_ops(self):
+        client, server = pair()
+        sid = client.start_request(POST)
+        events = client.receive_data(F.goaway_frame(0, F.NO_ERROR))
+        self.assertIn(StreamReset(sid, F.REFUSED_STREAM, True), events)
+        self.assertIs(client.send_data(sid, b"body", True), False)
+
+    def test_successful_calls_return_true(self):
+        client, server = pair()
+        sid = client.start_request(POST)
+        self.assertIs(client.send_data(sid, b"a"), True)
+        self.assertIs(client.send_headers(sid, [(b"x-trailer", b"1")]), True)
+        pump(client, server)
+        self.assertIs(server.send_headers(sid, [(b":status", b"103")]), True)
+        self.assertIs(server.send_headers(sid, OK), True)
+        self.assertIs(server.end_stream(sid), True)
+
+    def test_misuse_still_raises(self):
+        raw = RawClient()
+        with self.assertRaises(H2UsageError):
+            raw.server.send_headers(7, OK)       # never opened
+        with self.assertRaises(H2UsageError):
+            raw.server.reset_stream(7)
+        raw.send(raw.headers(1, GET))
+        raw.server.send_headers(1, OK, end_stream=True)   # done normally
+        with self.assertRaises(H2UsageError):
+            raw.server.send_data(1, b"more")
+        with self.assertRaises(H2UsageError):
+            raw.server.reset_stream(1)
+
+    def test_remembered_resets_bounded(self):
+        raw = RawClient(H2Config(max_closed_streams=10))
+        for sid in range(1, 41, 2):
+            raw.send(raw.headers(sid, POST, end_stream=False))
+            raw.server.reset_stream(sid)
+        self.assertLessEqual(len(raw.server._reset_ids), 10)
+
+
+class UpdateSettingsTest(unittest.TestCase):
+    """update_settings refuses what the peer would have to treat as a
+    connection error, before anything is queued (review API point c)."""
+
+    def test_bad_values_refused(self):
+        client, server = pair()
+        for settings in [
+            {F.MAX_FRAME_SIZE: 100}, {F.MAX_FRAME_SIZE: 2 ** 24},
+            {F.INITIAL_WINDOW_SIZE: 2 ** 31}, {F.ENABLE_PUSH: 2}, {F.ENABLE_PUSH: 1},
+            {F.ENABLE_CONNECT_PROTOCOL: 2}, {F.MAX_CONCURRENT_STREAMS: -1},
+            {F.HEADER_TABLE_SIZE: 2 ** 32}, {0x10000: 1},
+        ]:
+            with self.assertRaises(H2UsageError, msg=settings):
+                server.update_settings(settings)
+            self.assertEqual(server.data_to_send(), b"", settings)
+        self.assertEqual(server.local_settings[F.INITIAL_WINDOW_SIZE], 65535)
+
+    def test_good_values_sent(self):
+        client, server = pair()
+        server.update_settings({F.MAX_FRAME_SIZE: 32768, F.INITIAL_WINDOW_SIZE: 2 ** 31 - 1,
+                                F.ENABLE_CONNECT_PROTOCOL: 1, 0x4242: 7})
+        cev, sev = pump(client, server)
+        self.assertEqual(kinds(cev), ["SettingsChanged"])
+        self.assertEqual(kinds(sev), ["SettingsAcknowledged"])
+        self.assertEqual(client.remote_settings[F.MAX_FRAME_SIZE], 32768)
+
+
+class ResetCreditTest(unittest.TestCase):
+    """Data delivered on a stream that is then reset gives its connection
+    window back whether or not the application acknowledges it (review
+    API point b); acknowledging it as well counts once."""
+
+    def setup(self):
+        raw = RawClient(H2Config(connection_window_size=65535))
+        raw.send(raw.headers(1, POST, end_stream=False))
+        raw.answer()
+        return raw
+
+    def connection_credit(self, raw):
+        return sum(f.increment for f in raw.answer()
+                   if f.type == F.WINDOW_UPDATE and f.stream_id == 0)
+
+    def test_unacknowledged_data_credited_on_peer_reset(self):
+        raw = self.setup()
+        events = raw.send(F.data_frame(1, b"x" * 16000) * 3 + F.rst_stream_frame(1, F.CANCEL))
+        self.assertEqual(kinds(events), ["DataReceived"] * 3 + ["StreamReset"])
+        self.assertEqual(raw.server._recv_window + raw.server._recv_unacked, 65535)
+        self.assertEqual(self.connection_credit(raw), 48000)
+        # the application acknowledging it anyway changes nothing
+        for e in events[:3]:
+            raw.server.acknowledge_data(e.stream_id, e.flow_length)
+        self.assertEqual(raw.server._recv_window + raw.server._recv_unacked, 65535)
+        self.assertEqual(self.connection_credit(raw), 0)
+
+    def test_partly_acknowledged_then_reset_by_us(self):
+        raw = self.setup()
+        events = raw.send(F.data_frame(1, b"x" * 16000) * 3)
+        raw.server.acknowledge_data(1, events[0].flow_length)
+        raw.server.reset_stream(1)
+        for e in events[1:]:
+            raw.server.acknowledge_data(e.stream_id, e.flow_length)
+        self.assertEqual(raw.server._recv_window + raw.server._recv_unacked, 65535)
+
+    def test_normal_close_still_needs_acknowledgement(self):
+        raw = self.setup()
+        events = raw.send(F.data_frame(1, b"x" * 16000, True))
+        raw.server.send_headers(1, OK, end_stream=True)
+        self.assertEqual(raw.server._recv_window + raw.server._recv_unacked, 65535 - 16000)
+        raw.server.acknowledge_data(1, events[0].flow_length)
+        self.assertEqual(raw.server._recv_window + raw.server._recv_unacked, 65535)

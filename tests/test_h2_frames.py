@@ -155,8 +155,13 @@ class ErrorTest(unittest.TestCase):
         self.error(self.raw(F.DATA, F.PADDED, 1, b"\x04abc"), F.PROTOCOL_ERROR)
         self.error(self.raw(F.DATA, F.PADDED, 1, b""), F.FRAME_SIZE_ERROR)
         self.error(self.raw(F.HEADERS, F.PADDED, 1, b"\x05\x82"), F.PROTOCOL_ERROR)
+        # RFC 9113 6.2: padding over the priority fields is a PROTOCOL_ERROR;
+        # a payload too short for them whatever the padding, FRAME_SIZE_ERROR
         self.error(self.raw(F.HEADERS, F.PADDED | F.PRIORITY_FLAG, 1, b"\x02\0\0\0\0\x10\0"),
+                   F.PROTOCOL_ERROR)
+        self.error(self.raw(F.HEADERS, F.PADDED | F.PRIORITY_FLAG, 1, b"\x00\0\0\0\0"),
                    F.FRAME_SIZE_ERROR)
+        self.error(self.raw(F.HEADERS, F.PRIORITY_FLAG, 1, b"\0\0\0\0"), F.FRAME_SIZE_ERROR)
         self.error(self.raw(F.PUSH_PROMISE, F.PADDED, 1, b"\x09\0\0\0\x02abc"), F.PROTOCOL_ERROR)
         # the padding exactly fills the rest: valid, empty data
         self.assertEqual(read(self, self.raw(F.DATA, F.PADDED, 1, b"\x03abc")),
@@ -179,6 +184,12 @@ class ErrorTest(unittest.TestCase):
         self.assertEqual([f.type for f in got], [F.ERROR, F.ERROR, F.PING])
         self.assertEqual([f.stream_id for f in got[:2]], [1, 1])
         self.assertEqual(got[1].code, F.PROTOCOL_ERROR)
+
+    def test_stream_errors_name_the_frame_type(self):
+        got = read(self, self.raw(F.PRIORITY, 0, 1, b"\0" * 4) + F.priority_frame(3, 3)
+                   + self.raw(F.WINDOW_UPDATE, 0, 5, b"\0" * 4))
+        self.assertEqual([(f.type, f.frame_type) for f in got],
+                         [(F.ERROR, F.PRIORITY), (F.ERROR, F.PRIORITY), (F.ERROR, F.WINDOW_UPDATE)])
 
     def test_zero_window_update_on_connection(self):
         self.error(self.raw(F.WINDOW_UPDATE, 0, 0, b"\0" * 4), F.PROTOCOL_ERROR)

@@ -287,6 +287,29 @@ class DecoderErrorTest(unittest.TestCase):
         with self.assertRaisesRegex(HpackError, "more than two"):
             Decoder().decode(b"\x20\x20\x20\x82")
 
+    def test_lowered_table_size_needs_an_update_first(self):
+        # RFC 7541 4.2: once our smaller SETTINGS_HEADER_TABLE_SIZE is
+        # acknowledged, the next block must start with an update to it
+        d = Decoder(max_table_size=4096)
+        d.decode(unhex(C3[0]))
+        d.decode(b"\x82")          # cached
+        d.set_max_table_size(100)
+        self.assertEqual(d.max_table_size, 100)
+        with self.assertRaisesRegex(HpackError, "size update"):
+            d.decode(b"\x82")
+        with self.assertRaisesRegex(HpackError, "over the limit"):
+            d.decode(b"\x3f\x46\x82")   # 101
+        with self.assertRaisesRegex(HpackError, "size update"):
+            d.decode(b"\x82")
+        self.assertEqual(d.decode(b"\x3f\x41\x82"), [(b":method", b"GET")])  # 96
+        self.assertEqual(d.decode(b"\x82"), [(b":method", b"GET")])
+        # raising the limit, or lowering it to no less than the table's
+        # size in use, asks for nothing
+        d.set_max_table_size(4096)
+        self.assertEqual(d.decode(b"\x82"), [(b":method", b"GET")])
+        d.set_max_table_size(96)
+        self.assertEqual(d.decode(b"\x82"), [(b":method", b"GET")])
+
     def test_eviction_keeps_size(self):
         d = Decoder(max_table_size=100)
         d._table.resize(100)

@@ -57,7 +57,8 @@ ValueError) at the call, before anything is queued.
 
 Errors: a peer's protocol error ends the connection with GOAWAY and the
 RFC's code (ConnectionTerminated, remote False); a stream error resets
-that stream only. The application's misuse raises ``H2UsageError``.
+that stream only. The application's misuse raises ``H2UsageError``; a
+call on a stream already reset (a race, not a misuse) returns False.
 
 Limits (``H2Config``; one config may serve many connections) and the
 attacks they stop are listed in doc/http2.md; each has a test in
@@ -95,6 +96,9 @@ __all__ = [
 
 Field = Tuple[bytes, bytes]
 HeaderList = List[Field]
+
+# A frame header: (length << 8 | type, flags, stream id) -> 9 octets.
+_FRAME_HEAD = fr._HEAD.pack
 
 #: What a client sends first (RFC 9113 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -242,7 +246,7 @@ class H2Config:
         "max_header_block_size", "max_continuation_frames", "window_update_ratio",
         "reset_burst", "reset_rate", "ping_burst", "ping_rate",
         "settings_burst", "settings_rate", "empty_frame_burst", "empty_frame_rate",
-        "max_closed_streams", "validate_outbound", "huffman",
+        "max_closed_streams", "validate_outbound", "huffman", "max_output",
     )
 
     def __init__(
@@ -267,6 +271,7 @@ class H2Config:
         max_closed_streams: int = 1000,
         validate_outbound: bool = True,
         huffman: bool = True,
+        max_output: int = 0,
     ) -> None:
         self.header_table_size = header_table_size
         self.max_concurrent_streams = max_concurrent_streams
@@ -288,6 +293,7 @@ class H2Config:
         self.max_closed_streams = max_closed_streams
         self.validate_outbound = validate_outbound
         self.huffman = huffman
+        self.max_output = max_output
         if not fr.MIN_MAX_FRAME_SIZE <= max_frame_size <= fr.MAX_MAX_FRAME_SIZE:
             raise ValueError("max_frame_size must be 2^14 to 2^24-1")
         if not 0 <= initial_window_size <= MAX_WINDOW:
@@ -341,6 +347,21 @@ _CONNECTION_SPECIFIC = frozenset((
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 _PLAIN_PSEUDO = _REQUEST_PSEUDO - {b":protocol"}
 _NO_PSEUDO: FrozenSet[bytes] = frozenset()
+# Pseudo-header values (RFC 9113 8.3.1), checked so that none can turn
+# into another request line once translated to HTTP/1.1: a token
+# (RFC 9110 5.6.2); a path of visible octets (obs-text too); a scheme
+# (RFC 3986 3.1); an authority's characters (RFC 3986 3.2, no userinfo).
+_TOKEN_CHARS = _NAME_CHARS + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_PATH_CHARS = bytes(b for b in range(256) if b > 0x20 and b != 0x7f)
+_SCHEME_CHARS = b"+-.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_AUTHORITY_CHARS = _SCHEME_CHARS + b"_~%!$&'()*,;=:[]"
+_SCHEME_LEAD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# the usual values, known good: one look-up
+_METHODS = frozenset((
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE"))
+_SCHEMES = frozenset((b"https", b"http"))
+# authorities found valid (the few hosts a server answers for), bounded
+_AUTHORITIES: Set[bytes] = set()
 
 
 class _Malformed(Exception):
@@ -360,9 +381,11 @@ _VALID_FIELD_LEN = 256
 
 def _check_fields(
     headers: Sequence[Field], pseudo_allowed: FrozenSet[bytes],
+    never_indexed: Collection[bytes] = _NONE,
 ) -> Tuple[Dict[bytes, bytes], Optional[int], Optional[bytes]]:
     """(pseudo-header fields, Content-Length, Host) of a field section,
-    checked; raises _Malformed."""
+    checked; raises _Malformed. ``never_indexed``: names sent (or to be
+    sent) as never-indexed, kept out of _VALID as credentials are."""
     pseudo: Dict[bytes, bytes] = {}
     regular = False
     length: Optional[int] = None
@@ -398,7 +421,8 @@ def _check_fields(
             host = value
         elif name == b"te" and value != b"trailers":
             raise _Malformed("TE other than trailers")
-        elif len(name) + len(value) <= _VALID_FIELD_LEN and name not in _SENSITIVE:
+        elif (len(name) + len(value) <= _VALID_FIELD_LEN and name not in _SENSITIVE
+              and name not in never_indexed):
             if len(valid) >= _VALID_MAX:
                 valid.clear()
             valid.add(field)
@@ -420,12 +444,15 @@ def _content_length(value: bytes, length: Optional[int]) -> int:
     return n
 
 
-def _check_request(headers: Sequence[Field], connect_protocol: bool = False) -> Optional[int]:
+def _check_request(
+    headers: Sequence[Field], connect_protocol: bool = False,
+    never_indexed: Collection[bytes] = _NONE,
+) -> Optional[int]:
     """A request head's Content-Length (or None), checked; raises _Malformed.
     ``connect_protocol``: we announced SETTINGS_ENABLE_CONNECT_PROTOCOL
     (RFC 8441), so ``:protocol`` is allowed."""
     pseudo, length, host = _check_fields(
-        headers, _REQUEST_PSEUDO if connect_protocol else _PLAIN_PSEUDO)
+        headers, _REQUEST_PSEUDO if connect_protocol else _PLAIN_PSEUDO, never_indexed)
     method = pseudo.get(b":method")
     if method is None:
         raise _Malformed("request without :method")
@@ -433,15 +460,32 @@ def _check_request(headers: Sequence[Field], connect_protocol: bool = False) -> 
         if b":scheme" in pseudo or b":path" in pseudo or b":authority" not in pseudo:
             raise _Malformed("CONNECT needs :authority and no :scheme or :path")
     else:
-        if b":protocol" in pseudo and method != b"CONNECT":
-            raise _Malformed(":protocol on a request that is not CONNECT")
-        if b":scheme" not in pseudo or not pseudo.get(b":path"):
+        if b":protocol" in pseudo and (method != b"CONNECT" or b":authority" not in pseudo):
+            raise _Malformed(":protocol not on a CONNECT with :authority (RFC 8441 4)")
+        scheme = pseudo.get(b":scheme")
+        path = pseudo.get(b":path")
+        if not scheme or not path:
             raise _Malformed("request without :scheme or :path")
+        if scheme not in _SCHEMES and (
+                scheme.translate(None, _SCHEME_CHARS) or scheme[0] not in _SCHEME_LEAD):
+            raise _Malformed(":scheme %r invalid" % scheme)
+        if path[0] != 47 and (path != b"*" or method != b"OPTIONS"):  # 47: "/"
+            raise _Malformed(":path %r neither absolute nor OPTIONS *" % path)
+        if path.translate(None, _PATH_CHARS):
+            raise _Malformed(":path with spaces or control characters")
+    if method not in _METHODS and (not method or method.translate(None, _TOKEN_CHARS)):
+        raise _Malformed(":method %r not a token" % method)
     authority = pseudo.get(b":authority")
     if authority is not None:
-        if b"@" in authority:
-            raise _Malformed(":authority with userinfo")
-        if host is not None and host != authority:
+        if authority not in _AUTHORITIES:
+            if b"@" in authority:
+                raise _Malformed(":authority with userinfo")
+            if not authority or authority.translate(None, _AUTHORITY_CHARS):
+                raise _Malformed(":authority %r invalid" % authority)
+            if len(_AUTHORITIES) >= 256:
+                _AUTHORITIES.clear()
+            _AUTHORITIES.add(authority)
+        if host is not None and host != authority and host.lower() != authority.lower():
             raise _Malformed("Host differs from :authority")
     return length
 
@@ -449,10 +493,12 @@ def _check_request(headers: Sequence[Field], connect_protocol: bool = False) -> 
 _STATUS_ONLY = frozenset((b":status",))
 
 
-def _check_response(headers: Sequence[Field]) -> Tuple[int, Optional[int]]:
-    pseudo, length, _ = _check_fields(headers, _STATUS_ONLY)
+def _check_response(
+    headers: Sequence[Field], never_indexed: Collection[bytes] = _NONE,
+) -> Tuple[int, Optional[int]]:
+    pseudo, length, _ = _check_fields(headers, _STATUS_ONLY, never_indexed)
     status = pseudo.get(b":status")
-    if status is None or len(status) != 3 or not status.isdigit():
+    if status is None or len(status) != 3 or not status.isdigit() or not b"100" <= status < b"600":
         raise _Malformed("response without a valid :status")
     return int(status), length
 
@@ -465,8 +511,8 @@ def _status_of(headers: Sequence[Field]) -> int:
     return 200
 
 
-def _check_trailers(headers: Sequence[Field]) -> None:
-    _, length, host = _check_fields(headers, _NO_PSEUDO)
+def _check_trailers(headers: Sequence[Field], never_indexed: Collection[bytes] = _NONE) -> None:
+    _, length, host = _check_fields(headers, _NO_PSEUDO, never_indexed)
     if length is not None or host is not None:
         raise _Malformed("Content-Length or Host in trailers")
 
@@ -486,7 +532,7 @@ class _Stream:
         "head_received", "head_sent", "expect_length", "received_length",
         "no_body", "outbound", "outbound_size", "end_queued", "trailers_queued",
         "trailers_never_index",
-        "local",
+        "local", "delivered",
     )
 
     def __init__(self, stream_id: int, send_window: int, recv_window: int, local: bool) -> None:
@@ -507,6 +553,9 @@ class _Stream:
         self.trailers_queued: Optional[HeaderList] = None
         self.trailers_never_index: Collection[bytes] = ()
         self.local = local              # we opened it
+        # DATA octets delivered, not yet acknowledged: given back to the
+        # connection window if the stream is reset
+        self.delivered = 0
 
 
 # the peer's settings before its SETTINGS frame (RFC 9113 6.5.2)
@@ -542,7 +591,8 @@ class H2Connection:
         "_peer_open", "_local_open", "_continuing", "_closed", "_closed_evicted",
         "_resets", "_pings", "_settings_floods", "_empty_frames",
         "goaway_sent", "goaway_received", "_last_peer_processed", "_blocked",
-        "_dispatch", "error_code", "_ping_sent",
+        "_dispatch", "error_code", "_ping_sent", "_checked_head", "_checked_length",
+        "_goaway_last", "_reset_ids", "_max_output",
     )
 
     def __init__(
@@ -606,7 +656,18 @@ class H2Connection:
         }
         #: set when the connection ended with an error (ours or the peer's)
         self.error_code: Optional[int] = None
-        self._ping_sent: Deque[bytes] = deque()
+        # unanswered pings, the oldest dropped past 64
+        self._ping_sent: Deque[bytes] = deque(maxlen=64)
+        # the last GOAWAY's last_stream_id, which may only go down
+        self._goaway_last = MAX_STREAM_ID
+        # streams reset (either side) that the application knew of
+        self._reset_ids: Dict[int, None] = {}
+        self._max_output = cfg.max_output
+        # The last request head checked (the decoder's list, which it
+        # returns again for a repeated block) and its Content-Length: a
+        # client repeating a request is checked once.
+        self._checked_head: Optional[HeaderList] = None
+        self._checked_length: Optional[int] = None
 
     # -- the owner's calls ---------------------------------------------------------------
 
@@ -632,7 +693,11 @@ class H2Connection:
             self._out += fr.window_update_frame(0, delta)
 
     def data_to_send(self) -> bytes:
-        """The bytes queued for the peer (and forget them)."""
+        """The bytes queued for the peer (and forget them). With
+        ``max_output``, body data is framed here, about that much a call:
+        call again whenever the transport can take more."""
+        if self._blocked and self._max_output:
+            self._frame_more()
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -658,7 +723,9 @@ class H2Connection:
             for frame in frames:
                 if self._state == _FIRST_SETTINGS:
                     if frame.type != fr.SETTINGS or frame.ack:  # type: ignore[attr-defined]
-                        if frame.type != fr.ERROR:
+                        # a broken frame's own connection error stands; a
+                        # stream error is no excuse to skip SETTINGS
+                        if frame.type != fr.ERROR or not frame.connection:  # type: ignore[attr-defined]
                             raise _ConnectionError(
                                 PROTOCOL_ERROR, "first frame is not SETTINGS")
                     else:
@@ -719,7 +786,8 @@ class H2Connection:
         no_body = False
         if self.config.validate_outbound:
             try:
-                _check_request(headers, bool(self.remote_settings.get(ENABLE_CONNECT_PROTOCOL)))
+                _check_request(
+                    headers, bool(self.remote_settings.get(ENABLE_CONNECT_PROTOCOL)), never_index)
             except _Malformed as err:
                 raise H2UsageError(str(err)) from None
         for name, value in headers:
@@ -743,36 +811,40 @@ class H2Connection:
     def send_headers(
         self, stream_id: int, headers: Sequence[Field], end_stream: bool = False,
         never_index: Collection[bytes] = (),
-    ) -> None:
+    ) -> bool:
         """A response head (server; 1xx heads first if any), or trailers
         (either side, after the head: ``end_stream`` is implied).
         ``never_index``: names to send as never-indexed literals (besides
-        credentials, which always are)."""
+        credentials, which always are). False (nothing sent) when the
+        stream was reset, by the peer or by us: a race, not a misuse."""
         stream = self._sendable(stream_id)
+        if stream is None:
+            return False
         validate = self.config.validate_outbound
         if not stream.head_sent:
             if self.client_side:
                 raise H2UsageError("request head already sent")
             try:
-                status = _check_response(headers)[0] if validate else _status_of(headers)
+                status = (_check_response(headers, never_index)[0] if validate
+                          else _status_of(headers))
             except _Malformed as err:
                 raise H2UsageError(str(err)) from None
             if status < 200:
                 if end_stream or status == 101:
                     raise H2UsageError("1xx heads cannot end a stream; 101 is not HTTP/2")
                 self._write_headers(stream_id, headers, False, never_index)
-                return
+                return True
             stream.head_sent = True
             if stream.outbound or stream.end_queued:
                 raise H2UsageError("data queued before the head")
             self._write_headers(stream_id, headers, end_stream, never_index)
             if end_stream:
                 self._local_end(stream)
-            return
+            return True
         # trailers
         if validate:
             try:
-                _check_trailers(headers)
+                _check_trailers(headers, never_index)
             except _Malformed as err:
                 raise H2UsageError(str(err)) from None
         if stream.end_queued:
@@ -782,30 +854,53 @@ class H2Connection:
             # encoded when they go out, so HPACK sees blocks in wire order
             stream.trailers_queued = list(headers)
             stream.trailers_never_index = never_index
-            return
+            return True
         self._write_headers(stream_id, headers, True, never_index)
         self._local_end(stream)
+        return True
 
     def send_data(
         self, stream_id: int, data: Union[bytes, bytearray, memoryview], end_stream: bool = False,
-    ) -> None:
+    ) -> bool:
         """Queue body data; it goes out as the peer's windows allow
-        (``outbound_buffered`` tells how much waits)."""
+        (``outbound_buffered`` tells how much waits). False (nothing
+        queued) when the stream was reset, as for send_headers."""
         stream = self._sendable(stream_id)
+        if stream is None:
+            return False
         if not stream.head_sent:
             raise H2UsageError("data before the head")
         if stream.end_queued:
             raise H2UsageError("stream already ended")
+        n = len(data)
+        if (
+            n and not stream.outbound and n <= self._send_window and n <= stream.send_window
+            and n <= self.remote_settings[MAX_FRAME_SIZE]
+            and (not self._max_output or len(self._out) < self._max_output)
+        ):
+            # What fits at once in one frame, nothing queued before it (a
+            # small response): framed here, without a copy or a queue.
+            self._send_window -= n
+            stream.send_window -= n
+            out = self._out
+            out += _FRAME_HEAD((n << 8) | fr.DATA, fr.END_STREAM if end_stream else 0, stream_id)
+            out += data
+            if end_stream:
+                stream.end_queued = True
+                self._local_end(stream)
+            return True
         if data:
             stream.outbound.append(memoryview(bytes(data)))
             stream.outbound_size += len(data)
         if end_stream:
             stream.end_queued = True
         self._flush(stream)
+        return True
 
-    def end_stream(self, stream_id: int) -> None:
-        """End our side of the stream (after the data queued)."""
-        self.send_data(stream_id, b"", True)
+    def end_stream(self, stream_id: int) -> bool:
+        """End our side of the stream (after the data queued); False as
+        for send_data."""
+        return self.send_data(stream_id, b"", True)
 
     def outbound_buffered(self, stream_id: int = 0) -> int:
         """Body octets queued, waiting for flow-control window (0: all streams)."""
@@ -826,13 +921,17 @@ class H2Connection:
         WINDOW_UPDATE frames go out once half a window is consumed."""
         if flow_length <= 0 or self._state == _CLOSED:
             return
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.delivered -= flow_length
+        elif stream_id in self._reset_ids:
+            return  # given back when the stream was reset
         ratio = self.config.window_update_ratio
         self._recv_unacked += flow_length
         if self._recv_unacked >= self.config.connection_window_size * ratio:
             self._out += fr.window_update_frame(0, self._recv_unacked)
             self._recv_window += self._recv_unacked
             self._recv_unacked = 0
-        stream = self.streams.get(stream_id)
         if stream is None or stream.state == HALF_CLOSED_REMOTE:
             return
         stream.unacked += flow_length
@@ -841,12 +940,16 @@ class H2Connection:
             stream.recv_window += stream.unacked
             stream.unacked = 0
 
-    def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
-        """Reset a stream (RST_STREAM); queued data for it is dropped."""
+    def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> bool:
+        """Reset a stream (RST_STREAM); queued data for it is dropped.
+        False (nothing sent) when it was reset already, either side."""
         stream = self.streams.get(stream_id)
         if stream is None:
+            if stream_id in self._reset_ids:
+                return False
             raise H2UsageError("stream %d is not open" % stream_id)
         self._reset(stream, error_code)
+        return True
 
     def ping(self, data: bytes = b"\0" * 8) -> None:
         """Send a PING; its answer comes as PingAck."""
@@ -862,7 +965,20 @@ class H2Connection:
 
     def update_settings(self, settings: Dict[int, int]) -> None:
         """Announce new settings (applied once the peer acknowledges; a more
-        permissive value now)."""
+        permissive value now). Values the peer would have to take as a
+        connection error (RFC 9113 6.5.2, RFC 8441 3) raise H2UsageError."""
+        for ident, value in settings.items():
+            if not 0 <= ident <= 0xffff or not 0 <= value <= 0xffffffff:
+                raise H2UsageError("setting %r = %r out of range" % (ident, value))
+            if ident == ENABLE_PUSH and value:
+                raise H2UsageError("push is not supported: SETTINGS_ENABLE_PUSH must be 0")
+            if ident == ENABLE_CONNECT_PROTOCOL and value > 1:
+                raise H2UsageError("SETTINGS_ENABLE_CONNECT_PROTOCOL must be 0 or 1")
+            if ident == INITIAL_WINDOW_SIZE and value > MAX_WINDOW:
+                raise H2UsageError("SETTINGS_INITIAL_WINDOW_SIZE must be at most 2^31-1")
+            if ident == MAX_FRAME_SIZE and not (
+                    fr.MIN_MAX_FRAME_SIZE <= value <= fr.MAX_MAX_FRAME_SIZE):
+                raise H2UsageError("SETTINGS_MAX_FRAME_SIZE must be 2^14 to 2^24-1")
         self._send_settings(list(settings.items()))
 
     # -- sending internals ------------------------------------------------------------------
@@ -881,6 +997,7 @@ class H2Connection:
                 self._apply_local(ident, value)
 
     def _apply_local(self, ident: int, value: int) -> None:
+        self._checked_head = None  # checked under other settings
         old = self.local_settings.get(ident, 0)
         self.local_settings[ident] = value
         if ident == INITIAL_WINDOW_SIZE:
@@ -890,15 +1007,18 @@ class H2Connection:
         elif ident == MAX_FRAME_SIZE:
             self._reader.max_frame_size = value
         elif ident == HEADER_TABLE_SIZE:
-            self._decoder.max_table_size = value
+            self._decoder.set_max_table_size(value)
         elif ident == MAX_HEADER_LIST_SIZE:
             self._decoder.max_header_list_size = value
 
-    def _sendable(self, stream_id: int) -> _Stream:
+    def _sendable(self, stream_id: int) -> Optional[_Stream]:
+        """The stream to send on; None if it was reset (either side)."""
         if self._state == _CLOSED:
             raise H2UsageError("connection closed")
         stream = self.streams.get(stream_id)
         if stream is None:
+            if stream_id in self._reset_ids:
+                return None
             raise H2UsageError("stream %d is not open" % stream_id)
         if stream.state == HALF_CLOSED_LOCAL:
             raise H2UsageError("stream %d already ended on our side" % stream_id)
@@ -909,6 +1029,15 @@ class H2Connection:
         never_index: Collection[bytes] = (),
     ) -> None:
         block = self._encoder.encode(headers, never_index)
+        n = len(block)
+        if n <= self.remote_settings[MAX_FRAME_SIZE]:
+            # one HEADERS frame, the usual case: framed here
+            out = self._out
+            out += _FRAME_HEAD(
+                (n << 8) | fr.HEADERS,
+                fr.END_HEADERS | fr.END_STREAM if end_stream else fr.END_HEADERS, stream_id)
+            out += block
+            return
         self._out += fr.headers_frames(
             stream_id, block, end_stream, self.remote_settings[MAX_FRAME_SIZE])
 
@@ -918,9 +1047,10 @@ class H2Connection:
         outbound = stream.outbound
         max_frame = self.remote_settings[MAX_FRAME_SIZE]
         sid = stream.stream_id
+        cap = self._max_output
         while outbound:
             room = min(self._send_window, stream.send_window, max_frame)
-            if room <= 0:
+            if room <= 0 or (cap and len(out) >= cap):
                 self._blocked[sid] = None
                 return
             chunk = outbound[0]
@@ -948,6 +1078,18 @@ class H2Connection:
             else:
                 out += fr.data_frame(sid, b"", True)
             self._local_end(stream)
+
+    def _frame_more(self) -> None:
+        """Frame queued data up to max_output, for data_to_send."""
+        cap = self._max_output
+        for sid in list(self._blocked):
+            if len(self._out) >= cap or self._send_window <= 0 or self._state == _CLOSED:
+                return
+            stream = self.streams.get(sid)
+            if stream is None:
+                self._blocked.pop(sid, None)
+            elif stream.send_window > 0:
+                self._flush(stream)
 
     def _flush_blocked(self, events: List[Event]) -> None:
         for sid in list(self._blocked):
@@ -987,8 +1129,26 @@ class H2Connection:
     def _reset(self, stream: _Stream, code: int) -> None:
         self._out += fr.rst_stream_frame(stream.stream_id, code)
         self._close_stream(stream, True)
+        self._note_reset(stream)
+
+    def _note_reset(self, stream: _Stream) -> None:
+        """Remember a stream the application knew and that was reset, so
+        that its late calls on it are no-ops (bounded as _closed is), and
+        give back the connection window of data it did not acknowledge
+        (its acknowledgements from now on are ignored)."""
+        if stream.delivered > 0:
+            self._credit_connection(stream.delivered)
+        reset = self._reset_ids
+        reset[stream.stream_id] = None
+        if len(reset) > self.config.max_closed_streams:
+            del reset[next(iter(reset))]
 
     def _stream_error(self, stream_id: int, code: int, events: List[Event], announce: bool) -> None:
+        # Every reset here answers a peer's frame: one that provokes them
+        # in a loop (CVE-2025-8671, "MadeYouReset"), or makes us queue
+        # RST_STREAM frames it never reads, pays from the reset bucket.
+        if not self._resets.take():
+            self._calm("too many stream errors")
         stream = self.streams.get(stream_id)
         if stream is not None:
             self._reset(stream, code)
@@ -1038,6 +1198,10 @@ class H2Connection:
         if frame.connection:
             raise _ConnectionError(frame.code, frame.message)
         sid = frame.stream_id
+        if frame.frame_type != fr.PRIORITY and self._idle(sid):
+            # RFC 9113 5.1: on an idle stream only HEADERS and PRIORITY may
+            # come, and 6.4: no RST_STREAM on one
+            raise _ConnectionError(PROTOCOL_ERROR, "%s on idle stream %d" % (frame.message, sid))
         self._stream_error(sid, frame.code, events, sid in self.streams)
 
     def _is_peer_stream(self, stream_id: int) -> bool:
@@ -1086,11 +1250,20 @@ class H2Connection:
                 self._credit_connection(n)
                 self._stream_error(sid, PROTOCOL_ERROR, events, True)
                 return
+            stream.delivered += n
             events.append(DataReceived(sid, data, n))
         elif n:
-            # padding only: nothing for the application to acknowledge
+            # padding only: nothing for the application to acknowledge, so
+            # acknowledged here, as acknowledge_data would (the peer's
+            # window must come back too, or the stream stalls)
             self._credit_connection(n)
-            stream.recv_window += n
+            if not frame.end_stream:
+                stream.unacked += n
+                if stream.unacked >= (self.local_settings[INITIAL_WINDOW_SIZE]
+                                      * self.config.window_update_ratio):
+                    self._out += fr.window_update_frame(sid, stream.unacked)
+                    stream.recv_window += stream.unacked
+                    stream.unacked = 0
         if frame.end_stream:
             self._remote_end(stream, events)
 
@@ -1120,9 +1293,9 @@ class H2Connection:
 
     def _on_headers(self, frame: HeadersFrame, events: List[Event]) -> None:
         block = frame.block
+        if len(block) > self.config.max_header_block_size:
+            self._calm("header block over %d octets" % self.config.max_header_block_size)
         if not frame.end_headers:
-            if len(block) > self.config.max_header_block_size:
-                self._calm("header block over %d octets" % self.config.max_header_block_size)
             self._continuing = (
                 frame.stream_id, [block], frame.end_stream, 1, len(block), frame.priority)
             return
@@ -1196,22 +1369,26 @@ class H2Connection:
             if not stream.head_received:
                 if not self.client_side:
                     raise _Malformed("second request head")
-                status, length = _check_response(headers)
+                status, length = _check_response(headers, self._decoder.never_indexed)
                 if status < 200:
                     if end_stream or status == 101:
                         raise _Malformed("1xx head ends the stream, or 101")
-                    events.append(InformationalResponse(sid, headers, self._decoder.never_indexed))
+                    # any number may come: each costs the peer a token
+                    if not self._empty_frames.take():
+                        self._calm("informational response flood")
+                    events.append(InformationalResponse(
+                        sid, headers[:], self._decoder.never_indexed))
                     return
                 stream.head_received = True
                 if status == 304 or status == 204:
                     stream.no_body = True
                 stream.expect_length = length
-                events.append(ResponseReceived(sid, headers, self._decoder.never_indexed))
+                events.append(ResponseReceived(sid, headers[:], self._decoder.never_indexed))
             else:
                 if not end_stream:
                     raise _Malformed("trailers without END_STREAM")
-                _check_trailers(headers)
-                events.append(TrailersReceived(sid, headers, self._decoder.never_indexed))
+                _check_trailers(headers, self._decoder.never_indexed)
+                events.append(TrailersReceived(sid, headers[:], self._decoder.never_indexed))
         except _Malformed:
             self._stream_error(sid, PROTOCOL_ERROR, events, True)
             return
@@ -1239,8 +1416,14 @@ class H2Connection:
             self._respond_too_large(sid, end_stream)
             return
         try:
-            length = _check_request(
-                headers, bool(self.local_settings.get(ENABLE_CONNECT_PROTOCOL)))
+            if headers is self._checked_head:
+                length = self._checked_length
+            else:
+                length = _check_request(
+                    headers, bool(self.local_settings.get(ENABLE_CONNECT_PROTOCOL)),
+                    self._decoder.never_indexed)
+                self._checked_head = headers
+                self._checked_length = length
             if end_stream and length:
                 raise _Malformed("Content-Length with no content")
         except _Malformed:
@@ -1255,11 +1438,15 @@ class H2Connection:
         stream.expect_length = length
         self.streams[sid] = stream
         self._peer_open += 1
-        events.append(RequestReceived(sid, headers, self._decoder.never_indexed))
+        # a copy: the decoder may return its list again (see Decoder.decode)
+        events.append(RequestReceived(sid, headers[:], self._decoder.never_indexed))
         if end_stream:
             self._remote_end(stream, events)
 
     def _respond_too_large(self, sid: int, end_stream: bool) -> None:
+        # a small block can decode to a huge list: each answer costs a token
+        if not self._resets.take():
+            self._calm("too many oversized header lists")
         self._write_headers(sid, [(b":status", b"431")], True)
         if not end_stream:
             self._out += fr.rst_stream_frame(sid, NO_ERROR)
@@ -1274,6 +1461,7 @@ class H2Connection:
             return
         # closed by the peer: anything it sends on it later is an error
         self._close_stream(stream)
+        self._note_reset(stream)
         events.append(StreamReset(sid, frame.error_code, True))
         # CVE-2023-44487: streams opened and reset in a loop cost us work
         # each; a peer that resets faster than the bucket refills must go
@@ -1291,20 +1479,23 @@ class H2Connection:
             self._calm("SETTINGS flood")
         changed: Dict[int, int] = {}
         remote = self.remote_settings
+        old_window = remote[INITIAL_WINDOW_SIZE]
         for ident, value in frame.settings:
             if ident == ENABLE_PUSH and value and self.client_side:
                 raise _ConnectionError(PROTOCOL_ERROR, "a server enabling push")
-            if ident == INITIAL_WINDOW_SIZE:
-                delta = value - remote[INITIAL_WINDOW_SIZE]
-                for stream in self.streams.values():
-                    stream.send_window += delta
-                    if stream.send_window > MAX_WINDOW:
-                        raise _ConnectionError(
-                            FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE overflows a window")
-            elif ident == HEADER_TABLE_SIZE:
+            if ident == HEADER_TABLE_SIZE:
                 self._encoder.set_peer_table_size(value)
             remote[ident] = value
             changed[ident] = value
+        # the frame's net change, once: a frame repeating the setting
+        # thousands of times costs one walk over the streams
+        delta = remote[INITIAL_WINDOW_SIZE] - old_window
+        if delta:
+            for stream in self.streams.values():
+                stream.send_window += delta
+                if stream.send_window > MAX_WINDOW:
+                    raise _ConnectionError(
+                        FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE overflows a window")
         self._out += fr.settings_frame(ack=True)
         events.append(SettingsChanged(changed))
         if INITIAL_WINDOW_SIZE in changed or MAX_FRAME_SIZE in changed:
@@ -1319,8 +1510,11 @@ class H2Connection:
 
     def _on_ping(self, frame: PingFrame, events: List[Event]) -> None:
         if frame.ack:
-            if self._ping_sent and self._ping_sent[0] == frame.data:
-                self._ping_sent.popleft()
+            sent = self._ping_sent
+            if frame.data in sent:
+                # answered in order: the older ones will not be
+                while sent.popleft() != frame.data:
+                    pass
                 events.append(PingAck(frame.data))
             return
         if not self._pings.take():
@@ -1330,12 +1524,16 @@ class H2Connection:
     def _on_goaway(self, frame: GoAwayFrame, events: List[Event]) -> None:
         self.goaway_received = True
         last = frame.last_stream_id
+        if last > self._goaway_last:
+            raise _ConnectionError(PROTOCOL_ERROR, "GOAWAY last_stream_id increased")
+        self._goaway_last = last
         events.append(ConnectionTerminated(frame.error_code, last, frame.debug_data, True))
         # our streams above last_stream_id were never processed: refused
         for sid in sorted(self.streams):
             stream = self.streams[sid]
             if stream.local and sid > last:
                 self._close_stream(stream)
+                self._note_reset(stream)
                 events.append(StreamReset(sid, REFUSED_STREAM, True))
         if frame.error_code != NO_ERROR:
             self.error_code = frame.error_code

@@ -273,16 +273,20 @@ class UnknownFrame(Frame):
 class ErrorFrame(Frame):
     """A frame that broke the rules: a connection error when
     ``connection`` (the reader has stopped), else an error of stream
-    ``stream_id`` only."""
+    ``stream_id`` only. ``frame_type``: the type of the frame at fault
+    (whether a stream error is allowed on an idle stream depends on it)."""
 
-    __slots__ = ("code", "connection", "message")
+    __slots__ = ("code", "connection", "message", "frame_type")
     type = ERROR
 
-    def __init__(self, stream_id: int, code: int, connection: bool, message: str) -> None:
+    def __init__(
+        self, stream_id: int, code: int, connection: bool, message: str, frame_type: int = -1,
+    ) -> None:
         self.stream_id = stream_id
         self.code = code
         self.connection = connection
         self.message = message
+        self.frame_type = frame_type
 
 
 # -- reading -------------------------------------------------------------------------
@@ -323,6 +327,9 @@ def _parse_headers(flags: int, stream_id: int, payload: bytes) -> Frame:
     priority = None
     if flags & PRIORITY_FLAG:
         if len(block) < 5:
+            if len(payload) - (1 if flags & PADDED else 0) >= 5:
+                # RFC 9113 6.2: padding eating into the priority fields
+                return _conn_error(PROTOCOL_ERROR, "HEADERS padding over its priority")
             return _conn_error(FRAME_SIZE_ERROR, "HEADERS frame too short for its priority")
         dep, weight = _PRIO.unpack_from(block)
         # a stream depending on itself is a stream error, left to the
@@ -337,11 +344,12 @@ def _parse_priority(flags: int, stream_id: int, payload: bytes) -> Frame:
     if not stream_id:
         return _conn_error(PROTOCOL_ERROR, "PRIORITY frame on stream 0")
     if len(payload) != 5:
-        return ErrorFrame(stream_id, FRAME_SIZE_ERROR, False, "PRIORITY frame not 5 octets")
+        return ErrorFrame(
+            stream_id, FRAME_SIZE_ERROR, False, "PRIORITY frame not 5 octets", PRIORITY)
     dep, weight = _PRIO.unpack(payload)
     depends_on = dep & _STREAM_MASK
     if depends_on == stream_id:
-        return ErrorFrame(stream_id, PROTOCOL_ERROR, False, "stream depends on itself")
+        return ErrorFrame(stream_id, PROTOCOL_ERROR, False, "stream depends on itself", PRIORITY)
     return PriorityFrame(stream_id, bool(dep >> 31), depends_on, weight + 1)
 
 
@@ -410,7 +418,8 @@ def _parse_window_update(flags: int, stream_id: int, payload: bytes) -> Frame:
     increment = _U32.unpack(payload)[0] & _STREAM_MASK
     if not increment:
         if stream_id:
-            return ErrorFrame(stream_id, PROTOCOL_ERROR, False, "WINDOW_UPDATE of 0")
+            return ErrorFrame(
+                stream_id, PROTOCOL_ERROR, False, "WINDOW_UPDATE of 0", WINDOW_UPDATE)
         return _conn_error(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
     return WindowUpdateFrame(stream_id, increment)
 

@@ -381,6 +381,10 @@ def _decode_string(data: bytes, pos: int, cache: bool = True) -> Tuple[bytes, in
 
 
 _HUFFMAN_CACHE: Dict[bytes, bytes] = {}
+# Decoded blocks and encoded lists kept per connection (see Decoder._cache
+# and Encoder._cache): how many, and how long a block.
+_BLOCK_CACHE_MAX = 64
+_BLOCK_CACHE_LEN = 512
 # the encoder's: a short string -> its coded form, length prefix included
 _ENCODED_CACHE: Dict[bytes, bytes] = {}
 _HUFFMAN_CACHE_MAX = 1024
@@ -433,15 +437,36 @@ class Decoder:
     each decoded list (see the module docstring).
     """
 
-    __slots__ = ("_table", "max_table_size", "max_header_list_size", "never_indexed")
+    __slots__ = (
+        "_table", "max_table_size", "max_header_list_size", "never_indexed", "_cache",
+        "_need_update",
+    )
 
     def __init__(self, max_table_size: int = 4096, max_header_list_size: int = 65536) -> None:
         self._table = _Table(max_table_size)
         self.max_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
+        # Blocks that left the table as it was -> (list, never_indexed, list
+        # size): a client repeating a request sends the same few octets of
+        # indexed fields each time, decoded then by one look-up. Any change
+        # to the table empties it, since the same octets may then mean
+        # other fields.
+        self._cache: Dict[bytes, Tuple[List[Field], FrozenSet[bytes], int]] = {}
         #: names the last block sent as never-indexed literals: an
         #: intermediary must send them on the same way (RFC 7541 7.1.3)
         self.never_indexed: FrozenSet[bytes] = _NONE
+        # the next block must open with a size update (set_max_table_size)
+        self._need_update = False
+
+    def set_max_table_size(self, size: int) -> None:
+        """Our SETTINGS_HEADER_TABLE_SIZE, once the peer acknowledged it.
+        Below the table's size now, the peer's next block must start with
+        a size update to at most ``size`` (RFC 7541 4.2), or HpackError."""
+        self.max_table_size = size
+        if size < self._table.max_size:
+            self._need_update = True
+            # a cached block would skip the check
+            self._cache.clear()
 
     @property
     def table(self) -> List[Field]:
@@ -453,7 +478,13 @@ class Decoder:
         return self._table.size
 
     def decode(self, data: bytes) -> List[Field]:
-        """The header list in one complete header block."""
+        """The header list in one complete header block. The list may be
+        returned again for the same block: do not modify it."""
+        cached = self._cache.get(data)
+        if cached is not None and cached[2] <= self.max_header_list_size:
+            self.never_indexed = cached[1]
+            return cached[0]
+        changed = False
         table = self._table
         entries = table.entries
         static = STATIC_TABLE
@@ -465,6 +496,9 @@ class Decoder:
         end = len(data)
         # RFC 7541 4.2: at most two size updates, before the first field
         updates = 2
+        if self._need_update:
+            if not end or data[0] & 224 != 32:
+                raise HpackError("no table size update after SETTINGS_HEADER_TABLE_SIZE lowered")
         never: Optional[Set[bytes]] = None
         while pos < end:
             octet = data[pos]
@@ -495,6 +529,8 @@ class Decoder:
                     raise HpackError("table size update to %d over the limit of %d" % (
                         size, self.max_table_size))
                 table.resize(size)
+                self._need_update = False
+                changed = True
                 continue
             else:
                 # literal: with incremental indexing (6.2.1, 01xxxxxx) or
@@ -517,6 +553,7 @@ class Decoder:
                 field = (name, value)
                 if indexing:
                     table.add(name, value)
+                    changed = True
                 elif octet & 16:
                     if never is None:
                         never = set()
@@ -524,9 +561,18 @@ class Decoder:
             total += len(field[0]) + len(field[1]) + 32
             if total <= limit:
                 append(field)
-        self.never_indexed = frozenset(never) if never else _NONE
+        never_indexed = self.never_indexed = frozenset(never) if never else _NONE
         if total > limit:
+            if changed:
+                self._cache.clear()
             raise HeaderListTooLarge(total, limit)
+        cache = self._cache
+        if changed:
+            cache.clear()
+        elif end <= _BLOCK_CACHE_LEN:
+            if len(cache) >= _BLOCK_CACHE_MAX:
+                cache.clear()
+            cache[data] = (fields, never_indexed, total)
         return fields
 
 
@@ -562,7 +608,7 @@ class Encoder:
 
     __slots__ = (
         "_table", "huffman", "not_indexed", "_max_table_size", "_pending_sizes",
-        "_inserted", "_field_at", "_name_at",
+        "_inserted", "_field_at", "_name_at", "_cache",
     )
 
     def __init__(
@@ -585,6 +631,10 @@ class Encoder:
         self._inserted = 0
         self._field_at: Dict[Field, int] = {}
         self._name_at: Dict[bytes, int] = {}
+        # Lists encoded without a change to the table -> their block (the
+        # same list encodes the same way until the table changes; emptied
+        # when it does). A server answering alike pays one look-up.
+        self._cache: Dict[Tuple[Field, ...], bytes] = {}
 
     def _index_of(self, number: int) -> int:
         """The index of the entry inserted as ``number`` (0: evicted)."""
@@ -594,6 +644,7 @@ class Encoder:
         return 0
 
     def _add(self, name: bytes, value: bytes) -> None:
+        self._cache.clear()
         entries = self._table.entries
         self._table.add(name, value)
         number = self._inserted
@@ -635,6 +686,7 @@ class Encoder:
         else:
             pending[1:] = [new]
         self._table.resize(new)
+        self._cache.clear()
 
     def _string(self, out: bytearray, data: bytes, cache: bool = True) -> None:
         if self.huffman and len(data) > 1:
@@ -656,6 +708,19 @@ class Encoder:
 
     def encode(self, fields: Iterable[Field], never_index: Collection[bytes] = ()) -> bytes:
         """One header block for ``fields`` (names must be lowercase)."""
+        key: Optional[Tuple[Field, ...]] = None
+        if not never_index and not self._pending_sizes:
+            key = tuple(fields)
+            try:
+                block = self._cache.get(key)
+            except TypeError:  # fields given as lists: encoded, not cached
+                fields = key
+                key = None
+            else:
+                if block is not None:
+                    return block
+                fields = key
+        inserted = self._inserted
         out = bytearray()
         if self._pending_sizes:
             for size in self._pending_sizes:
@@ -699,4 +764,10 @@ class Encoder:
             if not name_index:
                 self._string(out, name)
             self._string(out, value, not never and name not in _SENSITIVE)
-        return bytes(out)
+        block = bytes(out)
+        if key is not None and self._inserted == inserted and len(block) <= _BLOCK_CACHE_LEN:
+            cache = self._cache
+            if len(cache) >= _BLOCK_CACHE_MAX:
+                cache.clear()
+            cache[key] = block
+        return block
