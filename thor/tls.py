@@ -51,7 +51,10 @@ if TYPE_CHECKING:
     # What a handshake reports: the socket, or None and the error.
     HandshakeDone = Callable[[Optional[ssl.SSLSocket], Optional[Exception]], None]
 
-__all__ = ["TlsClient", "TlsConnection", "TlsServer"]
+__all__ = ["TlsClient", "TlsConnection", "TlsServer", "server_context", "HTTP_ALPN"]
+
+#: The ALPN protocols thor's HTTP server offers, best first (RFC 7301).
+HTTP_ALPN = ("h2", "http/1.1")
 
 _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # The largest plain-text record (RFC 8446 section 5.1): one read's worth.
@@ -76,6 +79,18 @@ def default_context() -> ssl.SSLContext:
     return _default_context
 
 
+def server_context(
+    certfile: str, keyfile: Optional[str] = None, alpn: Optional[Tuple[str, ...]] = HTTP_ALPN,
+) -> ssl.SSLContext:
+    """A server context with ``certfile`` (and ``keyfile``) loaded, offering
+    ``alpn`` (by default ``h2`` and ``http/1.1``; None: no ALPN)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
 class TlsConnection(TcpConnection):
     """A TLS connection; the same interface as ``TcpConnection``.
 
@@ -96,6 +111,14 @@ class TlsConnection(TcpConnection):
         # partial, not bound methods: no reference cycle through self.
         self._recv = partial(_tls_recv, sock, weakref.ref(self))
         self._send = partial(_tls_send, sock)
+
+    @property
+    def alpn_protocol(self) -> Optional[str]:
+        """The protocol ALPN selected (e.g. "h2"), or None."""
+        try:
+            return self.socket.selected_alpn_protocol()
+        except (OSError, ValueError):
+            return None
 
     def pause(self, paused: bool) -> None:
         TcpConnection.pause(self, paused)

@@ -48,6 +48,13 @@ Theory of operation
 - Everything the application passes is checked before anything is written
   (thor.http.headers); a field line once checked is cached, so a response
   head is a few dictionary look-ups and one join.
+- HTTP/2 is served on the same port by thor.http.server_h2 (imported when
+  a connection needs it): a TLS connection whose ALPN selected ``h2`` goes
+  there at once; a connection's first read goes to ``_on_first_data``,
+  which hands it over if it opens with the HTTP/2 preface (holding a part
+  of one until the rest decides) and otherwise passes it to ``_on_data``,
+  the reader of every later read: HTTP/1.1 pays the check once per
+  connection, never per read or per request.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ if TYPE_CHECKING:
 
     from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
+    from thor.http.h2.connection import H2Config
+    from thor.http.server_h2 import H2ServerConnection
     from thor.types import (
         BodyInput, HeaderInput, RawHeaderListType, StatusInput, TextInput,
     )
@@ -93,6 +102,11 @@ __all__ = ["HttpServer", "HttpServerConnection", "HttpServerExchange"]
 _now = _time.time
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# What an HTTP/2 client with prior knowledge sends first (RFC 9113 3.4);
+# the same as thor.http.h2.connection.PREFACE, which is imported only when
+# a connection turns out to be HTTP/2.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # An exchange's request is in one of three states: its body is being read
 # and delivered (request_body, request_done); the exchange has failed or
@@ -275,8 +289,20 @@ class HttpServer(EventEmitter):
     ``tls_context`` (an ``ssl.SSLContext`` with a certificate loaded) serves
     HTTPS through thor.tls.TlsServer; ``reuse_port`` sets SO_REUSEPORT.
 
+    HTTP/2 (thor.http.server_h2) is served on the same port, with the same
+    events and calls: over TLS when ALPN selects ``h2``, and in cleartext
+    when a connection opens with the HTTP/2 preface (prior knowledge).
+    ``http2`` (default True) says whether it is offered: when true, the
+    server sets ALPN ``h2`` and ``http/1.1`` on ``tls_context`` (the
+    application's context is changed; set it False and call
+    ``set_alpn_protocols`` yourself to choose otherwise), and accepts the
+    cleartext preface. ``http2_config`` (a thor.http.h2.H2Config, shared by
+    the connections; None: the defaults) holds HTTP/2's settings and
+    limits.
+
     Attributes: ``host``, ``port``, ``loop`` (the loop it runs on),
-    ``tcp_server``, ``connections`` (the open HttpServerConnections),
+    ``tcp_server``, ``connections`` (the open HttpServerConnections, and
+    thor.http.server_h2.H2ServerConnections for HTTP/2),
     ``shutting_down`` (True once graceful_shutdown() was called).
 
     Settings (class variables, or set on an instance before it accepts;
@@ -322,6 +348,8 @@ class HttpServer(EventEmitter):
     # gone away until something is written, so a tunnel's owner that is
     # not written for half-closes gets a plain close.
     half_close = False
+    http2 = True
+    http2_config: Optional[H2Config] = None
 
     # An event's lone listener is kept as itself (see thor.events).
     _unwrap_single = True
@@ -344,11 +372,15 @@ class HttpServer(EventEmitter):
             from thor.tls import TlsServer
 
             self.tcp_server = TlsServer(host, port, tls_context, self._loop, **kwargs)
+            if self.http2:
+                tls_context.set_alpn_protocols(["h2", "http/1.1"])
         else:
             self.tcp_server = self.tcp_server_class(host, port, self._loop, **kwargs)
+        self._tls_context = tls_context
+        self._alpn_h2 = tls_context is not None and bool(self.http2)
         self.host: Any = getattr(self.tcp_server, "host", host)
         self.port = int(getattr(self.tcp_server, "port", port))
-        self.connections: Set[HttpServerConnection] = set()
+        self.connections: Set[Union[HttpServerConnection, H2ServerConnection]] = set()
         self._draining = False
         self._stopped = False
         self._shutdown_timer: Optional[ScheduledEvent] = None
@@ -367,6 +399,12 @@ class HttpServer(EventEmitter):
         return self._draining
 
     def _on_start(self) -> None:
+        context = self._tls_context
+        if context is not None and bool(self.http2) != self._alpn_h2:
+            # http2 set on the instance after it was made: offer as it says
+            # (before the first connection is accepted).
+            self._alpn_h2 = bool(self.http2)
+            context.set_alpn_protocols(["h2", "http/1.1"] if self.http2 else ["http/1.1"])
         self.emit("start")
 
     def _on_stop(self) -> None:
@@ -385,9 +423,14 @@ class HttpServer(EventEmitter):
         if self._draining or self._stopped:
             tcp_conn.close()
             return
+        if getattr(tcp_conn, "alpn_protocol", None) == "h2":
+            from thor.http.server_h2 import H2ServerConnection
+
+            self.connections.add(H2ServerConnection(self, tcp_conn))
+            return
         self.connections.add(HttpServerConnection(self, tcp_conn))
 
-    def _connection_closed(self, conn: HttpServerConnection) -> None:
+    def _connection_closed(self, conn: Union[HttpServerConnection, H2ServerConnection]) -> None:
         self.connections.discard(conn)
         if self._draining and not self.connections:
             self._emit_stop()
@@ -441,6 +484,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         "_flush_scheduled", "_in_input", "_closed", "_reading_paused",
         "_write_paused", "_await_drain", "_draining", "_request_count",
         "_between_requests", "_peer_ended", "_send_since", "_length_writer",
+        "_held",
     )
 
     def __init__(self, server: HttpServer, tcp_conn: TcpConnection) -> None:
@@ -473,7 +517,9 @@ class HttpServerConnection(thor.loop.LazyTimer):
         # costs no object for it.
         self._length_writer = LengthWriter(0)
         self._init_timer(self.loop)
-        tcp_conn.on("data", self._on_data)
+        # The start of an HTTP/2 preface, held until it is whole or is not one.
+        self._held = b""
+        tcp_conn.on("data", self._on_first_data if server.http2 else self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
         # The end of input is always reported as 'end', the transport
@@ -607,6 +653,43 @@ class HttpServerConnection(thor.loop.LazyTimer):
         return None
 
     # -- input ---------------------------------------------------------------
+
+    def _on_first_data(self, data: bytes) -> None:
+        """The connection's first read(s): the HTTP/2 preface makes it an
+        HTTP/2 connection; anything else goes to HTTP/1.1 unchanged, and
+        every later read straight to _on_data."""
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        head = data[:24]
+        if head == _H2_PREFACE[:len(head)]:
+            if len(head) == 24:
+                self._become_h2(data)
+            elif not self._closed:
+                # A part of the preface: wait for the rest, in time.
+                self._held = data
+                self._between_requests = False
+                self._set_deadline(self.server.request_timeout)
+            return
+        self.tcp.removeListener("data", self._on_first_data)
+        self.tcp.on("data", self._on_data)
+        self._on_data(data)
+
+    def _become_h2(self, data: bytes) -> None:
+        """Hand the transport, and what was read, to an H2ServerConnection."""
+        from thor.http.server_h2 import H2ServerConnection
+
+        tcp = self.tcp
+        for event, listener in (
+            ("data", self._on_first_data), ("close", self._on_close),
+            ("pause", self._on_tcp_pause), ("end", self._on_end),
+        ):
+            tcp.removeListener(event, listener)
+        self._closed = True
+        self._stop_timer()
+        server = self.server
+        server.connections.discard(self)
+        server.connections.add(H2ServerConnection(server, tcp, data))
 
     def _on_data(self, data: bytes) -> None:
         head_started = self._between_requests
