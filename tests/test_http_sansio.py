@@ -183,6 +183,36 @@ class ServerTests(FakeNetTestCase):
         self.assertIs(writes[-1], big)
         self.assertEqual(self.errors, [])
 
+    def test_a_date_alone_is_relayed_and_a_101_still_needs_upgrade(self) -> None:
+        raised: List[Exception] = []
+
+        def respond(exchange: HttpServerExchange) -> None:
+            date = ("Date", "Mon, 01 Jan 2001 00:00:00 GMT")
+            if exchange.uri == b"/up":
+                try:
+                    exchange.response_start(101, "Switching Protocols", [date])
+                except error.BadHeaderError as err:
+                    raised.append(err)
+                exchange.response_start(400, "Bad Request", [date, ("Content-Length", "0")])
+            else:
+                exchange.response_start(200, "OK", [date, ("Content-Length", "2")])
+                exchange.response_body(b"ok")
+            exchange.response_done()
+
+        server = self.serve(respond)
+        client = self.net.connect(server)
+        client.feed(GET % b"x")
+        self.net.run()
+        self.assertEqual(
+            client.take(),
+            b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n"
+            b"Content-Length: 2\r\n\r\nok",
+        )
+        client.feed(b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+        self.net.run()
+        self.assertEqual(len(raised), 1)
+        self.assertTrue(client.take().startswith(b"HTTP/1.1 400 Bad Request\r\n"))
+
     def test_idle_timeout_runs_from_the_last_answer(self) -> None:
         server = self.serve(lambda exchange: answer(exchange, b"x"), idle_timeout=1)
         client = self.net.connect(server)

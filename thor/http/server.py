@@ -1290,6 +1290,9 @@ class HttpServerExchange(EventEmitter):
         sets the framing. Raises, having changed nothing, for anything that
         is not valid on the wire."""
         status = prefix[9:12]
+        if len(fields) == 1 and fields[0][1] == b"date" and not nonfinal and status != b"101":
+            # The usual one: an origin's Date, relayed by a proxy.
+            return self._framed(prefix + fields[0][0], status, content_length, False, True)
         tokens = field_tokens(entry[2] for entry in fields if entry[1] == b"connection")
         extra: List[bytes] = []  # Date, and Upgrade in a 101
         has_upgrade = False
