@@ -1092,7 +1092,81 @@ class HttpServerConnection(thor.loop.LazyTimer):
         return tcp, leftover
 
 
-class HttpServerExchange(EventEmitter):
+class ServerExchangeBase(EventEmitter):
+    """What every server exchange has, whatever the protocol on the wire
+    (HttpServerExchange here; thor.http.server_h2's H2ServerExchange for
+    HTTP/2): the request and response states (_RECEIVING..., _UNANSWERED...
+    above), Thor 0.17's names that read them, and how an exchange fails.
+    Subclasses set ``connection`` and write the responses."""
+
+    # An event's lone listener is kept as itself (see thor.events).
+    _unwrap_single = True
+
+    # Per-exchange state starts as these class attributes; an exchange
+    # stores only what changes (fewer stores per request than __slots__).
+    _request = _RECEIVING
+    _response = _UNANSWERED
+    _input_paused = False
+    _error_sent = False
+
+    connection: Any
+
+    @property
+    def http_conn(self) -> Any:
+        """The connection (Thor 0.17's name for ``connection``)."""
+        return self.connection
+
+    @property
+    def req_complete(self) -> bool:
+        """True once the whole request has been read (Thor 0.17's name)."""
+        return self._request == _RECEIVED
+
+    @property
+    def res_done(self) -> bool:
+        """True once the response is done, or the exchange has failed
+        (Thor 0.17's name; ``finished`` is the same)."""
+        return self._response >= _ANSWERED
+
+    @property
+    def finished(self) -> bool:
+        """True once the response is done (or the exchange failed)."""
+        return self._response >= _ANSWERED
+
+    @property
+    def response_started(self) -> bool:
+        """True once the final response has started (Thor 0.17's name)."""
+        state = self._response
+        return state == _ANSWERING or state == _ANSWERED or state == _CUT
+
+    def _stop(self) -> None:
+        """The exchange fails or is aborted: it is finished (cut if its
+        response had started, failed if not; a complete one stays so), and
+        the rest of its request is read but not delivered."""
+        state = self._response
+        if state < _ANSWERED:
+            self._response = _CUT if state == _ANSWERING else _FAILED
+        if self._request == _RECEIVING:
+            self._request = _DROPPING
+
+    def _fail(self, err: error.HttpError) -> None:
+        """End the exchange with ``err``, unless its response was done."""
+        if self._response >= _ANSWERED:
+            return
+        self._stop()
+        self._emit_error(err)
+
+    def _emit_error(self, err: error.HttpError) -> None:
+        self._error_sent = True
+        try:
+            self.emit("error", err)
+        except Exception as exc:
+            # Reported, not turned into another error event: the exchange
+            # is over already.
+            loop = self.connection.loop
+            loop.exception_handler(loop, exc, self)
+
+
+class HttpServerExchange(ServerExchangeBase):
     """One request and its response.
 
     Emits: request_start(method, uri, headers), request_body(chunk),
@@ -1107,24 +1181,16 @@ class HttpServerExchange(EventEmitter):
     response_started.
     """
 
-    # An event's lone listener is kept as itself (see thor.events).
-    _unwrap_single = True
-
-    # Per-exchange state starts as these class attributes; an exchange
-    # stores only what changes (fewer stores per request than __slots__).
-    _request = _RECEIVING
-    _response = _UNANSWERED
+    connection: HttpServerConnection
     # How the response body is framed: set with the head (thor.http.writer).
     _writer: BodyWriter = NO_BODY_WRITER
     _request_close = False
-    _input_paused = False
     _continue_sent = False
     _close_after = False
     _tunnel_ok = False
     _upgrade = False
     _no_request_body = False
     _expect_continue = False
-    _error_sent = False
     # Nothing about the request changes how a response is framed: HTTP/1.1,
     # not HEAD or CONNECT, no Connection: close, no Expect: 100-continue.
     _plain = True
@@ -1146,28 +1212,6 @@ class HttpServerExchange(EventEmitter):
         )
 
     # -- input control ---------------------------------------------------------
-
-    @property
-    def http_conn(self) -> HttpServerConnection:
-        """The connection (Thor 0.17's name for ``connection``)."""
-        return self.connection
-
-    @property
-    def req_complete(self) -> bool:
-        """True once the whole request has been read (Thor 0.17's name)."""
-        return self._request == _RECEIVED
-
-    @property
-    def res_done(self) -> bool:
-        """True once the response is done, or the exchange has failed
-        (Thor 0.17's name; ``finished`` is the same)."""
-        return self._response >= _ANSWERED
-
-    @property
-    def response_started(self) -> bool:
-        """True once the final response has started (Thor 0.17's name)."""
-        state = self._response
-        return state == _ANSWERING or state == _ANSWERED or state == _CUT
 
     def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) request_body events for this request.
@@ -1464,38 +1508,6 @@ class HttpServerExchange(EventEmitter):
         upstream failed half-way through a response)."""
         self._stop()
         self.connection.abort()
-
-    @property
-    def finished(self) -> bool:
-        """True once the response is done (or the exchange failed)."""
-        return self._response >= _ANSWERED
-
-    def _stop(self) -> None:
-        """The exchange fails or is aborted: it is finished (cut if its
-        response had started, failed if not; a complete one stays so), and
-        the rest of its request is read but not delivered."""
-        state = self._response
-        if state < _ANSWERED:
-            self._response = _CUT if state == _ANSWERING else _FAILED
-        if self._request == _RECEIVING:
-            self._request = _DROPPING
-
-    def _fail(self, err: error.HttpError) -> None:
-        """End the exchange with ``err``, unless its response was done."""
-        if self._response >= _ANSWERED:
-            return
-        self._stop()
-        self._emit_error(err)
-
-    def _emit_error(self, err: error.HttpError) -> None:
-        self._error_sent = True
-        try:
-            self.emit("error", err)
-        except Exception as exc:
-            # Reported, not turned into another error event: the exchange
-            # is over already.
-            loop = self.connection.loop
-            loop.exception_handler(loop, exc, self)
 
 
 def _end_if_open(tcp: TcpConnection) -> None:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import time as _time
 from typing import TYPE_CHECKING
 
-from thor.events import EventEmitter
 from thor.http import error
 from thor.http.headers import (
     encode_status, encode_phrase, encode_body_chunk, field_tokens, HOP_BY_HOP,
@@ -60,8 +59,8 @@ from thor.http.h2.connection import (
 )
 from thor.http.h2.frames import NO_ERROR, INTERNAL_ERROR, CANCEL
 from thor.http.server import (
-    _field_line, _field_lines, _listed, _EXACT,
-    _RECEIVING, _DROPPING, _RECEIVED, _UNANSWERED, _ANSWERING, _ANSWERED, _CUT, _FAILED,
+    ServerExchangeBase, _field_line, _field_lines, _listed, _EXACT,
+    _RECEIVING, _RECEIVED, _UNANSWERED, _ANSWERING, _ANSWERED, _CUT, _FAILED,
 )
 from thor.http.writer import check_content_length
 import thor.loop
@@ -644,7 +643,7 @@ def _join_cookies(fields: RawHeaderListType) -> RawHeaderListType:
     return out
 
 
-class H2ServerExchange(EventEmitter):
+class H2ServerExchange(ServerExchangeBase):
     """One HTTP/2 request stream and its response, with the interface of
     thor.http.server.HttpServerExchange.
 
@@ -660,13 +659,8 @@ class H2ServerExchange(EventEmitter):
     finished, req_complete, res_done, response_started.
     """
 
-    _unwrap_single = True
-
-    _request = _RECEIVING
-    _response = _UNANSWERED
-    _input_paused = False
+    connection: H2ServerConnection
     _out_paused = False
-    _error_sent = False
     _gone = False           # the stream is closed or reset: nothing more goes
     _no_body = False        # HEAD, 204, 304: body calls are taken, not sent
     _left: Optional[int] = None  # body octets the Content-Length still wants
@@ -694,32 +688,6 @@ class H2ServerExchange(EventEmitter):
     def __repr__(self) -> str:
         return "<H2ServerExchange %d %s %s>" % (
             self.stream_id, self.method.decode("latin-1"), self.uri.decode("latin-1"))
-
-    @property
-    def http_conn(self) -> H2ServerConnection:
-        """The connection (Thor 0.17's name for ``connection``)."""
-        return self.connection
-
-    @property
-    def req_complete(self) -> bool:
-        """True once the whole request has been read."""
-        return self._request == _RECEIVED
-
-    @property
-    def res_done(self) -> bool:
-        """True once the response is done, or the exchange has failed."""
-        return self._response >= _ANSWERED
-
-    @property
-    def finished(self) -> bool:
-        """True once the response is done (or the exchange failed)."""
-        return self._response >= _ANSWERED
-
-    @property
-    def response_started(self) -> bool:
-        """True once the final response has started."""
-        state = self._response
-        return state == _ANSWERING or state == _ANSWERED or state == _CUT
 
     def _done(self) -> bool:
         return self._response >= _ANSWERED and self._request != _RECEIVING
@@ -950,27 +918,6 @@ class H2ServerExchange(EventEmitter):
             pass
         conn._forget(self)
         conn._wrote()
-
-    def _stop(self) -> None:
-        state = self._response
-        if state < _ANSWERED:
-            self._response = _CUT if state == _ANSWERING else _FAILED
-        if self._request == _RECEIVING:
-            self._request = _DROPPING
-
-    def _fail(self, err: error.HttpError) -> None:
-        if self._response >= _ANSWERED:
-            return
-        self._stop()
-        self._emit_error(err)
-
-    def _emit_error(self, err: error.HttpError) -> None:
-        self._error_sent = True
-        try:
-            self.emit("error", err)
-        except Exception as exc:
-            loop = self.connection.loop
-            loop.exception_handler(loop, exc, self)
 
     def _emit_safely(self, event: str, *args: Any) -> None:
         try:
