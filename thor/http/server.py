@@ -50,11 +50,10 @@ Theory of operation
   head is a few dictionary look-ups and one join.
 - HTTP/2 is served on the same port by thor.http.server_h2 (imported when
   a connection needs it): a TLS connection whose ALPN selected ``h2`` goes
-  there at once; a connection's first read goes to ``_on_first_data``,
+  there at once; a connection's first read goes through ``_first_data``,
   which hands it over if it opens with the HTTP/2 preface (holding a part
-  of one until the rest decides) and otherwise passes it to ``_on_data``,
-  the reader of every later read: HTTP/1.1 pays the check once per
-  connection, never per read or per request.
+  of one until the rest decides) and otherwise returns it to ``_on_data``:
+  HTTP/1.1 pays the check once per connection, and a flag test per read.
 """
 
 from __future__ import annotations
@@ -517,9 +516,11 @@ class HttpServerConnection(thor.loop.LazyTimer):
         # costs no object for it.
         self._length_writer = LengthWriter(0)
         self._init_timer(self.loop)
-        # The start of an HTTP/2 preface, held until it is whole or is not one.
-        self._held = b""
-        tcp_conn.on("data", self._on_first_data if server.http2 else self._on_data)
+        # With http2 on, until the first read has shown whether the client
+        # speaks HTTP/2: the start of a preface, held until it is whole or
+        # is not one (b"" before any); None once that is settled.
+        self._held: Optional[bytes] = b"" if server.http2 else None
+        tcp_conn.on("data", self._on_data)
         tcp_conn.on("close", self._on_close)
         tcp_conn.on("pause", self._on_tcp_pause)
         # The end of input is always reported as 'end', the transport
@@ -654,26 +655,31 @@ class HttpServerConnection(thor.loop.LazyTimer):
 
     # -- input ---------------------------------------------------------------
 
-    def _on_first_data(self, data: bytes) -> None:
-        """The connection's first read(s): the HTTP/2 preface makes it an
-        HTTP/2 connection; anything else goes to HTTP/1.1 unchanged, and
-        every later read straight to _on_data."""
-        if self._held:
-            data = self._held + data
-            self._held = b""
+    def _first_data(self, data: bytes) -> Optional[bytes]:
+        """The connection's first read(s), with http2 on: the HTTP/2
+        preface makes it an HTTP/2 connection (None: nothing for HTTP/1.1);
+        anything else is returned, unchanged, for HTTP/1.1. (A flag test
+        in _on_data costs less than swapping 'data' listeners, which a
+        Connection: close client would pay on every request.)"""
+        held = self._held
+        if held:
+            data = held + data
         head = data[:24]
         if head == _H2_PREFACE[:len(head)]:
             if len(head) == 24:
+                self._held = None
                 self._become_h2(data)
             elif not self._closed:
-                # A part of the preface: wait for the rest, in time.
+                # A part of the preface: wait for the rest, within
+                # request_timeout of its first part (a trickle of one octet
+                # at a time must not renew it).
                 self._held = data
-                self._between_requests = False
-                self._set_deadline(self.server.request_timeout)
-            return
-        self.tcp.removeListener("data", self._on_first_data)
-        self.tcp.on("data", self._on_data)
-        self._on_data(data)
+                if not held:
+                    self._between_requests = False
+                    self._set_deadline(self.server.request_timeout)
+            return None
+        self._held = None
+        return data
 
     def _become_h2(self, data: bytes) -> None:
         """Hand the transport, and what was read, to an H2ServerConnection."""
@@ -681,7 +687,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
 
         tcp = self.tcp
         for event, listener in (
-            ("data", self._on_first_data), ("close", self._on_close),
+            ("data", self._on_data), ("close", self._on_close),
             ("pause", self._on_tcp_pause), ("end", self._on_end),
         ):
             tcp.removeListener(event, listener)
@@ -692,6 +698,10 @@ class HttpServerConnection(thor.loop.LazyTimer):
         server.connections.add(H2ServerConnection(server, tcp, data))
 
     def _on_data(self, data: bytes) -> None:
+        if self._held is not None:
+            data = self._first_data(data)  # type: ignore[assignment]  # checked next
+            if data is None:
+                return
         head_started = self._between_requests
         self._between_requests = False
         count = self._request_count
