@@ -1078,7 +1078,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         self._stop_timer()
         exchange = self.exchange
         self.exchange = None
-        if exchange is not None:
+        if exchange is not None and exchange._response < _ANSWERED:
             exchange._fail(error.ConnectionClosedError("client closed the connection"))
         self.server._connection_closed(self)
 
