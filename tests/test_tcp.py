@@ -344,6 +344,45 @@ class TestListeningSocket(TcpTestCase):
         self.connected("127.0.0.1", server.port)
         self.run_until(lambda: self.accepted)
 
+    def test_accepted_sockets_either_way(self):
+        # TcpServer makes accepted sockets itself from CPython's _accept
+        # (no enum per connection), or with accept() where there is none:
+        # both give non-blocking TCP_NODELAY sockets of the right family.
+        import _socket
+
+        class NoRawAccept(socket.socket):
+            def __getattribute__(self, name):
+                if name == "_accept":
+                    raise AttributeError(name)
+                return socket.socket.__getattribute__(self, name)
+
+            def accept(self):
+                fd, address = _socket.socket._accept(self)
+                return socket.socket(self.family, self.type, self.proto, fileno=fd), address
+
+        for family, host, kind in (
+            (socket.AF_INET, "127.0.0.1", socket.socket),
+            (socket.AF_INET, "127.0.0.1", NoRawAccept),
+            (socket.AF_INET6, "::1", socket.socket),
+        ):
+            with self.subTest(family=family, kind=kind.__name__):
+                try:
+                    sock = kind(family, socket.SOCK_STREAM)
+                    sock.bind((host, 0))
+                except OSError:
+                    self.skipTest("no %s" % host)
+                sock.listen(8)
+                server = self.server(sock=sock)
+                self.connected(host, server.port)
+                self.run_until(lambda: self.accepted)
+                accepted = self.accepted[0].socket
+                self.assertIs(type(accepted), socket.socket)
+                self.assertEqual((accepted.family, accepted.type), (family, socket.SOCK_STREAM))
+                self.assertFalse(accepted.getblocking())
+                self.assertEqual(
+                    accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0, True)
+                server.close()
+
     def test_refuses_a_datagram_socket(self):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(sock.close)

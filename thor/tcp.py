@@ -75,11 +75,6 @@ _CONNECT_PENDING = frozenset(
     (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR, errno.EALREADY)
 )
 
-_NODELAY_FAMILIES = frozenset(
-    family
-    for family in (getattr(socket, "AF_INET", None), getattr(socket, "AF_INET6", None))
-    if family is not None
-)
 
 
 
@@ -105,11 +100,12 @@ def _reset() -> OSError:
 
 
 def _set_nodelay(sock: socket.socket) -> None:
-    if sock.family in _NODELAY_FAMILIES:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # e.g. the peer already went away
+    # Tried rather than asked for: reading sock.family builds an enum (a
+    # cost on every connection); a socket without TCP refuses (AF_UNIX).
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # not TCP, or the peer already went away
 
 
 class _SlotSetting:
@@ -512,6 +508,7 @@ class TcpServer(EventSource):
             host = dns.parse_host(host) if host is not None else ""
             self.sock = _listen(host, int(port), reuse_port, backlog)
         bound = self.sock.getsockname()
+        self._socket_args = (int(self.sock.family), int(self.sock.type), self.sock.proto)
         self.host: str = host
         self.port: int = bound[1]
         # Accepted connections, and (TLS) handshakes in progress: anything
@@ -530,12 +527,25 @@ class TcpServer(EventSource):
         )
 
     def _fd_ready(self, mask: int) -> None:
-        accept = self.sock.accept
+        listening = self.sock
+        # socket.accept() converts the listening socket's family and type
+        # to enums for each connection it makes; with _accept (CPython's,
+        # what accept() calls) the new socket is made here from the values
+        # read once.
+        raw_accept = getattr(listening, "_accept", None)
+        if raw_accept is not None:
+            family, kind, proto = self._socket_args
+        else:
+            accept = listening.accept
         for _ in range(self.accept_batch):
             if not self._accepting:
                 return
             try:
-                sock, address = accept()
+                if raw_accept is not None:
+                    fd, address = raw_accept()
+                    sock = socket.socket(family, kind, proto, fileno=fd)
+                else:
+                    sock, address = accept()
             except _BLOCKED:
                 return
             except OSError as why:
