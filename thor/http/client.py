@@ -25,6 +25,12 @@ which the exchange emits nothing more; that includes an exception raised
 by one of the exchange's own listeners (``ListenerError``, reported to the
 loop's exception handler first).
 
+With ``HttpClient.http2`` on, a direct https:// connection offers h2 by
+ALPN; an origin that picks it gets one HTTP/2 connection (``_Origin.h2``,
+thor.http.client_h2, imported when first needed) on which _assign gives
+each exchange a stream, with the events, errors, timeouts and retry rules
+described here. With it off, nothing of that runs.
+
 With ``HttpClient.proxy`` set, the client connects to that proxy only:
 http:// requests go to it in absolute-form over connections pooled per
 proxy, https:// ones through a CONNECT tunnel, with TLS to the origin
@@ -83,6 +89,8 @@ if TYPE_CHECKING:
 
     from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
+    from thor.http.client_h2 import H2ClientConnection
+    from thor.http.h2.connection import H2Config
     from thor.types import BodyInput, OriginType, RawHeaderListType, TextInput
 
     # A request's fields as request_start keeps them: (name, lower-cased
@@ -181,7 +189,13 @@ class HttpClient:
     ``proxy`` (None, or an upstream HTTP proxy's URL, "http://host:port"
     or "http://user:password@host:port": http:// requests go to it in
     absolute-form, https:// ones through a CONNECT tunnel; see _Proxy and
-    _TunnelClient).
+    _TunnelClient), ``http2`` (False: when true, https:// connections made
+    directly offer h2 over ALPN, and an origin that picks it gets one
+    HTTP/2 connection carrying its exchanges at once; thor.http.client_h2.
+    With your own ``tls_context``, call its ``set_alpn_protocols(["h2",
+    "http/1.1"])`` yourself: thor does not change a context it is given),
+    ``http2_config`` (None, or a thor.http.h2.H2Config for those
+    connections).
     """
 
     tcp_client_class: Type[TcpClient] = TcpClient
@@ -201,6 +215,8 @@ class HttpClient:
     careful: bool = True
     parser_limits: Dict[str, Any] = {}
     proxy: Optional[str] = None
+    http2: bool = False
+    http2_config: Optional[H2Config] = None
 
     def __init__(self, loop: Optional[LoopBase] = None, idle_timeout: Optional[float] = None) -> None:
         self.loop: LoopBase = loop or thor.loop.default_loop()
@@ -220,6 +236,8 @@ class HttpClient:
         for origin in list(self._origins.values()):
             for conn in list(origin.idle):
                 conn.close()
+            if origin.h2 is not None:
+                origin.h2.release()  # closes once its streams are done
 
     def _ip_policy(self) -> Optional[Callable[[str], bool]]:
         """``check_ip`` as it was set: a function set on the class would
@@ -317,6 +335,12 @@ class HttpClient:
         no exchange fails inside a call of the application's). An origin
         with nothing left is forgotten.
 
+        With HTTP/2 (``origin.h2``), the exchange gets a stream on that
+        connection while it has room, and waits otherwise; while the first
+        connection of an origin that may speak it is opening
+        (``origin.probing``), no other is opened: its ALPN answer says
+        whether it will carry them all.
+
         A change made while this runs (a connection closed here, a request
         made by a listener this calls) calls it again: that call returns at
         once, and the pass in progress sees the change."""
@@ -331,6 +355,11 @@ class HttpClient:
                 exchange = queue[0]
                 if exchange._res_state >= _RES_DONE:
                     queue.popleft()  # ended while it waited
+                elif origin.h2 is not None:
+                    if not origin.h2.has_room:
+                        break
+                    queue.popleft()
+                    origin.h2.attach(exchange)
                 elif idle and not exchange._retries:
                     conn = idle.pop()
                     # A request that could not be replayed if the
@@ -340,7 +369,7 @@ class HttpClient:
                         conn.attach(exchange)
                     else:
                         conn.close()
-                elif origin.count < self.max_server_conn:
+                elif origin.count < self.max_server_conn and not origin.probing:
                     queue.popleft()
                     self._connect(origin, exchange)
                 elif idle:
@@ -392,6 +421,7 @@ class HttpClient:
     def _connect(self, origin: _Origin, exchange: HttpClientExchange) -> None:
         origin.count += 1
         tcp_client: TcpClient
+        offer_h2 = False
         if origin.proxy is not None and origin.tls:
             tcp_client = _TunnelClient(self, origin.proxy)  # type: ignore[assignment]  # the TcpClient surface used here
         elif origin.tls:
@@ -400,10 +430,24 @@ class HttpClient:
                 from thor.tls import TlsClient
 
                 tls_class = TlsClient
-            tcp_client = tls_class(self.loop, tls_context=self.tls_context)  # type: ignore[call-arg]  # a TlsClient takes it
+            context = self.tls_context
+            # A context of the application's may offer h2 by itself: an
+            # origin that takes it is spoken to in HTTP/2 whatever the
+            # setting (HTTP/1.1 there would fail every exchange).
+            offer_h2 = context is not None
+            if self.http2:
+                offer_h2 = True
+                if context is None:
+                    context = _h2_context()
+                # Until it is known whether the origin speaks HTTP/2 (or,
+                # if it did, whether it still does), this one connection
+                # is the only one opened (_assign): it may carry them all.
+                protocol = origin.protocol
+                origin.probing = protocol is None or protocol == "h2"
+            tcp_client = tls_class(self.loop, tls_context=context)  # type: ignore[call-arg]  # a TlsClient takes it
         else:
             tcp_client = self.tcp_client_class(self.loop)
-        pending = _PendingConnect(self, origin, exchange)
+        pending = _PendingConnect(self, origin, exchange, offer_h2)
         policy = self._ip_policy()
         if policy is not None:
             if not hasattr(type(tcp_client), "check_ip"):
@@ -421,6 +465,22 @@ class HttpClient:
         tcp_client.connect(origin.host, origin.port, self.connect_timeout)
 
 
+_h2_context_cache: Optional[ssl.SSLContext] = None
+
+
+def _h2_context() -> ssl.SSLContext:
+    """The client context offering h2 (with http/1.1) over ALPN, made once:
+    the system's trust store, certificates and host names verified."""
+    global _h2_context_cache
+    if _h2_context_cache is None:
+        import ssl
+
+        context = ssl.create_default_context()
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        _h2_context_cache = context
+    return _h2_context_cache
+
+
 class _Origin:
     """A pool: the connections to one origin (scheme, host, port), to an
     https origin through a proxy, or to a proxy for http:// requests.
@@ -430,11 +490,15 @@ class _Origin:
     ``peer`` the host a connection is made to. ``count``
     connections are open or opening, ``idle`` ones in the pool,
     exchanges waiting in ``queue``, the ``timer`` for the queue's next
-    deadline, and whether HttpClient._assign is ``assigning`` them."""
+    deadline, and whether HttpClient._assign is ``assigning`` them.
+    With ``http2``: the HTTP/2 connection that takes new streams (``h2``),
+    the ALPN ``protocol`` the origin chose last ("h2", "http/1.1" or "";
+    None: unknown), and whether the connection that will tell it is
+    opening (``probing``)."""
 
     __slots__ = (
         "key", "host", "port", "tls", "proxy", "label", "peer",
-        "idle", "count", "queue", "timer", "assigning",
+        "idle", "count", "queue", "timer", "assigning", "h2", "protocol", "probing",
     )
 
     def __init__(self, key: Hashable, origin: OriginType, via: Optional[_Proxy]) -> None:
@@ -459,6 +523,9 @@ class _Origin:
         self.queue: Deque[HttpClientExchange] = deque()
         self.timer: Optional[ScheduledEvent] = None
         self.assigning = False
+        self.h2: Optional[H2ClientConnection] = None
+        self.protocol: Optional[str] = None
+        self.probing = False
 
 
 class _PendingConnect:
@@ -466,22 +533,62 @@ class _PendingConnect:
     meanwhile: the connection then goes to the pool, which hands it to the
     next in the queue)."""
 
-    __slots__ = ("client", "origin", "exchange")
+    __slots__ = ("client", "origin", "exchange", "offer_h2")
 
-    def __init__(self, client: HttpClient, origin: _Origin, exchange: HttpClientExchange) -> None:
+    def __init__(
+        self, client: HttpClient, origin: _Origin, exchange: HttpClientExchange, offer_h2: bool = False,
+    ) -> None:
         self.client = client
         self.origin = origin
         self.exchange = exchange
+        self.offer_h2 = offer_h2  # h2 was offered over ALPN
 
     def connected(self, tcp_conn: TcpConnection) -> None:
+        probed = False
+        if self.offer_h2:
+            probed = self.origin.probing
+            if self._alpn(tcp_conn):
+                return
         conn = _ClientConnection(self.client, self.origin, tcp_conn)
         exchange = self.exchange
         if exchange._res_state < _RES_DONE:
             conn.attach(exchange)
         else:
             conn.release()
+        if probed and self.origin.queue:
+            self.client._assign(self.origin)  # they waited for the ALPN answer
+
+    def _alpn(self, tcp_conn: TcpConnection) -> bool:
+        """Whether the origin chose h2: the connection is then an HTTP/2
+        one, which takes this exchange and those waiting."""
+        origin = self.origin
+        origin.probing = False
+        try:
+            protocol = getattr(tcp_conn, "socket").selected_alpn_protocol() or ""
+        except (AttributeError, OSError, ValueError):
+            protocol = ""
+        origin.protocol = protocol
+        if protocol != "h2":
+            return False
+        from thor.http.client_h2 import H2ClientConnection
+
+        client = self.client
+        conn = H2ClientConnection(client, origin, tcp_conn)
+        if origin.h2 is None:
+            origin.h2 = conn
+        exchange = self.exchange
+        if exchange._res_state < _RES_DONE:
+            conn.attach(exchange)
+        if origin.h2 is not conn:
+            conn.release()  # another took the pool's place: this one stream only
+        elif not conn.streams:
+            conn._stream_gone()  # idle: its idle deadline
+        if origin.queue:
+            client._assign(origin)
+        return True
 
     def failed(self, errtype: Any, err: Any) -> None:
+        self.origin.probing = False
         exchange = self.exchange
         if exchange._res_state < _RES_DONE:
             exchange._fail(_connect_error(errtype, err, self.origin.peer))
@@ -1329,7 +1436,7 @@ class HttpClientExchange(EventEmitter):
     after its response_done, as an ``error`` (ExtraDataError).
 
     Attributes: method, uri, req_hdrs (as sent, without the fields thor
-    writes), res_status, res_version (b"1.1" or b"1.0", set before
+    writes), res_status, res_version (b"1.1" or b"1.0"; b"2" over HTTP/2; set before
     response_start), conn (the connection while one carries the exchange,
     else None), input_header_length (the response head's bytes) and
     input_transfer_length (the response's bytes after its head, as they
@@ -1872,6 +1979,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-x", "--proxy", default=None, metavar="URL",
                         help="use this HTTP proxy: http://[user:password@]host:port "
                         "(https:// URLs go through a CONNECT tunnel)")
+    parser.add_argument("--http2", action="store_true",
+                        help="offer HTTP/2 to https:// origins (ALPN h2)")
     parser.add_argument("url")
     args = parser.parse_args(argv)
 
@@ -1911,7 +2020,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if args.http2:
+            context.set_alpn_protocols(["h2", "http/1.1"])
         client.tls_context = context
+    client.http2 = args.http2
     out = sys.stdout.buffer
     result = {"code": 1, "status": 0}
     exchange = client.exchange()
