@@ -13,17 +13,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from thor.http.client import HttpClient
 from thor.http.metrics import DURATION_BUCKETS
 from thor.http.proxy import HttpProxy
-from thor.http.proxylog import AccessFormat
+from thor.http.proxylog import AccessFormat, escape
+from thor.tcp import TcpServer
 
 import thor
 
 from tests.test_proxy import ROOT, ProxyTestCase, refusing_port
-from tests.test_proxy_upstreams import CommandLineMixin, get_many
+from tests.test_proxy_upstreams import (
+    CommandLineMixin, get_many, open_upgrade, upgrade_handler,
+)
 
 
 def parse_metrics(text):
@@ -154,6 +158,70 @@ class MetricsTest(ProxyTestCase):
         self.echo(held.pop(), b"", [])
         self.run_until(lambda: MetricsTest._refused(admin.port))  # closed with the proxy
 
+    def test_a_down_upstream_is_down_after_its_down_time(self):
+        # Once its down_time is over, a dead upstream (no active checks) is
+        # due a trial request: still down, not up, until one succeeds.
+        dead = "http://127.0.0.1:%d" % refusing_port(self)
+
+        class Proxy(HttpProxy):
+            down_time = 0.2
+
+        proxy = self.proxy(Proxy, upstreams=[dead])
+        admin = proxy.serve_admin()
+        with self.assertLogs("thor.http", "WARNING"):
+            self.assertEqual(self.fetch("http://127.0.0.1:%d/" % proxy.port)["status"], b"502")
+        waited = []
+        self.loop.schedule(0.3, waited.append, True)
+        self.run_until(lambda: waited)
+        self.assertEqual(proxy.pool.available(), [True])  # the next request tries it
+        status, _, text = self.in_thread(lambda: scrape(admin.port, "/healthz"))
+        self.assertEqual((status, text), (503, b"no upstream is up\n"))
+        m = parse_metrics(self.in_thread(lambda: scrape(admin.port))[2].decode())
+        self.assertEqual(m[("thor_proxy_upstream_up", 'upstream="%s"' % dead)], 0)
+        self.assertEqual(proxy.pool.up(), [False])
+
+    def test_open_tunnels(self):
+        # The server forgets a connection it hands to a tunnel: CONNECT and
+        # 101 tunnels have a gauge of their own.
+        target = TcpServer("127.0.0.1", 0, self.loop)
+        self.addCleanup(target.close)
+        target.on("connect", lambda conn: conn.pause(False))
+        forward = self.proxy(connect_ports=[target.port])
+        admin = forward.serve_admin()
+
+        def connect():
+            sock = socket.create_connection(("127.0.0.1", forward.port), timeout=10)
+            sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % target.port)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                head += data
+            return sock, head
+
+        socks = []
+        for _ in range(2):
+            sock, head = self.in_thread(connect)
+            self.addCleanup(sock.close)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            socks.append(sock)
+        m = parse_metrics(self.in_thread(lambda: scrape(admin.port))[2].decode())
+        self.assertEqual(m[("thor_proxy_open_tunnels", "")], 2)
+        self.assertEqual(m[("thor_proxy_active_connections", "")], 0)
+        socks[0].close()
+        self.run_until(lambda: forward.open_tunnels == 1)
+        origin = self.origin(handler=upgrade_handler)
+        reverse = self.proxy(upstreams=[self.url(origin)])
+        admin = reverse.serve_admin()
+        sock, head = self.in_thread(lambda: open_upgrade(reverse.port))
+        self.addCleanup(sock.close)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        m = parse_metrics(self.in_thread(lambda: scrape(admin.port))[2].decode())
+        self.assertEqual(m[("thor_proxy_open_tunnels", "")], 1)
+        sock.close()
+        self.run_until(lambda: reverse.open_tunnels == 0)
+
     def test_admin_methods_and_paths(self):
         proxy = self.proxy()
         admin = proxy.serve_admin()
@@ -200,7 +268,8 @@ class AccessLogTest(ProxyTestCase):
 
     def test_combined_has_agent_duration_and_upstream(self):
         (line,), origin = self.lines("combined")
-        self.assertRegex(line, r'"POST /p\?q=1 HTTP/1\.1" 200 7 "http://r/" "curl/8 \\"x\\"" '
+        # The client's quotes are escaped as nginx escapes them.
+        self.assertRegex(line, r'"POST /p\?q=1 HTTP/1\.1" 200 7 "http://r/" "curl/8 \\x22x\\x22" '
                          r'\d+\.\d{3} http://127\.0\.0\.1:%d$' % origin.port)
 
     def test_json(self):
@@ -210,7 +279,7 @@ class AccessLogTest(ProxyTestCase):
         self.assertEqual((record["method"], record["uri"], record["version"]),
                          ("POST", "/p?q=1", "1.1"))
         self.assertEqual((record["status"], record["bytes"], record["bytes_in"]), (200, 7, 4))
-        self.assertEqual(record["user_agent"], 'curl/8 "x"')
+        self.assertEqual(record["user_agent"], 'curl/8 \\x22x\\x22')  # as in every format
         self.assertEqual(record["referer"], "http://r/")
         self.assertEqual(record["upstream"], "http://127.0.0.1:%d" % origin.port)
         self.assertIsInstance(record["duration_ms"], float)
@@ -219,11 +288,57 @@ class AccessLogTest(ProxyTestCase):
 
     def test_template(self):
         (line,), origin = self.lines("{method} {uri} {status} {upstream} {user_agent}")
-        self.assertEqual(line, 'POST /p?q=1 200 http://127.0.0.1:%d curl/8 "x"' % origin.port)
+        self.assertEqual(line, 'POST /p?q=1 200 http://127.0.0.1:%d curl/8 \\x22x\\x22'
+                         % origin.port)
         with self.assertRaises(ValueError):
             AccessFormat("{nope}")
         with self.assertRaises(ValueError):
             AccessFormat("fancy")
+
+    def test_what_the_client_sent_is_escaped_in_every_format(self):
+        # A quote would forge fields; 0x85 is a line break to
+        # str.splitlines() and many log shippers. Escaped as nginx does.
+        origin = self.origin()
+        request = (b'GET /p?"q"=\\x HTTP/1.1\r\nHost: x\r\n'
+                   b'User-Agent: x" 200 0 "forged\x85y\r\nReferer: a\xe9\r\n\r\n')
+
+        def send(port):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(request)
+            answer = sock.recv(100)
+            sock.close()
+            return answer
+
+        agent = "x\\x22 200 0 \\x22forged\\x85y"
+        uri = "/p?\\x22q\\x22=\\x5Cx"
+        for fmt in ("common", "combined", "json", '{request} "{user_agent}" "{referer}"'):
+            proxy = self.proxy(type("Proxy", (HttpProxy,), {"access_log_format": fmt}),
+                               upstreams=[self.url(origin)])
+            with self.assertLogs("thor.http.proxy.access", "INFO") as logs:
+                answer = self.in_thread(lambda: send(proxy.port))
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+                self.run_until(lambda: logs.records)
+            line = logs.records[0].getMessage()
+            self.assertEqual(len(line.splitlines()), 1, line)
+            self.assertTrue(all(" " <= c <= "~" for c in line), line)
+            if fmt == "json":
+                record = json.loads(line)
+                self.assertEqual((record["uri"], record["user_agent"], record["referer"]),
+                                 (uri, agent, "a\\xE9"))
+                continue
+            self.assertIn("GET %s HTTP/1.1" % uri, line)
+            if fmt != "common":
+                self.assertIn('"%s"' % agent, line)
+                self.assertIn('"a\\xE9"', line)
+        # What the parser refuses is escaped too, should it get that far.
+        line = AccessFormat("combined").line(
+            "127.0.0.1", b"GET", b"/\x1b[2J", b"1.1", 200, 0, 0, 0.001, None,
+            [(b"User-Agent", b"\x1b]0;pwned\x07\x7f\\\n!")])
+        self.assertIn('"GET /\\x1B[2J HTTP/1.1"', line)
+        self.assertIn('"\\x1B]0;pwned\\x07\\x7F\\x5C\\x0A!"', line)
+        self.assertEqual([escape(bytes([c])) for c in b"a ~"], ["a", " ", "~"])
+        self.assertEqual({len(escape(bytes([c]))) for c in range(256)
+                          if c < 0x20 or c >= 0x7f or c in b'"\\'}, {4})
 
     def test_nothing_formatted_when_nobody_listens(self):
         origin = self.origin()
@@ -238,6 +353,42 @@ class AccessLogTest(ProxyTestCase):
         proxy._access_format = Counting()
         self.fetch("http://127.0.0.1:%d/" % proxy.port)
         self.assertEqual(calls, [])  # the logger is not enabled for INFO
+
+
+class FailureLogTest(ProxyTestCase):
+    def test_upstream_failures_do_not_flood_the_log(self):
+        # Once an upstream is down, requests failing on it are not one
+        # WARNING line each (which -q would keep).
+        dead_port = refusing_port(self)
+        proxy = self.proxy(upstreams=["http://127.0.0.1:%d" % dead_port])
+        client = HttpClient(self.loop)
+        with self.assertLogs("thor.http", "WARNING") as logs:
+            for _ in range(20):
+                self.assertEqual(self.fetch("http://127.0.0.1:%d/x" % proxy.port,
+                                            client=client)["status"], b"502")
+        # The upstream going down, and the request that found it so.
+        self.assertEqual([r.name for r in logs.records],
+                         ["thor.http.upstreams", "thor.http.proxy"], logs.output)
+        # A forward proxy's client asking for unreachable URLs of its choosing:
+        # a bounded number of lines, each with the URI cut short, then a
+        # count of the others.
+        forward = self.proxy()
+        forward._failure_log.lines = 3
+        forward._failure_log.period = 1.0
+        client = HttpClient(self.loop)
+        client.proxy = "http://127.0.0.1:%d" % forward.port
+        url = "http://127.0.0.1:%d/%s" % (dead_port, "A" * 5000)
+        with self.assertLogs("thor.http.proxy", "WARNING") as logs:
+            for _ in range(10):
+                self.assertEqual(self.fetch(url, client=client)["status"], b"502")
+            self.run_until(lambda: len(logs.records) > 3)
+        self.assertEqual(len(logs.records), 4, logs.output)
+        for record in logs.records[:3]:
+            message = record.getMessage()
+            self.assertIn("/%s... from 127.0.0.1: " % ("A" * (200 - len(url) + 5000)), message)
+            self.assertLess(len(message), 400)
+        self.assertEqual(logs.records[3].getMessage(),
+                         "7 more upstream failures in the last 1 s (lines at DEBUG)")
 
 
 class CommandLineOperationsTest(CommandLineMixin, ProxyTestCase):

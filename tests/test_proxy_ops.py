@@ -495,11 +495,12 @@ class TlsTest(OpsTestCase):
         return self.origin("tls", tls_context=context)
 
     def test_https_listening_side_with_alpn(self):
+        # (HTTP/2 over TLS, ALPN h2: tests/test_proxy_h2.py.)
         origin = self.origin()
         proxy = self.proxy(upstreams=[self.url(origin)],
                            tls_context=tls_server_context(self.certfile, self.keyfile))
         client = ssl.create_default_context(cafile=self.certfile)
-        client.set_alpn_protocols(["h2", "http/1.1"])
+        client.set_alpn_protocols(["http/1.1"])
 
         def go():
             with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
@@ -520,14 +521,37 @@ class TlsTest(OpsTestCase):
         self.assertEqual(self.seen_fields("forwarded"),
                          [b"for=127.0.0.1;proto=https;host=localhost"])
 
-    def test_http2_is_not_offered_yet(self):
-        # The proxy's HTTP/2 path is not written (issue 14): neither ALPN
-        # h2 (above) nor the cleartext preface may reach HttpServer's.
+    def test_http2_is_offered_unless_turned_off(self):
+        # issue 14: ALPN h2 (and http/1.1) by default; with http2 False
+        # (--no-http2) only http/1.1, whatever the context offered, and
+        # the cleartext preface is an HTTP/1.1 request (505).
+        from thor.tls import server_context
+
         origin = self.origin()
-        proxy = self.proxy(upstreams=[self.url(origin)])
-        answer = self.raw(proxy.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+        def alpn(proxy, offer):
+            client = ssl.create_default_context(cafile=self.certfile)
+            client.set_alpn_protocols(offer)
+
+            def go():
+                with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
+                    with client.wrap_socket(raw, server_hostname="localhost") as tls:
+                        return tls.selected_alpn_protocol()
+
+            return self.in_thread(go)
+
+        both = self.proxy(upstreams=[self.url(origin)],
+                          tls_context=tls_server_context(self.certfile, self.keyfile))
+        self.assertEqual(alpn(both, ["h2", "http/1.1"]), "h2")
+        self.assertEqual(alpn(both, ["http/1.1"]), "http/1.1")
+        off = type("Http1Proxy", (HttpProxy,), {"http2": False})
+        http1 = self.proxy(off, upstreams=[self.url(origin)],
+                           tls_context=server_context(self.certfile, self.keyfile))
+        self.assertEqual(alpn(http1, ["h2", "http/1.1"]), "http/1.1")
+        cleartext = self.proxy(off, upstreams=[self.url(origin)])
+        answer = self.raw(cleartext.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
                           b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        self.assertTrue(answer.startswith(b"HTTP/1.1 "), answer)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 505 "), answer)
         self.assertEqual(self.seen, [])
 
     def test_private_ca_for_https_upstreams(self):

@@ -10,15 +10,17 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import zlib
 
 from thor.http.client import HttpClient
-from thor.http.proxy import HttpProxy
+from thor.http.proxy import HttpProxy, _arguments
 from thor.http.server import HttpServer
 from thor.http.upstreams import upstream_spec
 
@@ -87,6 +89,33 @@ def get_many(port, count, path="/", results=None):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.close()
     return results
+
+
+def upgrade_handler(ex, body, trailers):
+    """An origin's handler: 101 to ``Upgrade: echo``, then the raw
+    connection echoes bytes upper-cased."""
+    ex.response_start(101, "Switching Protocols", [("Upgrade", "echo")])
+    ex.response_done([])
+    tcp, buffered = ex.tunnel()
+    tcp.on("data", lambda data: tcp.write(data.upper()))
+    if buffered:
+        tcp.write(buffered.upper())
+    tcp.pause(False)
+
+
+def open_upgrade(port, path=b"/ws"):
+    """A blocking socket through which an Upgrade request got its 101;
+    returns (socket, response head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                 b"Upgrade: echo\r\n\r\n" % path)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        if not data:
+            break
+        head += data
+    return sock, head
 
 
 class UpstreamSpecTest(unittest.TestCase):
@@ -273,6 +302,129 @@ class PoolTest(ProxyTestCase):
         result = self.fetch("http://127.0.0.1:%d/slow" % proxy.port)
         self.assertEqual((result["status"], result["body"]), (b"200", b"ok:"))
         self.assertEqual(self.names(), ["a", "b"])
+
+    def test_down_time_zero_or_none_tries_the_next_request(self):
+        # --down-time 0 once made down_time None, and a refusal then raised
+        # TypeError in the client's error listener: no answer, ever.
+        self.assertEqual(_arguments(["--down-time", "0"])[1].down_time, 0.0)
+        self.assertEqual(_arguments(["--down-time", "2.5"])[1].down_time, 2.5)
+        for bad in ("-1", "nan", "inf", "x"):
+            with self.assertRaises(SystemExit), open(os.devnull, "w") as quiet:
+                stderr, sys.stderr = sys.stderr, quiet
+                try:
+                    _arguments(["--down-time", bad])
+                finally:
+                    sys.stderr = stderr
+        a = self.origin("a")
+        dead = "http://127.0.0.1:%d" % refusing_port(self)
+        for down_time in (0, None):
+            proxy = self.proxy(type("Proxy", (HttpProxy,), {"down_time": down_time}),
+                               upstreams=[dead, self.url(a)])
+            with self.assertLogs("thor.http.upstreams", "WARNING") as logs:
+                for _ in range(2):
+                    self.assertEqual(self.fetch("http://127.0.0.1:%d/" % proxy.port)["status"],
+                                     b"200")
+            self.assertIn("down for 0 s", "\n".join(logs.output))
+            # No wait: the next request tried it again (then "a").
+            self.assertEqual(proxy.pool.upstreams[0].requests, 2)
+            self.assertEqual([up.active for up in proxy.pool.upstreams], [0, 0])
+
+    def test_a_broken_upstream_gets_a_request_at_most_twice(self):
+        # Each upstream reads the request and closes. The proxy's client
+        # replays it once on a new connection (the case of a kept-alive
+        # connection closed by the origin meanwhile), then the proxy moves
+        # on: not retry_limit + 1 = 3 times per upstream.
+        def breaking(ex, body, trailers):
+            ex.abort()
+
+        origins = [self.origin(name, handler=breaking) for name in "abc"]
+
+        class Proxy(HttpProxy):
+            max_fails = 10
+
+        proxy = self.proxy(Proxy, upstreams=[self.url(o) for o in origins])
+        with self.assertLogs("thor.http", "INFO"):
+            result = self.fetch("http://127.0.0.1:%d/x" % proxy.port)
+        self.assertEqual(result["status"], b"502")
+        self.assertEqual([self.names().count(name) for name in "abc"], [2, 2, 2])
+        self.assertEqual(proxy.metrics.retries, 2)
+
+    def test_the_end_of_body_hook_runs_once_when_the_request_is_retried(self):
+        # A stateful hook (compressing the body) gives its tail once; the
+        # retried request carries the tail kept from the first time.
+        ends = []
+
+        class Gzipping(HttpProxy):
+            def request_body_hook(self, pex, chunk):
+                z = pex.data.setdefault("z", zlib.compressobj())
+                if chunk is not None:
+                    return z.compress(chunk)
+                ends.append(pex)
+                return z.flush()
+
+        got = []
+
+        def handler(ex, body, trailers):
+            got.append(zlib.decompress(body))
+            self.echo(ex, b"", trailers)
+
+        a = self.origin("a", handler=handler)
+        dead = "http://127.0.0.1:%d" % refusing_port(self)
+        proxy = self.proxy(Gzipping, upstreams=[dead, self.url(a)])
+        with self.assertLogs("thor.http", "INFO"):
+            result = self.fetch("http://127.0.0.1:%d/x" % proxy.port, "PUT",
+                                headers=[("Content-Length", "11")],
+                                body=[b"hello", b" world"])
+        self.assertEqual(result["status"], b"200")
+        self.assertEqual(got, [b"hello world"])
+        self.assertEqual(len(ends), 1)
+        self.assertEqual(proxy.metrics.retries, 1)
+
+    def test_least_conn_counts_an_upgraded_connection_until_it_closes(self):
+        a = self.origin("a", handler=upgrade_handler)
+        b = self.origin("b")
+
+        class Proxy(HttpProxy):
+            balance = "least-conn"
+
+        proxy = self.proxy(Proxy, upstreams=[self.url(a), self.url(b)])
+        sock, head = self.in_thread(lambda: open_upgrade(proxy.port))
+        self.addCleanup(sock.close)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        # The tunnel holds a connection to "a": in flight until it closes.
+        self.assertEqual([up.active for up in proxy.pool.upstreams], [1, 0])
+        client = HttpClient(self.loop)
+        for _ in range(2):
+            self.fetch("http://127.0.0.1:%d/" % proxy.port, client=client)
+        self.assertEqual(self.names(), ["a", "b", "b"])
+        sock.close()
+        self.run_until(lambda: proxy.pool.upstreams[0].active == 0)
+
+    def test_no_retry_after_an_interim_response(self):
+        # A 103 went on to the client: the upstream had begun to answer,
+        # and another's answer may not follow it.
+        def hinting(ex, body, trailers):
+            ex.response_nonfinal(103, "Early Hints", [("Link", "</style.css>; rel=preload")])
+            self.loop.schedule(0.05, ex.abort)
+
+        a, b = self.origin("a", handler=hinting), self.origin("b")
+        proxy = self.proxy(upstreams=[self.url(a), self.url(b)])
+        client = HttpClient(self.loop)
+        hints = []
+        ex = client.exchange()
+        ex.on("response_nonfinal", lambda s, p, h: hints.append(s))
+        result = {}
+        ex.on("response_start", lambda s, p, h: result.setdefault("status", s))
+        ex.on("response_done", lambda t: result.setdefault("done", True))
+        ex.on("error", lambda e: result.setdefault("error", e))
+        with self.assertLogs("thor.http", "INFO"):
+            ex.request_start("GET", "http://127.0.0.1:%d/x" % proxy.port, [])
+            ex.request_done([])
+            self.run_until(lambda: "done" in result or "error" in result)
+        self.assertEqual(hints, [b"103"])
+        self.assertEqual(result.get("status"), b"502")
+        self.assertEqual(self.names(), ["a"])
+        self.assertEqual(proxy.metrics.retries, 0)
 
     def restartable(self, name):
         """An origin that can be stopped (its connections cut, as when the

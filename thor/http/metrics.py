@@ -5,8 +5,8 @@ admin listener that serves them (``/metrics``) with a health check
 The counters are plain attributes that the proxy adds to once per
 exchange (no locks: the loop is single-threaded; no allocation). The
 exposition is built only when scraped. This module does not import the
-proxy: the admin server reads the public attributes ``metrics``, ``pool``
-and ``server`` of whatever it is given.
+proxy: the admin server reads the public attributes ``metrics``, ``pool``,
+``server`` and ``open_tunnels`` of whatever it is given.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class _Source(Protocol):
     pool: UpstreamPool
     server: HttpServer
     upstreams: List[bytes]
+    open_tunnels: int
 
 
 def _label(text: str) -> str:
@@ -105,15 +106,19 @@ def exposition(source: _Source) -> str:
     add("# HELP thor_proxy_active_connections Open client connections.")
     add("# TYPE thor_proxy_active_connections gauge")
     add("thor_proxy_active_connections %d" % len(source.server.connections))
+    # The server forgets a connection it hands over to a tunnel: counted
+    # apart (each holds a client connection and one to the target).
+    add("# HELP thor_proxy_open_tunnels Open CONNECT and Upgrade (101) tunnels.")
+    add("# TYPE thor_proxy_open_tunnels gauge")
+    add("thor_proxy_open_tunnels %d" % source.open_tunnels)
     add("# HELP thor_proxy_retries_total Requests sent to another upstream after a failure.")
     add("# TYPE thor_proxy_retries_total counter")
     add("thor_proxy_retries_total %d" % metrics.retries)
     ups = pool.upstreams
     if ups:
-        usable = pool.available()
         for name, kind, help_text, values in (
-            ("upstream_up", "gauge", "1 when the upstream is in rotation, 0 when it is down.",
-             [int(ok) for ok in usable]),
+            ("upstream_up", "gauge", "1 when the upstream is up, 0 when it is marked down.",
+             [int(ok) for ok in pool.up()]),
             ("upstream_active_requests", "gauge", "Requests in flight to the upstream.",
              [up.active for up in ups]),
             ("upstream_requests_total", "counter", "Requests sent to the upstream.",
@@ -131,16 +136,17 @@ def exposition(source: _Source) -> str:
 
 def healthy(source: _Source) -> Tuple[bool, str]:
     """(ok, text) for /healthz: ok when the proxy is not shutting down and
-    (in reverse mode) at least one upstream is in rotation."""
+    (in reverse mode) at least one upstream is up (not marked down: one
+    due a trial request is not known to be up)."""
     if source.server.shutting_down:
         return False, "shutting down\n"
     pool = source.pool
     if not pool.upstreams:
         return True, "ok\n"
-    usable = pool.available()
-    up = sum(usable)
+    ups = pool.up()
+    up = sum(ups)
     if up:
-        return True, "ok: %d of %d upstreams up\n" % (up, len(usable))
+        return True, "ok: %d of %d upstreams up\n" % (up, len(ups))
     return False, "no upstream is up\n"
 
 

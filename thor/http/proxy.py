@@ -21,6 +21,17 @@ Modes:
 In both modes, a request with ``Upgrade`` that the origin accepts with
 ``101 Switching Protocols`` becomes a two-way byte tunnel.
 
+Clients may speak HTTP/2 (``http2``, on by default: ALPN ``h2`` on a TLS
+listener, the cleartext preface otherwise); their requests reach the proxy
+as HTTP/1.1's do (thor.http.server_h2 has checked them as RFC 9113 8.2
+and 8.3 ask: no connection-specific fields, ``TE`` only ``trailers``, Host
+agreeing with ``:authority``, the body as long as its Content-Length, no
+CR, LF or NUL anywhere), and go to the origin over HTTP/1.1 (over HTTP/2
+to an https:// origin offering it, with ``upstream_http2``). A forward
+proxy's HTTP/2 request names its target with ``:scheme`` and
+``:authority``; CONNECT over HTTP/2 (RFC 9113 8.5) is a tunnel on its
+stream (_StreamTunnel).
+
 As RFC 9110 section 7.6 asks of an intermediary: hop-by-hop fields
 (``Connection`` and the fields it names, ``Keep-Alive``,
 ``Proxy-Connection``, ``TE``, ``Trailer``, ``Transfer-Encoding``,
@@ -450,6 +461,14 @@ class HttpProxy(EventEmitter):
     ``shutdown_timeout`` (graceful_shutdown's drain deadline),
     ``tunnel_timeout`` (a CONNECT or upgrade tunnel in which neither side
     sends anything for this long is closed).
+
+    HTTP/2 (class variables, read when the proxy is made): ``http2``
+    (default True) accepts HTTP/2 from clients: ALPN ``h2`` (and
+    ``http/1.1``) on ``tls_context``, and the cleartext preface (prior
+    knowledge); False serves HTTP/1.1 only (ALPN ``http/1.1``).
+    ``upstream_http2`` (default False) lets the upstream client speak
+    HTTP/2 to https:// origins that offer it over ALPN (HttpClient's
+    ``http2``), HTTP/1.1 otherwise.
     """
 
     connect_ports: Collection[int] = (443,)
@@ -477,6 +496,9 @@ class HttpProxy(EventEmitter):
     health_check: Optional[str] = None
     health_interval = 5.0
     access_log_format = "common"
+    # issue 14: HTTP/2 (see the docstring).
+    http2 = True
+    upstream_http2 = False
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 8080, loop: Optional[LoopBase] = None, *,
@@ -512,14 +534,27 @@ class HttpProxy(EventEmitter):
             client.send_timeout = self.send_timeout
             client.max_server_conn = self.max_server_conn
             # A kept-alive upstream connection that the origin closed is
-            # retried at once (for idempotent requests), not after a delay.
+            # retried at once (for idempotent requests), not after a delay,
+            # and once: a request an upstream keeps failing goes to the
+            # next upstream (_retry), not to the same one again and again.
             client.retry_delay = 0
+            client.retry_limit = 1
+            if self.upstream_http2:
+                if not hasattr(client, "http2"):
+                    raise ValueError("upstream_http2: this HttpClient has no HTTP/2")
+                setattr(client, "http2", True)
         self.client = client
+        http2 = bool(self.http2)
+        if tls_context is not None and not http2:
+            # What the application's context offers may include h2, which
+            # the server would then be asked for and not speak.
+            tls_context.set_alpn_protocols(["http/1.1"])
         if sock is not None:
-            self.server: HttpServer = _ServerOnSocket(sock, self.loop, tls_context)
+            self.server: HttpServer = _ServerOnSocket(sock, self.loop, tls_context, http2)
         else:
             self.server = _ProxyServer(
-                host, port, self.loop, reuse_port=reuse_port, tls_context=tls_context
+                host, port, self.loop, reuse_port=reuse_port, tls_context=tls_context,
+                http2=http2,
             )
         server = self.server
         server.body_timeout = self.body_timeout
@@ -539,6 +574,8 @@ class HttpProxy(EventEmitter):
         # Both ends of every CONNECT / 101 tunnel: the server forgets a
         # connection it hands over, so the proxy closes them itself.
         self._tunnels: Set[TcpConnection] = set()
+        self.open_tunnels = 0  # tunnels (not connections) open: the metrics' gauge
+        self._failure_log = proxylog.FailureLog(log, self.loop)
         self._via_name: Optional[bytes] = None
         self._setup_access(forwarded, trusted_proxies, allow, auth, tls_context is not None)
 
@@ -660,9 +697,13 @@ class HttpProxy(EventEmitter):
             pex.upstream = index
             pex.uri = self.upstreams[index] + uri
         elif not (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
-            pex.respond(400, "Bad Request", [(b"Content-Type", b"text/plain")],
-                        "This is a forward proxy: requests need an absolute URL.\n")
-            return
+            target = (self._h2_target(pex, headers)
+                      if pex.server_exchange.req_version == b"2" else None)
+            if target is None:
+                pex.respond(400, "Bad Request", [(b"Content-Type", b"text/plain")],
+                            "This is a forward proxy: requests need an absolute URL.\n")
+                return
+            pex.uri = target
         ex = pex.server_exchange
         connection = False
         upgrades: Optional[RawHeaderListType] = None
@@ -775,6 +816,21 @@ class HttpProxy(EventEmitter):
             pex.headers = [f for f in pex.headers if f[0].lower() != b"proxy-authorization"]
         self._forward(pex)
 
+    def _h2_target(self, pex: ProxyExchange, headers: RawHeaderListType) -> Optional[bytes]:
+        """The absolute URL of a forward proxy's HTTP/2 request (RFC 9113
+        8.3.1: ``:scheme``, ``:authority`` (the Host field, which
+        thor.http.server_h2 makes from it, or checked to agree with it),
+        ``:path``); None when they do not make one."""
+        scheme = getattr(pex.server_exchange, "scheme", b"")
+        if scheme not in (b"http", b"https") or pex.uri[:1] != b"/":
+            return None
+        hosts = [value for name, value in headers if name == b"host"]
+        # The authority's characters only: no userinfo, path, query or
+        # white space can slip into the URL the origin is chosen by.
+        if len(hosts) != 1 or not hosts[0] or hosts[0].translate(None, _AUTHORITY_CHARS):
+            return None
+        return b"%s://%s%s" % (scheme, hosts[0], pex.uri)
+
     def _via_loops(self, value: bytes) -> bool:
         """Does the Via field value ``value`` name this proxy (a loop)?"""
         name = self._via_name
@@ -867,6 +923,13 @@ class HttpProxy(EventEmitter):
                 self._hook_failed(pex, exc)
                 return
             if tail:
+                if pex.upstream is not None and pex._kept_size <= _RETRY_BODY_LIMIT:
+                    # Kept with the body: a retry replays it (_retry), for
+                    # the hook's end is called once per request.
+                    if pex._kept is None:
+                        pex._kept = []
+                    pex._kept.append(tail)
+                    pex._kept_size += len(tail)
                 cex.request_body(tail)
         cex.request_done(pex._trailers or [])
 
@@ -932,9 +995,11 @@ class HttpProxy(EventEmitter):
             return
         pex._response_started = True
         ex = pex.server_exchange
-        if not pex._down_paused:
+        if not pex._down_paused and ex.req_version != b"2":
             # The downstream connection may still be busy sending an earlier
-            # response; its pause(False) then comes to this exchange.
+            # response; its pause(False) then comes to this exchange. (An
+            # HTTP/2 stream is paused by its connection, which resumes only
+            # the streams it paused.)
             tcp = getattr(ex.connection, "tcp", None)
             if tcp is not None and tcp.write_buffered > tcp.write_high:
                 pex._down_paused = True
@@ -1053,6 +1118,8 @@ class HttpProxy(EventEmitter):
         if pex._finished:
             return
         index = pex.upstream
+        # Down before this failure: the pool's WARNING told the operator.
+        known = index is not None and self.pool.upstreams[index].down
         if index is not None and self._retry(pex, index, err):
             return
         ex = pex.server_exchange
@@ -1070,7 +1137,7 @@ class HttpProxy(EventEmitter):
             status, phrase = 502, "Bad Gateway"
         # The client gets a short reason; the detail (an SSLError's text,
         # an address) is for the operator's log.
-        self._failure_detail(pex, str(err))
+        self._failure_detail(pex, str(err), known)
         pex._respond(status, phrase, [(b"Content-Type", b"text/plain")],
                      "%s %s: %s\n" % (status, phrase, _short_reason(err)))
 
@@ -1098,8 +1165,9 @@ class HttpProxy(EventEmitter):
         gone to the client, the body as far as it came is kept, and either
         the connection was refused (the request is unseen: any method) or
         the request is idempotent (RFC 9110 9.2.2) and failed before its
-        response (a broken connection, a timeout). Each upstream is tried
-        once per request. True when the request went out again."""
+        response (a broken connection, a timeout) and before any interim
+        (1xx) one. Each upstream is tried once per request. True when the
+        request went out again."""
         pool = self.pool
         # Marked as tried whether it is retried or not: what it answered, if
         # anything, is not to be counted again when the exchange is over.
@@ -1108,10 +1176,14 @@ class HttpProxy(EventEmitter):
         counted = counts_against(err)
         if counted:
             pool.failed(index, str(err), at_once=refused)
+        cex = pex.client_exchange
         if not (
             (refused or (counted and pex.method in _IDEMPOTENT
                          and isinstance(err, _RETRIABLE)))
             and not pex._response_started and pex._kept_size <= _RETRY_BODY_LIMIT
+            # The upstream began to answer: its interim responses (a 103's
+            # hints) went on to the client, and no other's may follow.
+            and not (cex is not None and cex._nonfinal)
         ):
             return False
         retry = pool.pick(pex._tried)
@@ -1122,13 +1194,24 @@ class HttpProxy(EventEmitter):
         path = pex.uri[len(self.upstreams[index]):]
         pex.upstream = retry
         pex.uri = self.upstreams[retry] + path
-        log.info("retrying %s %s on %s: %s failed: %s", pex.method.decode("latin-1"),
-                 path.decode("latin-1") or "*", pool.upstreams[retry].name,
+        log.info("retrying %s %s on %s: %s failed: %s", proxylog.escape(pex.method),
+                 proxylog.escape(path[:200]) or "*", pool.upstreams[retry].name,
                  pool.upstreams[index].name, err)
         # The failed exchange may have paused the downstream request body;
         # the new one pauses it again if need be.
         pex.server_exchange.pause(False)
+        # A request that had ended (the end-of-body hook's tail is kept with
+        # its body) is ended here, not by _forward: the hook's end is
+        # called once per request.
+        done, pex._req_done = pex._req_done, False
         self._forward(pex)
+        pex._req_done = done
+        cex = pex.client_exchange
+        if done and cex is not None and not pex._finished:
+            try:
+                cex.request_done(pex._trailers or [])
+            except (ValueError, TypeError) as exc:
+                self._hook_failed(pex, exc)
         return True
 
     def _start_checks(self) -> None:
@@ -1333,13 +1416,21 @@ class HttpProxy(EventEmitter):
             for fields in incoming.values():
                 kept.extend(fields)
 
-    def _failure_detail(self, pex: ProxyExchange, detail: str) -> None:
+    def _failure_detail(self, pex: ProxyExchange, detail: str, known: bool = False) -> None:
         """An upstream failure's detail (which the client is not shown),
-        for the operator: logged on the ``thor.http.proxy`` logger."""
-        log.warning(
-            "%s %s from %s: %s", pex.method.decode("latin-1"),
-            pex.uri.decode("latin-1"), pex.client_address or "-", detail,
-        )
+        for the operator: logged on the ``thor.http.proxy`` logger, at
+        WARNING, at most 10 lines in 10 s (proxylog.FailureLog); at DEBUG
+        when ``known`` (the upstream was down already: the pool's WARNING
+        said so). The URI, the client's text, is escaped and cut to 200
+        bytes."""
+        uri = pex.uri
+        args = (proxylog.escape(pex.method),
+                proxylog.escape(uri[:200]) + ("..." if len(uri) > 200 else ""),
+                pex.client_address or "-", detail)
+        if known:
+            log.debug("%s %s from %s: %s", *args)
+        else:
+            self._failure_log.warning("%s %s from %s: %s", *args)
 
     # -- CONNECT and tunnels ---------------------------------------------------------
 
@@ -1366,6 +1457,9 @@ class HttpProxy(EventEmitter):
                         "CONNECT to port %d is not allowed (the proxy's --connect-port / "
                         "connect_ports allows it).\n" % int(port))
             return
+        # RFC 9113 8.5: over HTTP/2 the tunnel is the stream's DATA frames.
+        stream = _StreamTunnel(self, pex) if pex.server_exchange.req_version == b"2" else None
+
         def connected(upstream: TcpConnection, upstream_buffered: bytes = b"") -> None:
             ex = pex.server_exchange
             if ex.finished:
@@ -1373,6 +1467,17 @@ class HttpProxy(EventEmitter):
                 return
             pex._response_started = True
             pex.status = 200
+            if stream is not None:
+                try:
+                    ex.response_start(200, "OK", [])
+                except error.HttpError as exc:
+                    self._report(exc)
+                    upstream.close()
+                    ex.abort()
+                    pex._done()
+                else:
+                    stream.open(upstream, upstream_buffered)
+                return
             try:
                 ex.response_start(200, "Connection Established", [])
                 ex.response_done([])
@@ -1402,6 +1507,8 @@ class HttpProxy(EventEmitter):
                 pex._respond(502, "Bad Gateway", [], "Could not resolve the host name.\n")
             else:
                 pex._respond(502, "Bad Gateway", [], "Could not connect.\n")
+            if stream is not None:
+                stream.failed()
 
         # The same address policy as for requests (HttpClient.check_ip):
         # a tunnel must not reach what a request may not.
@@ -1433,6 +1540,17 @@ class HttpProxy(EventEmitter):
         for tcp in (a, b):
             tunnels.add(tcp)
             tcp.on("close", partial(tunnels.discard, tcp))
+        self.open_tunnels += 1
+        ended: List[bool] = []
+
+        def tunnel_closed() -> None:
+            # Either end's close ends the tunnel (splice closes the other).
+            if not ended:
+                ended.append(True)
+                self.open_tunnels -= 1
+
+        a.on("close", tunnel_closed)
+        b.on("close", tunnel_closed)
         splice(a, b, a_buffered, b_buffered)
         if self.tunnel_timeout is not None:
             _TunnelWatch(a, b, self.loop, self.tunnel_timeout)
@@ -1457,8 +1575,18 @@ class HttpProxy(EventEmitter):
             # Passive health, from the upstream's own status (not what a
             # response_hook made of it), unless its failure was counted.
             cex = pex.client_exchange
-            self.pool.done(index, cex.res_status if cex is not None
-                           and not (pex._tried >> index) & 1 else None)
+            status = (cex.res_status if cex is not None and not (pex._tried >> index) & 1
+                      else None)
+            tcp = (getattr(pex.server_exchange.connection, "tcp", None)
+                   if pex.status == 101 else None)
+            if tcp is not None and tcp in self._tunnels:
+                # An upgraded connection (a WebSocket) holds its upstream
+                # connection until the tunnel closes: in flight till then,
+                # for least-conn.
+                self.pool.done(index, status, release=False)
+                tcp.on("close", partial(self.pool.release, index))
+            else:
+                self.pool.done(index, status)
         stream = self.access_log
         if stream is None and not access_logger.isEnabledFor(logging.INFO):
             return
@@ -1648,6 +1776,127 @@ class _TunnelWatch:
         self.b.close()
 
 
+class _StreamTunnel(EventEmitter):
+    """CONNECT over HTTP/2 (RFC 9113 8.5): the DATA frames of the stream
+    of ``pex`` and a TCP connection to the target, joined as a two-way
+    byte tunnel with backpressure both ways (the stream's flow-control
+    window for what the client sends while the target's write buffer is
+    full; the TCP connection's reading while the stream's output waits).
+    It is the server exchange's sink from the request on: the exchange
+    stays paused (what the client sends waits in its window) until
+    ``open()``.
+
+    The target's close ends the stream (END_STREAM); the client's
+    END_STREAM closes the target once what it sent is written (TCP
+    half-close cannot be passed on, as in ``splice``); a reset stream or
+    a lost client connection closes the target.
+
+    Emits: data(chunk) (either way), close() (the tunnel is over): for
+    _TunnelWatch.
+    """
+
+    def __init__(self, proxy: HttpProxy, pex: ProxyExchange) -> None:
+        EventEmitter.__init__(self)
+        self.proxy = proxy
+        self.pex = pex
+        self.ex = pex.server_exchange
+        self.tcp: Optional[TcpConnection] = None
+        self.over = False
+        self.ex.sink(self)
+        self.ex.pause(True)
+
+    def open(self, tcp: TcpConnection, buffered: bytes) -> None:
+        """The target is connected (and sent ``buffered`` already)."""
+        if self.over:
+            tcp.close()
+            return
+        self.tcp = tcp
+        proxy = self.proxy
+        proxy._tunnels.add(tcp)
+        tcp.on("data", self._from_target)
+        tcp.on("pause", self._target_paused)
+        tcp.on("close", self._target_closed)
+        if buffered:
+            self._from_target(buffered)
+        if proxy.tunnel_timeout is not None:
+            _TunnelWatch(tcp, self, proxy.loop, proxy.tunnel_timeout)  # type: ignore[arg-type]  # the surface it uses: on, close
+        tcp.pause(False)
+        self.ex.pause(False)
+
+    def failed(self) -> None:
+        """No tunnel (answered already): what the client sends is dropped."""
+        self.over = True
+        self.ex.pause(False)
+
+    # -- the stream: the exchange's events (as its sink) -------------------------
+
+    def request_body(self, chunk: bytes) -> None:
+        self.pex._bytes_in += len(chunk)
+        tcp = self.tcp
+        if tcp is not None and not self.over:
+            tcp.write(chunk)
+            self.emit("data", chunk)
+
+    def request_done(self, trailers: RawHeaderListType) -> None:
+        if self.tcp is not None:
+            self.tcp.close()
+
+    def pause(self, paused: bool) -> None:
+        if self.tcp is not None and not self.over:
+            self.tcp.pause(paused)
+
+    def error(self, err: error.HttpError) -> None:
+        if self.pex.status is None:
+            self.pex.status = 499
+        self.close()
+
+    # -- the target ------------------------------------------------------------------
+
+    def _from_target(self, data: bytes) -> None:
+        ex = self.ex
+        if ex.finished:
+            return
+        self.pex._bytes_out += len(data)
+        try:
+            ex.response_body(data)
+        except error.HttpError as exc:
+            self.proxy._report(exc)
+            self.close()
+            return
+        self.emit("data", data)
+
+    def _target_paused(self, paused: bool) -> None:
+        if not self.over:
+            self.ex.pause(paused)
+
+    def _target_closed(self) -> None:
+        ex = self.ex
+        if not ex.finished:
+            try:
+                ex.response_done([])
+            except error.HttpError as exc:
+                self.proxy._report(exc)
+                ex.abort()
+        self._end()
+
+    def close(self) -> None:
+        """End the tunnel at once: the stream is reset unless it ended."""
+        if not self.ex.finished:
+            self.ex.abort()
+        if self.tcp is not None:
+            self.tcp.close()
+        self._end()
+
+    def _end(self) -> None:
+        if not self.over or self.tcp is not None:
+            tcp, self.tcp = self.tcp, None
+            self.over = True
+            if tcp is not None:
+                self.proxy._tunnels.discard(tcp)
+            self.emit("close")
+            self.pex._done()
+
+
 def _ended(ended: TcpConnection, other: TcpConnection) -> None:
     other.close()
     ended.close()
@@ -1756,6 +2005,10 @@ def read_auth_file(path: str) -> List[str]:
     return entries
 
 
+# What an HTTP/2 request's authority may hold to become a forward proxy's
+# target: a host (reg-name, IPv4, bracketed IPv6) and a port.
+_AUTHORITY_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    b"-._~!$&'()*+,;=:[]")
 # What a CONNECT target's host may hold: RFC 3986 reg-name characters, the
 # colons of an IPv6 literal and the "%" of its zone (removed by translate).
 _HOST_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -1871,12 +2124,17 @@ def _upstream(url: str | bytes) -> bytes:
 
 
 class _ProxyServer(HttpServer):
-    """The proxy's HttpServer: HTTP/1.1 only, until the proxy has an
-    HTTP/2 path (issue 14 item 4); so ALPN stays as tls_server_context
-    sets it (``http/1.1``), and a cleartext HTTP/2 preface is a bad
-    HTTP/1.1 request."""
+    """The proxy's HttpServer, serving HTTP/2 as the proxy's ``http2``
+    says (set before HttpServer.__init__, which reads it for ALPN)."""
 
-    http2 = False
+    def __init__(
+        self, host: str, port: int, loop: LoopBase, *, reuse_port: bool = False,
+        tls_context: Optional[ssl.SSLContext] = None, sock: Optional[socket.socket] = None,
+        http2: bool = True,
+    ) -> None:
+        self.http2 = http2
+        HttpServer.__init__(self, host, port, loop, tls_context=tls_context,
+                            reuse_port=reuse_port, sock=sock)
 
 
 class _ServerOnSocket(_ProxyServer):
@@ -1884,10 +2142,12 @@ class _ServerOnSocket(_ProxyServer):
     supervisor's, shared by its workers)."""
 
     def __init__(
-        self, sock: socket.socket, loop: LoopBase, tls_context: Optional[ssl.SSLContext]
+        self, sock: socket.socket, loop: LoopBase, tls_context: Optional[ssl.SSLContext],
+        http2: bool = True,
     ) -> None:
         host, port = sock.getsockname()[:2]
-        HttpServer.__init__(self, host, port, loop, tls_context=tls_context, sock=sock)
+        _ProxyServer.__init__(self, host, port, loop, tls_context=tls_context, sock=sock,
+                              http2=http2)
 
 
 def _listen_socket(host: str, port: int, backlog: int = 511) -> socket.socket:
@@ -1930,6 +2190,20 @@ def _seconds(value: str) -> Optional[float]:
 
         raise argparse.ArgumentTypeError("a number of seconds (0 for no limit): %r" % value)
     return seconds or None
+
+
+def _wait(value: str) -> float:
+    """A command-line wait (--down-time): seconds, 0 for none (0.0, not
+    _seconds's None: it is added to a time)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also NaN
+        import argparse
+
+        raise argparse.ArgumentTypeError("a number of seconds (0 for none): %r" % value)
+    return seconds
 
 
 class _ParentWatch(thor.loop.EventSource):
@@ -2020,6 +2294,14 @@ def _arguments(argv: Optional[List[str]]) -> Tuple[argparse.ArgumentParser, argp
                         help="serve HTTPS with this certificate (PEM; the chain may follow)")
     parser.add_argument("--tls-key", default=None, metavar="FILE",
                         help="the private key of --tls-cert (default: in that file)")
+    parser.add_argument("--no-http2", action="store_true",
+                        help="serve HTTP/1.1 only: no ALPN h2 with --tls-cert, no "
+                        "cleartext HTTP/2 (prior knowledge); by default clients may "
+                        "use either")
+    parser.add_argument("--upstream-http2", action="store_true",
+                        help="offer HTTP/2 to https:// upstreams (ALPN h2); those that "
+                        "take it carry many requests on one connection (default: "
+                        "HTTP/1.1 to every upstream)")
     parser.add_argument("--upstream-ca", default=None, metavar="FILE",
                         help="also trust this CA (PEM) for https:// upstreams")
     parser.add_argument("--upstream-cert", default=None, metavar="FILE",
@@ -2050,9 +2332,10 @@ def _arguments(argv: Optional[List[str]]) -> Tuple[argparse.ArgumentParser, argp
                         help="failures in a row (timeouts, broken connections, 5xx "
                         "other than 501/505) that mark an upstream down; a refused "
                         "connection marks it down at once (default %d)" % HttpProxy.max_fails)
-    parser.add_argument("--down-time", type=_seconds, default=HttpProxy.down_time,
+    parser.add_argument("--down-time", type=_wait, default=HttpProxy.down_time,
                         metavar="SECONDS", help="how long a down upstream gets no requests "
-                        "when there is no --health-check (default %g)" % HttpProxy.down_time)
+                        "when there is no --health-check; 0: the next request tries it "
+                        "(default %g)" % HttpProxy.down_time)
     parser.add_argument("--health-check", default=None, metavar="PATH",
                         help="probe each upstream with GET PATH every --health-interval "
                         "seconds: 2xx or 3xx is a pass; a down upstream comes back when "
@@ -2153,7 +2436,8 @@ def _operator_settings(parser: argparse.ArgumentParser, args: argparse.Namespace
     import ssl
 
     try:
-        args.server_tls = (tls_server_context(args.tls_cert, args.tls_key)
+        args.server_tls = (tls_server_context(args.tls_cert, args.tls_key,
+                                              http2=not args.no_http2)
                            if args.tls_cert is not None else None)
     except (OSError, ssl.SSLError) as exc:
         parser.error("--tls-cert/--tls-key: cannot load them: %s" % (exc,))
@@ -2161,7 +2445,7 @@ def _operator_settings(parser: argparse.ArgumentParser, args: argparse.Namespace
         if (args.upstream_ca or args.upstream_cert or args.insecure_upstream):
             args.upstream_tls = tls_upstream_context(
                 args.upstream_ca, args.upstream_cert, args.upstream_key,
-                insecure=args.insecure_upstream,
+                insecure=args.insecure_upstream, http2=args.upstream_http2,
             )
         else:
             args.upstream_tls = None
@@ -2222,25 +2506,30 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def tls_server_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLContext:
+def tls_server_context(
+    certfile: str, keyfile: Optional[str] = None, http2: bool = True,
+) -> ssl.SSLContext:
     """A TLS context for the proxy's listening side (``HttpProxy(
-    tls_context=...)``): this certificate and key, ALPN ``http/1.1``."""
+    tls_context=...)``): this certificate and key, ALPN ``h2`` and
+    ``http/1.1`` (``http/1.1`` only when ``http2`` is false)."""
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return context
 
 
 def tls_upstream_context(
     cafile: Optional[str] = None, certfile: Optional[str] = None,
-    keyfile: Optional[str] = None, insecure: bool = False,
+    keyfile: Optional[str] = None, insecure: bool = False, http2: bool = False,
 ) -> ssl.SSLContext:
     """A TLS context for ``https://`` upstreams (``proxy.client.tls_context``):
     the system's trust store, plus the CA in ``cafile``; the client
     certificate ``certfile`` (and ``keyfile``) when given. ``insecure``
-    checks no certificate at all: for testing only."""
+    checks no certificate at all: for testing only. ALPN offers
+    ``http/1.1``, and ``h2`` first when ``http2`` (for
+    ``upstream_http2``)."""
     import ssl
 
     context = ssl.create_default_context()
@@ -2251,7 +2540,7 @@ def tls_upstream_context(
     if insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return context
 
 
@@ -2293,7 +2582,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # issue 13: upstreams, logging
     settings.update(balance=args.balance, max_fails=args.max_fails, down_time=args.down_time,
                     health_check=args.health_check, health_interval=args.health_interval,
-                    access_log_format=args.access_log_format)
+                    access_log_format=args.access_log_format,
+                    http2=not args.no_http2, upstream_http2=args.upstream_http2)
     proxy_class = type("CommandLineProxy", (HttpProxy,), settings)
     try:
         sock = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None

@@ -22,6 +22,12 @@ Access log formats (``AccessFormat``):
   ``{bytes}`` (response body bytes sent), ``{bytes_in}`` (request body
   bytes received), ``{duration_ms}``, ``{upstream}``, ``{user_agent}``,
   ``{referer}``.
+
+What the client sent (the method, URI and version, User-Agent, Referer)
+is escaped as nginx escapes it, in every format: ``"``, ``\\``, and bytes
+below 0x20, 0x7f and above become ``\\xHH``; so a line is one line of
+printable ASCII whatever the client sent, and a quoted field cannot be
+closed by it (``escape``).
 """
 
 from __future__ import annotations
@@ -34,10 +40,10 @@ import time as _time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 if TYPE_CHECKING:
-    from thor.loop import LoopBase
+    from thor.loop import LoopBase, ScheduledEvent
     from thor.types import RawHeaderListType
 
-__all__ = ["AccessFormat", "FORMATS", "configure", "log_exception"]
+__all__ = ["AccessFormat", "FORMATS", "FailureLog", "configure", "escape", "log_exception"]
 
 FORMATS = ("common", "combined", "json")
 
@@ -51,8 +57,19 @@ _SAMPLE = {
 }
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+# Bytes that pass unescaped: printable ASCII but the quote and backslash.
+_PLAIN = bytes(c for c in range(0x20, 0x7f) if c not in b'"\\')
+_ESCAPES = {c: "\\x%02X" % c for c in range(256) if c not in _PLAIN}
+
+
+def escape(value: bytes) -> str:
+    """``value`` (bytes a client sent) as log text: printable ASCII, with
+    ``"``, ``\\``, control bytes, DEL and bytes above 0x7f as ``\\xHH``
+    (nginx's escaping of its log variables). A text of plain bytes, the
+    common case, costs one translate and one decode."""
+    if not value.translate(None, _PLAIN):
+        return value.decode("ascii")
+    return value.decode("latin-1").translate(_ESCAPES)
 
 
 class AccessFormat:
@@ -98,17 +115,17 @@ class AccessFormat:
     ) -> str:
         """The line for an exchange: ``duration`` in seconds, ``headers``
         the request's as received."""
-        return self._render(client or "-", method.decode("latin-1"), uri.decode("latin-1"),
-                            version.decode("latin-1"), status, bytes_out, bytes_in, duration,
+        return self._render(client or "-", escape(method), escape(uri), escape(version),
+                            status, bytes_out, bytes_in, duration,
                             upstream.decode("latin-1") if upstream is not None else "-",
                             headers)
 
     def _common(self, client: str, method: str, uri: str, version: str,
                 status: Optional[int], bytes_out: int, bytes_in: int, duration: float,
                 upstream: str, headers: RawHeaderListType) -> str:
-        return '%s - - [%s] "%s" %s %s' % (
-            client, self._clf_time(_time.time()),
-            _quote("%s %s HTTP/%s" % (method, uri, version)), status or "-", bytes_out or "-",
+        return '%s - - [%s] "%s %s HTTP/%s" %s %s' % (
+            client, self._clf_time(_time.time()), method, uri, version, status or "-",
+            bytes_out or "-",
         )
 
     def _combined(self, client: str, method: str, uri: str, version: str,
@@ -118,7 +135,7 @@ class AccessFormat:
         return '%s "%s" "%s" %.3f %s' % (
             self._common(client, method, uri, version, status, bytes_out, bytes_in,
                          duration, upstream, headers),
-            _quote(referer), _quote(agent), duration * 1000, upstream,
+            referer, agent, duration * 1000, upstream,
         )
 
     def _fields(self, client: str, method: str, uri: str, version: str,
@@ -141,7 +158,7 @@ class AccessFormat:
         del fields["time"], fields["request"]
         if fields["status"] == "-":
             fields["status"] = None
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(fields, separators=(",", ":"))
 
     def _template(self, *args: Any) -> str:
         return self.spec.format_map(self._fields(*args))
@@ -152,10 +169,55 @@ def _referer_agent(headers: RawHeaderListType) -> Tuple[str, str]:
     for name, value in headers:
         lower = name.lower()
         if lower == b"user-agent":
-            agent = value.strip().decode("latin-1")
+            agent = escape(value.strip())
         elif lower == b"referer":
-            referer = value.strip().decode("latin-1")
+            referer = escape(value.strip())
     return referer, agent
+
+
+class FailureLog:
+    """A bounded WARNING line per upstream failure: at most ``lines`` of
+    them per ``period`` seconds on ``logger``; beyond that, each goes at
+    DEBUG, and when the period ends one WARNING says how many there were.
+    (A client hammering a dead upstream, or asking a forward proxy for
+    unreachable URLs of its choosing, would otherwise write the log's
+    lines for it, -q keeping them all.)"""
+
+    __slots__ = ("logger", "loop", "lines", "period", "_start", "_count", "_over", "_timer")
+
+    def __init__(self, logger: logging.Logger, loop: LoopBase, lines: int = 10,
+                 period: float = 10.0) -> None:
+        self.logger = logger
+        self.loop = loop
+        self.lines = lines
+        self.period = period
+        self._start = -period
+        self._count = 0
+        self._over = 0
+        self._timer: Optional[ScheduledEvent] = None
+
+    def warning(self, message: str, *args: Any) -> None:
+        """Log ``message % args`` at WARNING, or at DEBUG over the bound."""
+        now = self.loop._clock()
+        if now - self._start >= self.period:
+            self._start = now
+            self._count = 0
+        if self._count < self.lines:
+            self._count += 1
+            self.logger.warning(message, *args)
+            return
+        self._over += 1
+        self.logger.debug(message, *args)
+        if self._timer is None:
+            self._timer = self.loop.schedule(
+                max(0.0, self._start + self.period - now), self._summary)
+
+    def _summary(self) -> None:
+        self._timer = None
+        over, self._over = self._over, 0
+        if over:
+            self.logger.warning("%d more upstream failure%s in the last %g s (lines at DEBUG)",
+                                over, "" if over == 1 else "s", self.period)
 
 
 # -- the command line's set-up -------------------------------------------------

@@ -30,11 +30,13 @@ Theory of operation
   and not acknowledged, so the peer's window, not our memory, bounds it.
   While the transport's output is backed up nothing more is read.
 - One timer per connection (thor.loop.LazyTimer): ``idle_timeout`` while no
-  stream is open, ``send_timeout`` while output waits for the transport
-  (the connection is closed) or for a peer's window that does not open
-  (those streams are reset with CANCEL; their exchanges get
-  SendTimeoutError). While a stream waits for its response, the
-  application governs time.
+  stream is open (from the last whole frame: a trickle does not renew
+  it), ``send_timeout`` while output waits for the transport (the
+  connection is closed) or for a peer's window that does not open (those
+  streams are reset with CANCEL; their exchanges get SendTimeoutError),
+  ``body_timeout`` for each request body that makes no progress (408 or
+  RST_STREAM; BodyTimeoutError). While a stream waits for its response,
+  the application governs time.
 - ``graceful_shutdown`` sends GOAWAY: streams already opened finish, later
   ones are refused, and the connection closes after the last.
 - An exception from a listener of an exchange ends that stream only: it goes
@@ -200,6 +202,7 @@ class H2ServerConnection(thor.loop.LazyTimer):
         "server", "tcp", "loop", "h2", "exchanges", "_in_input", "_flush_scheduled",
         "_closed", "_write_paused", "_draining", "_peer_ended", "_send_since",
         "_blocked", "_request_count", "_reading_paused", "_pending", "_last_request",
+        "_read_at",
     )
 
     def __init__(self, server: HttpServer, tcp_conn: TcpConnection, data: bytes = b"") -> None:
@@ -216,6 +219,8 @@ class H2ServerConnection(thor.loop.LazyTimer):
         self._draining = False
         self._peer_ended = False
         self._send_since = 0.0
+        # When the read being handled came (body_timeout counts from it).
+        self._read_at = 0.0
         # Exchanges with body waiting for the peer's window (send_timeout).
         self._blocked: Dict[H2ServerExchange, None] = {}
         self._request_count = 0
@@ -260,9 +265,11 @@ class H2ServerConnection(thor.loop.LazyTimer):
 
     def _on_data(self, data: bytes) -> None:
         self._in_input = True
+        self._read_at = self._clock()
         try:
             events = self.h2.receive_data(data)
             exchanges = self.exchanges
+            opened = False
             for event in events:
                 kind = event.__class__
                 if kind is RequestReceived:
@@ -273,6 +280,7 @@ class H2ServerConnection(thor.loop.LazyTimer):
                         self.h2.acknowledge_data(
                             event.stream_id, event.flow_length)  # type: ignore[attr-defined]
                     else:
+                        exchange._progress = self._read_at
                         exchange._on_body(event.data, event.flow_length)  # type: ignore[attr-defined]
                 elif kind is StreamEnded:
                     exchange = exchanges.get(event.stream_id)  # type: ignore[attr-defined]
@@ -283,14 +291,18 @@ class H2ServerConnection(thor.loop.LazyTimer):
                     if exchange is not None:
                         exchange._trailers = event.headers  # type: ignore[attr-defined]
                 elif kind is WindowUpdated:
-                    if self._blocked:
-                        self._window_opened()
+                    # once per read, not per frame: each pass looks at
+                    # every blocked stream, and a client sending WINDOW_UPDATE
+                    # frames of 1 octet must not cost that per frame
+                    opened = True
                 elif kind is StreamReset:
                     self._on_stream_reset(event)  # type: ignore[arg-type]
                 elif kind is ConnectionTerminated:
                     self._on_terminated(event)  # type: ignore[arg-type]
                 if self._closed:
                     break
+            if opened and self._blocked and not self._closed:
+                self._window_opened()
         finally:
             self._in_input = False
         if self._pending:
@@ -301,7 +313,9 @@ class H2ServerConnection(thor.loop.LazyTimer):
         if not self.exchanges and not self._write_paused and not self._closed:
             if self._draining or self._peer_ended or self.h2.goaway_received:
                 self.close()
-            else:
+            elif self._deadline is None or not self.h2.input_pending:
+                # Idle from the last whole frame: a frame or header block
+                # trickled an octet at a time does not keep it open.
                 self._set_deadline(self.server.idle_timeout)
         else:
             self._restate_deadline()
@@ -316,6 +330,8 @@ class H2ServerConnection(thor.loop.LazyTimer):
             method, uri, fields = _translate(headers)
             self._last_request = (headers, method, uri, fields[:])
         exchange = H2ServerExchange(self, event.stream_id, method, uri, fields)
+        exchange._progress = self._read_at
+        exchange._head = headers
         self.exchanges[event.stream_id] = exchange
         self._request_count += 1
         try:
@@ -446,7 +462,12 @@ class H2ServerConnection(thor.loop.LazyTimer):
             # of its input read.
             self._reading_paused = paused
             self.tcp.pause(paused)
+        now = self._clock()
         for exchange in list(self.exchanges.values()):
+            if not paused:
+                # unread, the client could send nothing: body_timeout
+                # counts from now
+                exchange._progress = now
             if exchange._response == _ANSWERING:
                 self._check_output(exchange)
         self._restate_deadline()
@@ -502,7 +523,7 @@ class H2ServerConnection(thor.loop.LazyTimer):
 
     def _timeouts(self) -> Tuple[Optional[float], ...]:
         server = self.server
-        return (server.idle_timeout, server.send_timeout)
+        return (server.idle_timeout, server.send_timeout, server.body_timeout)
 
     def _restate_deadline(self) -> None:
         server = self.server
@@ -520,7 +541,13 @@ class H2ServerConnection(thor.loop.LazyTimer):
         elif not self.exchanges:
             self._set_deadline(server.idle_timeout)
         else:
-            self._deadline = None  # the application governs
+            # The application governs, but for request bodies that stall
+            # (checked by _check_bodies, at least every body_timeout).
+            timeout = server.body_timeout
+            if timeout is None:
+                self._deadline = None
+            elif self._deadline is None or self._deadline - self._clock() > timeout:
+                self._set_deadline(timeout)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -556,9 +583,58 @@ class H2ServerConnection(thor.loop.LazyTimer):
             if not self._closed:
                 self._restate_deadline()
             return
-        if not self.exchanges:
-            self.h2.close(NO_ERROR)  # idle: say so before closing
-            self.close()
+        if self.exchanges:
+            self._check_bodies()
+            return
+        self.h2.close(NO_ERROR)  # idle: say so before closing
+        self.close()
+
+    def _check_bodies(self) -> None:
+        """body_timeout, per stream: a request whose body made no progress
+        for it (the application not pausing it) ends, as over HTTP/1.1:
+        408 and RST_STREAM NO_ERROR if unanswered, else RST_STREAM CANCEL;
+        its exchange gets BodyTimeoutError. A client cannot hold streams
+        open (each an exchange in memory) by never finishing them. CONNECT
+        streams are tunnels, whose silences are their owner's business."""
+        timeout = self.server.body_timeout
+        if timeout is None:
+            self._deadline = None
+            return
+        now = self._clock()
+        due_next = now + timeout
+        h2 = self.h2
+        for exchange in list(self.exchanges.values()):
+            if (exchange._request != _RECEIVING or exchange._input_paused
+                    or exchange.method == b"CONNECT"):
+                continue
+            due = exchange._progress + timeout
+            if due > now:
+                due_next = min(due_next, due)
+                continue
+            unanswered = exchange._response == _UNANSWERED
+            exchange._gone = True
+            exchange._fail(error.BodyTimeoutError(
+                "no request body for %s seconds" % timeout))
+            sid = exchange.stream_id
+            try:
+                if unanswered:
+                    h2.send_headers(sid, [
+                        (b":status", b"408"), (b"content-length", b"0"),
+                        (b"date", _date.get()),
+                    ], True)
+                    h2.reset_stream(sid, NO_ERROR)
+                else:
+                    h2.reset_stream(sid, CANCEL)
+            except H2UsageError:
+                pass  # the stream has gone meanwhile
+            self._forget(exchange)
+        self._flush()
+        if self._closed:
+            return
+        if self.exchanges:
+            self._set_deadline(due_next - now)
+        else:
+            self._restate_deadline()
 
     # -- closing ---------------------------------------------------------------
 
@@ -671,8 +747,13 @@ class H2ServerExchange(ServerExchangeBase):
     # out with END_STREAM in one DATA frame when response_done follows
     # (as it usually does at once), else when the connection flushes.
     _held_out: Optional[bytes] = None
+    # When the request last made progress (its head, a DATA frame, the
+    # application resuming it): body_timeout counts from it.
+    _progress = 0.0
 
     req_version = b"2"
+    # The request's HTTP/2 fields as received (pseudo-header fields first).
+    _head: Optional[List[Field]] = None
 
     def __init__(
         self, connection: H2ServerConnection, stream_id: int, method: bytes, uri: bytes,
@@ -688,6 +769,18 @@ class H2ServerExchange(ServerExchangeBase):
     def __repr__(self) -> str:
         return "<H2ServerExchange %d %s %s>" % (
             self.stream_id, self.method.decode("latin-1"), self.uri.decode("latin-1"))
+
+    @property
+    def scheme(self) -> bytes:
+        """The request's ``:scheme`` (b"" for CONNECT): what a proxy needs,
+        with the Host field, to know the target of a request in origin
+        form (RFC 9113 8.3.1)."""
+        for name, value in self._head or ():
+            if name == b":scheme":
+                return value
+            if name[:1] != b":":
+                break
+        return b""
 
     def _done(self) -> bool:
         return self._response >= _ANSWERED and self._request != _RECEIVING
@@ -740,6 +833,7 @@ class H2ServerExchange(ServerExchangeBase):
         if paused:
             return
         conn = self.connection
+        self._progress = conn._clock()
         held = self._held
         self._held = None
         if held:

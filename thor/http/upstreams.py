@@ -23,9 +23,12 @@ Health rules (the same for requests and probes):
 
 A down upstream gets no requests. Without active checks it is tried again
 ``down_time`` seconds later (by the next request that would go to it:
-one failed attempt per ``down_time`` while it stays dead); with active
-checks it comes back when a probe succeeds. When every upstream is down,
-requests go to them in turn anyway (there is nothing better to do).
+one failed attempt per ``down_time`` while it stays dead; 0 or None: by
+the next request); with active checks it comes back when a probe
+succeeds. When every upstream is down, requests go to them in turn anyway
+(there is nothing better to do). An upstream due such a trial request is
+still down (``up.down``, what the metrics and /healthz report) until one
+succeeds.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class Settings(Protocol):
     """What the pool reads of its owner when it counts a failure (so that
     a setting changed on the owner instance takes effect at once)."""
 
-    down_time: float
+    down_time: float  # None or 0: a down upstream is tried by the next request
     max_fails: int
 
 __all__ = [
@@ -177,8 +180,15 @@ class UpstreamPool:
         return self.checker is None and self._clock() >= up.down_until
 
     def available(self) -> List[bool]:
-        """For each upstream, whether it would be given requests now."""
+        """For each upstream, whether it would be given requests now: also
+        a down one due a trial request (see ``up`` for which are up)."""
         return [self._usable(up) for up in self.upstreams]
+
+    def up(self) -> List[bool]:
+        """For each upstream, whether it is up (not marked down): what
+        the metrics and /healthz report. A down upstream stays down until
+        a request or probe to it succeeds, even once it is due a trial."""
+        return [not up.down for up in self.upstreams]
 
     def pick(self, tried: int = 0) -> int:
         """The index of the upstream for a request, counted as in flight
@@ -254,12 +264,14 @@ class UpstreamPool:
         if up.active > 0:
             up.active -= 1
 
-    def done(self, index: int, status: Optional[bytes]) -> None:
+    def done(self, index: int, status: Optional[bytes], release: bool = True) -> None:
         """A request given by ``pick`` is over; ``status`` is what the
         upstream answered (None: nothing to count, e.g. its failure was
-        counted already). One call per request: release and ``answered``."""
+        counted already). One call per request: release and ``answered``.
+        ``release`` False: the request stays in flight (a 101 tunnel, which
+        holds a connection to the upstream) until ``release(index)``."""
         up = self.upstreams[index]
-        if up.active > 0:
+        if release and up.active > 0:
             up.active -= 1
         if status is not None and (up.fails or up.down or status[:1] == b"5"):
             self.answered(index, status)
@@ -285,7 +297,7 @@ class UpstreamPool:
         up.failures += 1
         up.fails += 1
         settings = self.settings
-        down_time = settings.down_time
+        down_time = settings.down_time or 0.0  # None too: no wait
         if up.down:
             # Still down (a trial request, or every upstream was down):
             # the wait starts again.

@@ -62,9 +62,11 @@ call on a stream already reset (a race, not a misuse) returns False.
 
 Limits (``H2Config``; one config may serve many connections) and the
 attacks they stop are listed in doc/http2.md; each has a test in
-tests/test_h2_connection.py. Rate limits are token buckets (``burst``
-frames at once, refilled at ``rate`` per second of ``clock``, time.monotonic
-unless given): a peer that exceeds one gets GOAWAY ENHANCE_YOUR_CALM.
+tests/test_h2_connection.py, and against HttpServer over loopback, with
+its CPU and memory measured, in tests/test_h2_hostile.py. Rate limits are
+token buckets (``burst`` frames at once, refilled at ``rate`` per second
+of ``clock``, time.monotonic unless given): a peer that exceeds one gets
+GOAWAY ENHANCE_YOUR_CALM.
 """
 
 from __future__ import annotations
@@ -761,6 +763,16 @@ class H2Connection:
         """Whether the peer acknowledged every SETTINGS we sent (an owner may
         time this out: SETTINGS_TIMEOUT)."""
         return not self._pending_settings
+
+    @property
+    def input_pending(self) -> bool:
+        """A part of the preface, of a frame or of a header block has been
+        received and the rest has not: an owner timing the peer out does
+        not count such a part as activity (a trickle would renew it)."""
+        return (
+            bool(self._reader.buffered) or self._continuing is not None
+            or (self._state == _PREFACE and self._preface_seen > 0)
+        )
 
     @property
     def streams_exhausted(self) -> bool:
@@ -1542,10 +1554,15 @@ class H2Connection:
         sid = frame.stream_id
         inc = frame.increment
         if not sid:
+            was = self._send_window
             self._send_window += inc
             if self._send_window > MAX_WINDOW:
                 raise _ConnectionError(FLOW_CONTROL_ERROR, "connection window over 2^31-1")
-            if self._blocked:
+            # While the connection window was open, what waits waits for
+            # its streams' windows (or for max_output): a walk over them
+            # would find nothing to send, and a peer sending increments of
+            # 1 would make every frame cost one.
+            if self._blocked and (was <= 0 or self._max_output):
                 self._flush_blocked(events)
             events.append(WindowUpdated(0))
             return
