@@ -548,8 +548,9 @@ class _Stream:
         self.expect_length: Optional[int] = None
         self.received_length = 0
         self.no_body = False            # a response to HEAD, or 304
-        # views, so that cutting frames off a large body copies nothing
-        self.outbound: Deque[memoryview] = deque()
+        # views, so that cutting frames off a large body copies nothing;
+        # made when the first piece waits (most responses never wait)
+        self.outbound: Union[Deque[memoryview], Tuple[()]] = ()
         self.outbound_size = 0
         self.end_queued = False         # END_STREAM to go after outbound
         self.trailers_queued: Optional[HeaderList] = None
@@ -902,6 +903,8 @@ class H2Connection:
                 self._local_end(stream)
             return True
         if data:
+            if not stream.outbound:
+                stream.outbound = deque()
             stream.outbound.append(memoryview(bytes(data)))
             stream.outbound_size += len(data)
         if end_stream:
