@@ -118,8 +118,11 @@ class Event:
     __slots__ = ()
 
     def _fields(self) -> Tuple[str, ...]:
-        names: Tuple[str, ...] = getattr(self, "__slots__")
-        return names
+        # The slots of the class and its bases (a subclass may add none).
+        names: List[str] = []
+        for klass in reversed(type(self).__mro__):
+            names.extend(klass.__dict__.get("__slots__", ()))
+        return tuple(names)
 
     def __repr__(self) -> str:
         attrs = ["%s=%r" % (name, getattr(self, name)) for name in self._fields()]
@@ -133,7 +136,10 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-class RequestReceived(Event):
+class _FieldsEvent(Event):
+    """An event carrying a stream's header (or trailer) fields, and the
+    names of those that came never-indexed (RFC 7541 7.1.3)."""
+
     __slots__ = ("stream_id", "headers", "never_indexed")
 
     def __init__(
@@ -144,37 +150,20 @@ class RequestReceived(Event):
         self.never_indexed = never_indexed
 
 
-class ResponseReceived(Event):
-    __slots__ = ("stream_id", "headers", "never_indexed")
-
-    def __init__(
-        self, stream_id: int, headers: HeaderList, never_indexed: FrozenSet[bytes] = _NONE,
-    ) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.never_indexed = never_indexed
+class RequestReceived(_FieldsEvent):
+    __slots__ = ()
 
 
-class InformationalResponse(Event):
-    __slots__ = ("stream_id", "headers", "never_indexed")
-
-    def __init__(
-        self, stream_id: int, headers: HeaderList, never_indexed: FrozenSet[bytes] = _NONE,
-    ) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.never_indexed = never_indexed
+class ResponseReceived(_FieldsEvent):
+    __slots__ = ()
 
 
-class TrailersReceived(Event):
-    __slots__ = ("stream_id", "headers", "never_indexed")
+class InformationalResponse(_FieldsEvent):
+    __slots__ = ()
 
-    def __init__(
-        self, stream_id: int, headers: HeaderList, never_indexed: FrozenSet[bytes] = _NONE,
-    ) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.never_indexed = never_indexed
+
+class TrailersReceived(_FieldsEvent):
+    __slots__ = ()
 
 
 class DataReceived(Event):
