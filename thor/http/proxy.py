@@ -1142,14 +1142,32 @@ class HttpProxy(EventEmitter):
                      "%s %s: %s\n" % (status, phrase, _short_reason(err)))
 
     def _hook_failed(self, pex: ProxyExchange, exc: Exception) -> None:
-        self._report(exc)
-        if pex.client_exchange is not None:
-            pex.client_exchange.abort()
+        """A hook raised: a bug in it is reported to the loop's
+        exception_handler and answered 500. A PeerError (e.g. thor.http.
+        coding's CodingError: a coded body that is corrupt, cut short or a
+        bomb) is the sender's fault, not the hook's: it is logged, and
+        answered with 502 when the origin sent it, or with its own status
+        (400, 413) when the client did. Either way a response already
+        under way is cut."""
+        cex = pex.client_exchange
+        if isinstance(exc, error.PeerError):
+            from_origin = cex is not None and cex.res_status is not None
+            self._failure_detail(pex, "%s from the %s: %s" % (
+                type(exc).__name__, "origin" if from_origin else "client", exc))
+            status, phrase = (
+                (b"502", b"Bad Gateway") if from_origin
+                else exc.server_status or (b"400", b"Bad Request")
+            )
+        else:
+            self._report(exc)
+            status, phrase = b"500", b"Internal Server Error"
+        if cex is not None:
+            cex.abort()
         if pex._response_started:
             pex.server_exchange.abort()
             pex._done()
         else:
-            pex._respond(500, "Internal Server Error", [], "")
+            pex._respond(status, phrase, [], "")
 
     def _report(self, exc: BaseException) -> None:
         self.loop.exception_handler(self.loop, exc, self)
