@@ -139,7 +139,7 @@ class TestAgainstHttpServer(H2ClientTestCase):
         server = self.thor_server()
         result = self.request(server.port, path="/a?b=c", headers=[
             ("Host", "elsewhere.example"), ("Connection", "close, x-hop"), ("X-Hop", "1"),
-            ("Keep-Alive", "5"), ("TE", "gzip"), ("Upgrade", "websocket"), ("X-Kept", "yes"),
+            ("Keep-Alive", "5"), ("TE", "gzip"), ("X-Kept", "yes"),
         ])
         self.done(result)
         self.assertIsNone(result.error)
@@ -251,6 +251,43 @@ class TestAgainstHttpServer(H2ClientTestCase):
         exchange.pause(False)
         self.done(result)
         self.assertEqual(result.data, big)
+
+    def test_upgrade_request_goes_over_http11_beside_h2(self):
+        # Upgrade has no meaning on an HTTP/2 stream: with thor's own
+        # context, such a request gets an HTTP/1.1 connection of its own,
+        # Upgrade kept, while the others share the HTTP/2 one.
+        import thor.http.client as client_module
+        from thor.tls import TlsClient
+
+        class H1OnlyTls(TlsClient):
+            tls_context = client_context(self.certfile, alpn=None)
+
+        saved = client_module._h2_context_cache
+        client_module._h2_context_cache = client_context(self.certfile)
+        self.addCleanup(setattr, client_module, "_h2_context_cache", saved)
+        self.client.tls_context = None
+        self.client.tls_client_class = H1OnlyTls
+        server = self.thor_server()
+        first = self.request(server.port)
+        self.done(first)
+        upgrade = self.request(server.port, headers=[("Upgrade", "websocket")])
+        after = self.request(server.port)
+        self.done(upgrade, after)
+        self.assertEqual([r.version for r in (first, upgrade, after)], [b"2", b"1.1", b"2"])
+        self.assertIn(b"upgrade", dict(upgrade.headers)[b"X-Fields"].split(b","))
+
+    def test_upgrade_request_fails_clearly_when_the_origin_picks_h2(self):
+        # The application's context offers h2 and the origin takes it: the
+        # request is refused rather than sent with its Upgrade dropped.
+        server = self.thor_server()
+        upgrade = self.request(server.port, headers=[("Upgrade", "websocket")])
+        self.done(upgrade)
+        self.assertIsInstance(upgrade.error, error.BadHeaderError)
+        self.assertIn("Upgrade", str(upgrade.error))
+        result = self.request(server.port)
+        self.done(result)
+        self.assertEqual(result.version, b"2")
+        self.assertEqual(len(self.exchanges), 1)  # only the second reached it
 
     def test_origin_offering_only_http11(self):
         server = self.thor_server(http2=False)
@@ -378,9 +415,10 @@ class ScriptedServer:
     H2Connection: ``on_request(server, conn, stream_id, headers, body)``
     decides each answer once the request is complete."""
 
-    def __init__(self, test, on_request, config=None, ack=True):
+    def __init__(self, test, on_request, config=None, ack=True, on_head=None):
         self.test = test
         self.on_request = on_request
+        self.on_head = on_head  # (server, conn, stream_id, headers) as each head comes
         self.config = config
         self.ack = ack
         self.connections = []
@@ -419,6 +457,8 @@ class _ScriptedConnection:
             if isinstance(event, RequestReceived):
                 self.heads[event.stream_id] = event.headers
                 self.bodies[event.stream_id] = []
+                if self.server.on_head is not None:
+                    self.server.on_head(self.server, self, event.stream_id, event.headers)
             elif isinstance(event, DataReceived):
                 self.bodies[event.stream_id].append(event.data)
                 if self.server.ack:
@@ -545,6 +585,84 @@ class TestAgainstScriptedServer(H2ClientTestCase):
         self.assertIsInstance(result.error, error.SendTimeoutError)
         self.assertIn(True, result.pauses)
         self.run_until(lambda: not self.client._origins)
+
+    def _answer_early(self, then):
+        """A server answering 413 whole as soon as a request's head comes,
+        then doing ``then(conn, sid)``; a POST whose body is not all sent,
+        paused by the application on response_start, until the answer
+        and ``then`` have come."""
+        def on_head(server, conn, sid, head):
+            conn.h2.send_headers(sid, [(b":status", b"413"), (b"content-length", b"4")])
+            conn.h2.send_data(sid, b"big!", True)
+            then(conn, sid)
+            conn.flush()
+
+        server = ScriptedServer(self, lambda *args: None, on_head=on_head)
+        exchange = self.client.exchange()
+        result = Result(exchange)
+        exchange.on("response_start", lambda *args: exchange.pause(True))
+        exchange.request_start("POST", "https://127.0.0.1:%d/" % server.port,
+                               [("Content-Length", "100000")])
+        exchange.request_body(b"a" * 1000)  # the rest is still to come
+        stream = None
+
+        def answered():
+            nonlocal stream
+            stream = stream or exchange._conn
+            return stream is not None and stream.ended
+        self.run_until(answered)
+        return exchange, result, stream
+
+    def test_complete_paused_response_kept_after_reset_no_error(self):
+        # RFC 9113 8.1: a server may answer early, then reset the stream
+        # with NO_ERROR to stop the upload; the response is not discarded.
+        exchange, result, stream = self._answer_early(
+            lambda conn, sid: conn.h2.reset_stream(sid, NO_ERROR))
+        origin = self.origin()
+        self.run_until(lambda: stream.stream_id not in origin.h2.h2.streams)
+        self.assertEqual((result.ended, result.body), (0, []))
+        exchange.pause(False)
+        self.done(result)
+        self.assertIsNone(result.error)
+        self.assertEqual((result.status, result.data), (b"413", b"big!"))
+        self.assertEqual(origin.h2.streams, {})  # its place is free
+
+    def test_complete_paused_response_kept_after_connection_close(self):
+        exchange, result, stream = self._answer_early(lambda conn, sid: None)
+        conn = self.origin().h2
+        conn.tcp.abort()  # as if the server had closed it
+        self.run_until(lambda: conn.closed)
+        exchange.pause(False)
+        self.done(result)
+        self.assertIsNone(result.error)
+        self.assertEqual(result.data, b"big!")
+
+    def test_held_data_given_back_when_a_paused_exchange_is_aborted(self):
+        # A connection window of two responses: their held data, never
+        # delivered, must be credited back, or the next exchange stalls.
+        self.client.http2_config = H2Config(connection_window_size=131070)
+        self.client.read_timeout = 0.5
+        size = 65000
+
+        def on_request(server, conn, sid, head, body):
+            conn.respond(sid, b"s" * size if dict(head)[b":path"] == b"/small" else b"b" * BIG)
+
+        server = ScriptedServer(self, on_request)
+        paused = []
+        for _ in range(2):
+            exchange = self.client.exchange()
+            exchange.on("response_start", lambda *args, ex=exchange: ex.pause(True))
+            exchange.request_start("GET", "https://127.0.0.1:%d/small" % server.port, [])
+            exchange.request_done([])
+            paused.append(exchange)
+        self.run_until(lambda: all(ex._conn is not None and ex._conn.ended for ex in paused))
+        for exchange in paused:
+            exchange.abort()
+        result = self.request(server.port, path="/big")
+        self.done(result)
+        self.assertIsNone(result.error)
+        self.assertEqual(len(result.data), BIG)
+        self.assertEqual(len(server.connections), 1)
 
     def test_informational_response(self):
         def on_request(server, conn, sid, head, body):

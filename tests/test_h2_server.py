@@ -126,6 +126,16 @@ def hello(exchange):
     ))
 
 
+def echo(exchange):
+    body = []
+    exchange.on("request_body", body.append)
+    exchange.on("request_done", lambda trailers: (
+        exchange.response_start(200, "OK", [("Content-Length", str(sum(map(len, body))))]),
+        exchange.response_body(b"".join(body)),
+        exchange.response_done([]),
+    ))
+
+
 class _PipeWatch:
     """Registers pipe fds with the loop so that their output (and end)
     wakes it; run_until reads them."""
@@ -373,6 +383,47 @@ class TestThorClient(H2ServerTestCase):
         (early,) = client.of(sid, InformationalResponse)
         self.assertIn((b"link", b"</a>; rel=preload"), early.headers)
 
+    def test_100_continue_when_the_body_is_read(self):
+        # As over HTTP/1.1: 100 once the application reads the body (at
+        # once, or when it resumes it); none for a request answered first,
+        # or one whose HEADERS ended it.
+        def on_exchange(exchange):
+            if exchange.uri == b"/paused":
+                exchange.pause(True)
+            elif exchange.uri == b"/refused":
+                exchange.on("request_start", lambda *a: (
+                    exchange.response_start(417, "Expectation Failed", []),
+                    exchange.response_done()))
+            echo(exchange)
+
+        server = self.server(on_exchange)
+        client = self.client(server)
+        expect = [(b"expect", b"100-Continue")]
+
+        def continues(sid):
+            return [dict(e.headers)[b":status"] for e in client.of(sid, InformationalResponse)]
+
+        read = client.request(b"POST", b"/read", headers=expect, end=False)
+        paused = client.request(b"POST", b"/paused", headers=expect, end=False)
+        refused = client.request(b"POST", b"/refused", headers=expect, end=False)
+        empty = client.request(b"POST", b"/empty", headers=expect)
+        self.run_until(lambda: continues(read) and client.ended(refused)
+                       and client.ended(empty))
+        self.assertEqual(continues(read), [b"100"])
+        self.assertEqual((continues(refused), client.response(refused)[0]), ([], b"417"))
+        self.assertEqual((continues(empty), client.response(empty)[0]), ([], b"200"))
+        self.assertEqual(continues(paused), [])
+        (held,) = [ex for ex in self.exchanges if ex.uri == b"/paused"]
+        held.pause(False)
+        self.run_until(lambda: continues(paused))
+        for sid in (read, paused):
+            client.h2.send_data(sid, b"body", end_stream=True)
+        client.flush()
+        self.run_until(lambda: client.ended(read) and client.ended(paused))
+        for sid in (read, paused):
+            self.assertEqual(continues(sid), [b"100"])
+            self.assertEqual(client.response(sid)[::2], (b"200", b"body"))
+
     def test_paused_request_body_is_held_and_not_acknowledged(self):
         got = []
 
@@ -399,6 +450,40 @@ class TestThorClient(H2ServerTestCase):
         client.h2.end_stream(sid)
         client.flush()
         self.run_until(lambda: got[-1:] == [None])
+
+    def test_a_paused_request_answered_gives_back_what_it_held(self):
+        # Answered with its body paused (a proxy whose upstream is slow,
+        # answering 502), a request's held DATA goes back to the connection
+        # window, its stream is reset NO_ERROR after END_STREAM (RFC 9113
+        # 8.1), and the exchange is forgotten: more of these than the
+        # connection window (1 MiB) holds leave it open for other uploads.
+        def on_exchange(exchange):
+            if exchange.uri == b"/paused":
+                exchange.on("request_start", lambda *a: (
+                    exchange.pause(True),
+                    exchange.response_start(403, "Forbidden", [("Content-Length", "0")]),
+                    exchange.response_done()))
+            else:
+                echo(exchange)
+
+        server = self.server(on_exchange)
+        client = self.client(server)
+        paused = [client.request(b"POST", b"/paused", body=b"x" * 65535, end=False)
+                  for _ in range(17)]  # 17 x 65535 > the 1 MiB connection window
+        self.run_until(lambda: all(client.ended(s) for s in paused))
+        for sid in paused:
+            self.assertEqual(client.response(sid)[0], b"403")
+            self.assertEqual([e.error_code for e in client.of(sid, StreamReset)], [NO_ERROR])
+        (conn,) = server.connections
+        self.run_until(lambda: not conn.exchanges)
+        body = b"y" * 100000
+        sid = client.request(b"POST", b"/echo", body=body)
+        self.run_until(lambda: client.ended(sid), timeout=3)
+        self.assertEqual(client.response(sid)[2], body)
+        stopped = []
+        server.on("stop", lambda: stopped.append(True))
+        server.graceful_shutdown()
+        self.run_until(lambda: stopped, timeout=1)  # nothing left open
 
     def test_pause_while_the_peer_window_is_closed(self):
         pauses = []
@@ -465,6 +550,48 @@ class TestThorClient(H2ServerTestCase):
         self.assertFalse(client.closed)
         self.assertEqual(len(errors), 2)
 
+    def test_send_timeout_counts_per_stream_from_its_own_progress(self):
+        # A client sending 1-octet WINDOW_UPDATEs on stream 0 moves nothing
+        # of a stream whose window stays shut: it still times out; a stream
+        # whose window opens a little at a time does not.
+        from thor.http.h2 import frames as fr
+        errors = []
+
+        def on_exchange(exchange):
+            exchange.on("error", errors.append)
+            exchange.on("request_done", lambda trailers: (
+                exchange.response_start(200, "OK", []),
+                exchange.response_body(b"z" * 100000),
+            ))
+
+        server = self.server(on_exchange, send_timeout=0.3)
+        client = self.client(server, ack=False, config=H2Config(initial_window_size=0))
+        shut = client.request()
+        moving = client.request()
+        started = time.monotonic()
+        ticks = []
+
+        def nudge():
+            if client.closed or time.monotonic() - started > 2:
+                return
+            client.conn.write(fr.window_update_frame(0, 1))
+            client.h2.acknowledge_data(moving, 1000)  # opens its window by 1000
+            client.flush()
+            ticks.append(self.loop.schedule(0.1, nudge))
+
+        self.addCleanup(lambda: ticks and ticks[-1].delete())
+        self.run_until(lambda: client.conn is not None)
+        nudge()
+        self.run_until(lambda: client.of(shut, StreamReset), timeout=1.5)
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual(client.of(shut, StreamReset)[0].error_code, CANCEL)
+        self.assertEqual([type(e) for e in errors], [error.SendTimeoutError], errors)
+        def moved():
+            return sum(len(e.data) for e in client.of(moving, DataReceived))
+        before = moved()
+        self.run_until(lambda: moved() > before + 2000)  # still going, past send_timeout
+        self.assertFalse(client.of(moving, StreamReset))
+
     def test_send_timeout_for_a_client_that_reads_nothing(self):
         errors, pauses = [], []
 
@@ -502,6 +629,23 @@ class TestThorClient(H2ServerTestCase):
         self.run_until(lambda: client.closed, timeout=3)
         self.assertEqual(client.goaway()[0].error_code, NO_ERROR)
         self.assertFalse(server.connections)
+
+    def test_idle_timeout_after_an_answer_from_a_timer(self):
+        # The last stream ends outside a read (the usual asynchronous
+        # answer): the connection is idle from then, even with no
+        # body_timeout to wake its timer meanwhile.
+        def later(exchange):
+            exchange.on("request_done", lambda trailers: self.loop.schedule(0.05, lambda: (
+                exchange.response_start(200, "OK", []), exchange.response_done())))
+
+        server = self.server(later, idle_timeout=0.2, body_timeout=None)
+        client = self.client(server)
+        sid = client.request()
+        self.run_until(lambda: client.ended(sid))
+        answered = time.monotonic()
+        self.run_until(lambda: client.closed, timeout=2)
+        self.assertGreaterEqual(time.monotonic() - answered, 0.15)
+        self.assertEqual(client.goaway()[0].error_code, NO_ERROR)
 
     def test_protocol_error_fails_open_exchanges(self):
         errors = []

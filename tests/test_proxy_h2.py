@@ -14,6 +14,7 @@ origin for responses thor's server would not write."""
 import io
 import os
 import shutil
+import socket
 import ssl
 import tempfile
 import unittest
@@ -238,6 +239,22 @@ class TranslationTest(ProxyH2TestCase):
         client.flush()
         self.run_until(lambda: not conns[1].tcp_connected)
         self.assertFalse(client.closed)
+
+    def test_http2_tunnels_in_the_open_tunnels_gauge(self):
+        target, conns = self.echo_target()
+        forward = self.proxy(connect_ports=[target.port])
+        client = self.h2(forward)
+        ended, reset = self.connect_stream(client, target.port), self.connect_stream(
+            client, target.port)
+        self.run_until(lambda: len(conns) == 2)
+        self.assertEqual(forward.open_tunnels, 2)
+        client.h2.send_data(ended, b"", end_stream=True)
+        client.flush()
+        self.run_until(lambda: client.ended(ended) and forward.open_tunnels == 1)
+        client.h2.reset_stream(reset)
+        client.flush()
+        self.run_until(lambda: forward.open_tunnels == 0)
+        self.assertFalse(forward._tunnels)
 
     def test_connect_over_http2_refusals(self):
         origin = self.origin()
@@ -618,6 +635,32 @@ class FeaturesTest(ProxyH2TestCase):
         with self.assertLogs("thor.http", "WARNING"):  # (the upstream's failure)
             sid = self.send(client, head())
         self.assertEqual(client.response(sid)[0], b"502")
+        self.assertFalse(client.closed)
+
+    def test_a_paused_upload_answered_502_is_not_held(self):
+        # The upstream takes nothing (never accepted; small buffers), so the
+        # proxy pauses the client's upload; then it fails, and the proxy
+        # answers 502. The upload paused for it must not stay held (nor the
+        # client's flow-control windows with it): the exchange goes.
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        proxy = self.proxy(upstreams=["http://127.0.0.1:%d" % listener.getsockname()[1]])
+        client = self.h2(proxy)
+        sid = client.request(b"POST", b"/upload", body=b"u" * (8 << 20))
+
+        def paused():
+            return [conn for conn in proxy.server.connections
+                    if any(ex._input_paused for ex in getattr(conn, "exchanges", {}).values())]
+        self.run_until(paused, 10)
+        (conn,) = paused()
+        with self.assertLogs("thor.http", "WARNING"):  # (the upstream's failure)
+            listener.close()  # the connection it never accepted is reset
+            self.run_until(lambda: client.of(sid, ResponseReceived))
+        self.assertEqual(client.response(sid)[0], b"502")
+        self.run_until(lambda: not conn.exchanges and not client.h2.outbound_buffered(sid), 3)
         self.assertFalse(client.closed)
 
 

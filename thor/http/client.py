@@ -29,7 +29,8 @@ With ``HttpClient.http2`` on, a direct https:// connection offers h2 by
 ALPN; an origin that picks it gets one HTTP/2 connection (``_Origin.h2``,
 thor.http.client_h2, imported when first needed) on which _assign gives
 each exchange a stream, with the events, errors, timeouts and retry rules
-described here. With it off, nothing of that runs.
+described here; one asking for Upgrade gets an HTTP/1.1 connection
+instead. With it off, nothing of that runs.
 
 With ``HttpClient.proxy`` set, the client connects to that proxy only:
 http:// requests go to it in absolute-form over connections pooled per
@@ -336,7 +337,9 @@ class HttpClient:
         with nothing left is forgotten.
 
         With HTTP/2 (``origin.h2``), the exchange gets a stream on that
-        connection while it has room, and waits otherwise; while the first
+        connection while it has room, and waits otherwise (one asking for
+        Upgrade, which has no meaning on a stream, RFC 9113 8.6, gets an
+        HTTP/1.1 connection as above; see _connect); while the first
         connection of an origin that may speak it is opening
         (``origin.probing``), no other is opened: its ALPN answer says
         whether it will carry them all.
@@ -355,7 +358,7 @@ class HttpClient:
                 exchange = queue[0]
                 if exchange._res_state >= _RES_DONE:
                     queue.popleft()  # ended while it waited
-                elif origin.h2 is not None:
+                elif origin.h2 is not None and not exchange._upgrade:
                     if not origin.h2.has_room:
                         break
                     queue.popleft()
@@ -433,9 +436,12 @@ class HttpClient:
             context = self.tls_context
             # A context of the application's may offer h2 by itself: an
             # origin that takes it is spoken to in HTTP/2 whatever the
-            # setting (HTTP/1.1 there would fail every exchange).
+            # setting (HTTP/1.1 there would fail every exchange). An
+            # Upgrade request needs HTTP/1.1: thor's own context offers h2
+            # only for the others (it fails if the origin picks h2 on a
+            # context of the application's: H2ClientConnection.attach).
             offer_h2 = context is not None
-            if self.http2:
+            if self.http2 and not exchange._upgrade:
                 offer_h2 = True
                 if context is None:
                     context = _h2_context()

@@ -31,7 +31,10 @@ Theory of operation
   ``pause(False)`` when they drain.
 - Response data is acknowledged (WINDOW_UPDATE) as it is delivered; while
   the application has paused the response, it is held unacknowledged, so
-  the peer's window, not our memory, bounds it.
+  the peer's window, not our memory, bounds it. Held data is given back
+  to the connection window when the exchange goes without taking it; a
+  response held whole is delivered on resume even if the stream is reset
+  or the connection closes meanwhile (RFC 9113 8.1).
 - Retries: a stream the peer refused (RST_STREAM REFUSED_STREAM, or above
   a GOAWAY's last-stream-id) was not processed: it is retried whatever its
   method. A stream reset otherwise, or cut by the connection's close,
@@ -92,7 +95,7 @@ _PAUSE_SIZE = 65536
 # retried retry_delay later (RFC 9113 5.1.2 allows either).
 _FIRST_STREAMS = 1
 # Fields request_start keeps that an HTTP/2 request may not carry (RFC
-# 9113 8.2.2; Upgrade has no meaning on a stream).
+# 9113 8.2.2; Upgrade has no meaning on a stream: attach refuses those).
 _NOT_H2 = frozenset((
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
     b"te", b"host",
@@ -315,7 +318,15 @@ class H2ClientConnection:
 
     def attach(self, exchange: HttpClientExchange) -> None:
         """Open a stream for ``exchange`` (HttpClient._assign checked
-        has_room) and send what the application has given of the request."""
+        has_room) and send what the application has given of the request.
+        An Upgrade request fails: HttpClient sends those over HTTP/1.1, and
+        this one came on a context of the application's offering h2."""
+        if exchange._upgrade:
+            exchange._fail(error.BadHeaderError(
+                "not sendable over HTTP/2, which the origin chose: Upgrade has no"
+                " meaning there (RFC 9113 8.6); give HttpClient a tls_context"
+                " offering http/1.1 only for Upgrade requests"))
+            return
         self._idle_at = None
         inner = exchange._writer
         writer = _H2BodyWriter(inner)
@@ -379,18 +390,39 @@ class H2ClientConnection:
         return head
 
     def _forget(self, stream: _H2Stream, code: Optional[int] = None) -> None:
-        """``stream`` carries its exchange no more: reset it with ``code``
-        if it is still open, and drop it."""
-        if stream.closed:
-            return
-        stream.closed = True
+        """``stream`` leaves the connection: reset it with ``code`` if it is
+        still open, and drop it. Data held for a paused exchange that has
+        gone is given back to the connection window (a stream that ended
+        in the core gets no reset, which would have given it back)."""
         sid = stream.stream_id
-        if self.streams.pop(sid, None) is not None and code is not None and not self.closed:
-            if sid in self.h2.streams and not self.h2.closed:
-                self.h2.reset_stream(sid, code)
-                self._wrote()
-        self._blocked.pop(stream, None)
-        self._stream_gone()
+        if not stream.closed:
+            stream.closed = True
+            if self.streams.pop(sid, None) is not None and code is not None and not self.closed:
+                if sid in self.h2.streams and not self.h2.closed:
+                    self.h2.reset_stream(sid, code)
+                    self._wrote()
+            self._blocked.pop(stream, None)
+            self._stream_gone()
+        held = stream.held
+        if held and stream.exchange is None:
+            stream.held = None
+            for _, flow_length in held:
+                # Ignored by the core for a reset stream: credited then.
+                self.h2.acknowledge_data(sid, flow_length)
+            self._wrote()
+
+    def _keep_complete(self, stream: _H2Stream) -> bool:
+        """Whether ``stream`` has its whole response, held while the
+        application pauses it: then it leaves the connection but keeps its
+        exchange, which gets the held data and response_done on resume
+        whatever happens to the stream or the connection since (RFC 9113
+        8.1: a complete response is not discarded for a RST_STREAM)."""
+        exchange = stream.exchange
+        if not stream.ended or exchange is None or exchange._res_state >= _RES_DONE:
+            return False
+        stream.blocked_since = None
+        self._forget(stream, CANCEL)  # the rest of the request is not wanted
+        return True
 
     def _stream_gone(self) -> None:
         """A stream has ended: its place may go to a waiting exchange; a
@@ -525,7 +557,7 @@ class H2ClientConnection:
 
     def _on_reset(self, event: StreamReset) -> None:
         stream = self.streams.get(event.stream_id)
-        if stream is None:
+        if stream is None or (event.remote and self._keep_complete(stream)):
             return
         exchange = stream.exchange
         stream.exchange = None
@@ -581,7 +613,10 @@ class H2ClientConnection:
 
     def _fail_stream(self, stream: _H2Stream, err: error.HttpError) -> None:
         """``stream``'s exchange fails with ``err``; the stream is reset if
-        it is still open."""
+        it is still open. A complete response held for a paused exchange
+        is kept (_keep_complete) instead."""
+        if self._keep_complete(stream):
+            return
         exchange = stream.exchange
         stream.exchange = None
         self._forget(stream, CANCEL)
@@ -788,10 +823,10 @@ class H2ClientConnection:
         self._closed()
         for stream in streams:
             exchange = stream.exchange
-            stream.exchange = None
             stream.closed = True
-            if exchange is None or exchange._res_state >= _RES_DONE:
-                continue
+            if exchange is None or exchange._res_state >= _RES_DONE or stream.ended:
+                continue  # (ended: a complete response held, kept)
+            stream.exchange = None
             unanswered = exchange._res_state == _RES_WAIT
             if unanswered and exchange._replayable():
                 _restore(exchange, stream)

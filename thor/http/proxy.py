@@ -305,6 +305,11 @@ class ProxyExchange:
             self.proxy._report(exc)
             ex.abort()
         self._done()
+        # A body paused for a slow upstream (_Upstream.pause) is not wanted
+        # now: resumed, the server drops the rest (_request_body sees the
+        # exchange finished) instead of holding it, and the client's
+        # flow-control window with it, for good.
+        ex.pause(False)
 
     def _done(self) -> None:
         if not self._finished:
@@ -1831,6 +1836,7 @@ class _StreamTunnel(EventEmitter):
         self.tcp = tcp
         proxy = self.proxy
         proxy._tunnels.add(tcp)
+        proxy.open_tunnels += 1  # until _end (the metrics' gauge, as for _splice)
         tcp.on("data", self._from_target)
         tcp.on("pause", self._target_paused)
         tcp.on("close", self._target_closed)
@@ -1911,6 +1917,7 @@ class _StreamTunnel(EventEmitter):
             self.over = True
             if tcp is not None:
                 self.proxy._tunnels.discard(tcp)
+                self.proxy.open_tunnels -= 1
             self.emit("close")
             self.pex._done()
 

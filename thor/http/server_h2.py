@@ -28,12 +28,17 @@ Theory of operation
 - Request body data is acknowledged to the peer (WINDOW_UPDATE) as it is
   delivered; while the application has paused the request body it is held
   and not acknowledged, so the peer's window, not our memory, bounds it.
+  Answered while paused, the request is given up (HTTP/1.1 closes the
+  connection then): what is held is acknowledged, the rest dropped, and
+  the stream reset NO_ERROR once END_STREAM is out (RFC 9113 8.1).
+  Expect: 100-continue gets 100 once the application reads the body.
   While the transport's output is backed up nothing more is read.
 - One timer per connection (thor.loop.LazyTimer): ``idle_timeout`` while no
   stream is open (from the last whole frame: a trickle does not renew
   it), ``send_timeout`` while output waits for the transport (the
-  connection is closed) or for a peer's window that does not open (those
-  streams are reset with CANCEL; their exchanges get SendTimeoutError),
+  connection is closed) or for a peer's window that does not open (each
+  stream from the last time some of its body went out: those are reset
+  with CANCEL; their exchanges get SendTimeoutError),
   ``body_timeout`` for each request body that makes no progress (408 or
   RST_STREAM; BodyTimeoutError). While a stream waits for its response,
   the application governs time.
@@ -57,12 +62,12 @@ from thor.http.headers import (
 )
 from thor.http.h2.connection import (
     H2Config, H2Connection, H2UsageError, RequestReceived, DataReceived, StreamEnded,
-    StreamReset, WindowUpdated, TrailersReceived, ConnectionTerminated,
+    StreamReset, WindowUpdated, TrailersReceived, ConnectionTerminated, HALF_CLOSED_REMOTE,
 )
 from thor.http.h2.frames import NO_ERROR, INTERNAL_ERROR, CANCEL
 from thor.http.server import (
     ServerExchangeBase, _field_line, _field_lines, _listed, _EXACT,
-    _RECEIVING, _RECEIVED, _UNANSWERED, _ANSWERING, _ANSWERED, _CUT, _FAILED,
+    _RECEIVING, _DROPPING, _RECEIVED, _UNANSWERED, _ANSWERING, _ANSWERED, _CUT, _FAILED,
 )
 from thor.http.writer import check_content_length
 import thor.loop
@@ -94,6 +99,9 @@ DEFAULT_CONFIG = H2Config(validate_outbound=False)
 # exchange is paused: what an application writing in 64 KiB chunks may
 # have queued ahead of the window (resumed at half of it).
 _PAUSE_SIZE = 65536
+
+# The interim response to Expect: 100-continue.
+_CONTINUE: List[Tuple[bytes, bytes]] = [(b":status", b"100")]
 
 # Statuses whose responses have no content (with HEAD's).
 _NO_CONTENT = frozenset((b"204", b"304"))
@@ -202,7 +210,7 @@ class H2ServerConnection(thor.loop.LazyTimer):
         "server", "tcp", "loop", "h2", "exchanges", "_in_input", "_flush_scheduled",
         "_closed", "_write_paused", "_draining", "_peer_ended", "_send_since",
         "_blocked", "_request_count", "_reading_paused", "_pending", "_last_request",
-        "_read_at",
+        "_read_at", "_blocked_due",
     )
 
     def __init__(self, server: HttpServer, tcp_conn: TcpConnection, data: bytes = b"") -> None:
@@ -221,8 +229,12 @@ class H2ServerConnection(thor.loop.LazyTimer):
         self._send_since = 0.0
         # When the read being handled came (body_timeout counts from it).
         self._read_at = 0.0
-        # Exchanges with body waiting for the peer's window (send_timeout).
+        # Exchanges with body waiting for the peer's window (send_timeout,
+        # each from its own last progress: see _check_output).
         self._blocked: Dict[H2ServerExchange, None] = {}
+        # No blocked exchange times out before this (a lower bound: the
+        # timer looks at each when it comes).
+        self._blocked_due = 0.0
         self._request_count = 0
         # Exchanges holding the last piece of a body (see response_body).
         self._pending: List[H2ServerExchange] = []
@@ -340,6 +352,15 @@ class H2ServerConnection(thor.loop.LazyTimer):
                 exchange.emit("request_start", method, uri, fields)
         except Exception as exc:
             self._app_failed(exc, exchange)
+            return
+        # (A request whose HEADERS ended it is already half-closed here.)
+        stream = self.h2.streams.get(event.stream_id)
+        if stream is not None and stream.state != HALF_CLOSED_REMOTE and _expects_continue(fields):
+            # RFC 9110 10.1.1: the client waits for 100 before sending the
+            # body: sent once the application reads it (as over HTTP/1.1).
+            exchange._expect_continue = True
+            if not exchange._input_paused:
+                exchange._send_continue()
 
     def _on_stream_reset(self, event: StreamReset) -> None:
         exchange = self.exchanges.pop(event.stream_id, None)
@@ -428,11 +449,22 @@ class H2ServerConnection(thor.loop.LazyTimer):
         for and the transport; track it for send_timeout."""
         waiting = self.h2.outbound_buffered(exchange.stream_id)
         if waiting:
-            if exchange not in self._blocked:
-                if not self._blocked:
-                    self._send_since = self._clock()
-                    self._set_deadline(self.server.send_timeout)
-                self._blocked[exchange] = None
+            blocked = self._blocked
+            if exchange not in blocked:
+                now = exchange._blocked_since = self._clock()
+                if not blocked:
+                    timeout = self.server.send_timeout
+                    if timeout is not None:
+                        self._blocked_due = now + timeout
+                    self._set_deadline(timeout)
+                blocked[exchange] = None
+            elif waiting < exchange._send_mark:
+                # Some went out: its send_timeout counts from now. (A
+                # WINDOW_UPDATE that moves nothing of it is no progress:
+                # else a client sending 1-octet ones on stream 0 would
+                # keep every blocked response in memory for good.)
+                exchange._blocked_since = self._clock()
+            exchange._send_mark = waiting
         elif self._blocked:
             self._blocked.pop(exchange, None)
         paused = exchange._out_paused
@@ -445,7 +477,6 @@ class H2ServerConnection(thor.loop.LazyTimer):
             exchange._emit_safely("pause", want)
 
     def _window_opened(self) -> None:
-        self._send_since = self._clock()
         for exchange in list(self._blocked):
             self._check_output(exchange)
             if exchange not in self._blocked and exchange._done():
@@ -480,9 +511,23 @@ class H2ServerConnection(thor.loop.LazyTimer):
         self.exchanges.pop(exchange.stream_id, None)
         self._blocked.pop(exchange, None)
         exchange._events.clear()
-        if not self.exchanges and not self._in_input and (
-                self._draining or self._peer_ended or self.h2.goaway_received):
-            self.close()
+        if exchange._request == _DROPPING and not exchange._gone and not self._closed:
+            # Answered whole (END_STREAM is out of the queue) before the
+            # rest of a request the application gave up: the client may
+            # stop sending it (RFC 9113 8.1).
+            exchange._gone = True
+            try:
+                self.h2.reset_stream(exchange.stream_id, NO_ERROR)
+            except H2UsageError:
+                pass  # the stream has gone meanwhile
+            self._wrote()
+        if not self.exchanges and not self._in_input and not self._closed:
+            if self._draining or self._peer_ended or self.h2.goaway_received:
+                self.close()
+            else:
+                # The last stream ended outside a read (an answer from a
+                # timer, say): the connection is idle from now.
+                self._restate_deadline()
 
     def _app_failed(self, exc: Exception, exchange: H2ServerExchange) -> None:
         """A listener of ``exchange`` raised: report it, end the exchange
@@ -493,6 +538,7 @@ class H2ServerConnection(thor.loop.LazyTimer):
         err.__cause__ = exc
         state = exchange._response
         exchange._stop()
+        exchange._drop_input()
         if not exchange._error_sent:
             exchange._emit_error(err)
         if self._closed or exchange._gone:
@@ -536,8 +582,10 @@ class H2ServerConnection(thor.loop.LazyTimer):
             timeout = server.send_timeout
             if timeout is None:
                 self._deadline = None
-            else:
+            elif self._write_paused:
                 self._set_deadline(self._send_since + timeout - self._clock())
+            else:
+                self._set_deadline(self._blocked_due - self._clock())
         elif not self.exchanges:
             self._set_deadline(server.idle_timeout)
         else:
@@ -569,8 +617,23 @@ class H2ServerConnection(thor.loop.LazyTimer):
             self.abort()
             return
         if self._blocked:
-            # A peer that opens no window for what waits: those streams go.
+            if timeout is None:
+                self._deadline = None
+                return
+            # A peer that opens no window for what waits: the streams that
+            # made no progress for send_timeout go.
+            now = self._clock()
+            due_next = now + timeout
             for exchange in list(self._blocked):
+                self._check_output(exchange)  # (what went out since: progress)
+                if exchange not in self._blocked:
+                    if exchange._done():
+                        self._forget(exchange)
+                    continue
+                due = exchange._blocked_since + timeout
+                if due > now:
+                    due_next = min(due_next, due)
+                    continue
                 exchange._gone = True
                 exchange._fail(error.SendTimeoutError(
                     "the client opened no window for %s seconds" % timeout))
@@ -579,6 +642,7 @@ class H2ServerConnection(thor.loop.LazyTimer):
                 except H2UsageError:
                     pass
                 self._forget(exchange)
+            self._blocked_due = due_next
             self._flush()
             if not self._closed:
                 self._restate_deadline()
@@ -704,6 +768,14 @@ def _translate(headers: List[Field]) -> Tuple[bytes, bytes, RawHeaderListType]:
     return method, uri, fields
 
 
+def _expects_continue(fields: RawHeaderListType) -> bool:
+    """Whether a request head has Expect: 100-continue."""
+    for name, value in fields:
+        if name == b"expect" and b"100-continue" in field_tokens([value]):
+            return True
+    return False
+
+
 def _join_cookies(fields: RawHeaderListType) -> RawHeaderListType:
     """Cookie fields as one, joined with "; " (RFC 9113 8.2.3), where the
     first one was."""
@@ -750,6 +822,12 @@ class H2ServerExchange(ServerExchangeBase):
     # When the request last made progress (its head, a DATA frame, the
     # application resuming it): body_timeout counts from it.
     _progress = 0.0
+    # Expect: 100-continue, 100 not sent yet (see _send_continue).
+    _expect_continue = False
+    # While its body waits for the peer's window: since when it has made
+    # no progress (send_timeout counts from it), and how much waited then.
+    _blocked_since = 0.0
+    _send_mark = 0
 
     req_version = b"2"
     # The request's HTTP/2 fields as received (pseudo-header fields first).
@@ -784,6 +862,24 @@ class H2ServerExchange(ServerExchangeBase):
 
     def _done(self) -> bool:
         return self._response >= _ANSWERED and self._request != _RECEIVING
+
+    def _drop_input(self) -> None:
+        """The application reads no more of the request: what is held goes
+        back to the client's window (else the connection's window would
+        shrink for good), and the rest is taken and dropped as it comes."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            conn = self.connection
+            if not conn._closed:
+                acknowledge = conn.h2.acknowledge_data
+                for _, flow_length in held:
+                    acknowledge(self.stream_id, flow_length)
+        if self._held_end:
+            self._held_end = False
+            self._request = _RECEIVED  # the client has sent it all
+        elif self._request == _RECEIVING:
+            self._request = _DROPPING
 
     # -- input -------------------------------------------------------------------
 
@@ -825,7 +921,9 @@ class H2ServerExchange(ServerExchangeBase):
     def pause(self, paused: bool) -> None:
         """Stop (True) or resume (False) request_body events. While paused,
         what arrives is held and not acknowledged: the client's
-        flow-control window stops it."""
+        flow-control window stops it. Resuming sends 100 (Continue) when
+        the client asked for it and no response has started; answering
+        while paused gives the rest of the request up."""
         paused = bool(paused)
         if paused == self._input_paused:
             return
@@ -834,6 +932,8 @@ class H2ServerExchange(ServerExchangeBase):
             return
         conn = self.connection
         self._progress = conn._clock()
+        if self._expect_continue:
+            self._send_continue()
         held = self._held
         self._held = None
         if held:
@@ -851,6 +951,20 @@ class H2ServerExchange(ServerExchangeBase):
         if self._held_end and not self._input_paused:
             self._held_end = False
             self._on_end()
+        conn._wrote()
+
+    def _send_continue(self) -> None:
+        """100 (Continue), once, if the request body is still wanted and no
+        response has started."""
+        self._expect_continue = False
+        conn = self.connection
+        if (self._response != _UNANSWERED or self._request != _RECEIVING
+                or self._gone or conn._closed):
+            return
+        try:
+            conn.h2.send_headers(self.stream_id, _CONTINUE)
+        except H2UsageError:
+            return  # the stream has gone meanwhile
         conn._wrote()
 
     # -- response ------------------------------------------------------------------
@@ -985,6 +1099,10 @@ class H2ServerExchange(ServerExchangeBase):
             h2.end_stream(self.stream_id)
         if close:
             conn.drain()
+        if self._input_paused and self._request == _RECEIVING:
+            # Answered while the request body is paused: as over HTTP/1.1
+            # (which closes the connection), the rest is not read for it.
+            self._drop_input()
         conn._check_output(self)
         if not conn._in_input:
             conn._wrote()
@@ -999,6 +1117,8 @@ class H2ServerExchange(ServerExchangeBase):
         """End this stream at once (RST_STREAM CANCEL), whatever was sent;
         the connection's other streams go on."""
         self._stop()
+        self._held = None  # the reset gives their window back
+        self._held_end = False
         self._reset(CANCEL)
 
     def _reset(self, code: int) -> None:
