@@ -731,6 +731,46 @@ class UpstreamH2Test(ProxyH2TestCase):
         # one upstream connection carried them
         self.assertEqual(len({id(ex.connection) for ex in self.arrived}), 1)
 
+    @unittest.skipUnless(shutil.which("nghttpd") and os.path.isdir("/proc/self/fd"),
+                         "nghttpd (or /proc) not available")
+    def test_upstream_http2_to_nghttpd(self):
+        # A third party's HTTP/2 origin (nghttp2's server) behind the proxy,
+        # HTTP/2 on both sides.
+        import subprocess
+        import time
+
+        from thor.http.proxy import tls_upstream_context
+        from tests.test_h2_connection import _listening_port
+
+        certfile, keyfile = make_cert("localhost")
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory, True)
+        big = os.urandom(300000)  # beyond the initial windows
+        with open(os.path.join(directory, "big"), "wb") as handle:
+            handle.write(big)
+        nghttpd = subprocess.Popen(
+            ["nghttpd", "-a", "127.0.0.1", "-d", directory, "0", keyfile, certfile],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(nghttpd.wait)
+        self.addCleanup(nghttpd.kill)
+        port = _listening_port(nghttpd.pid, time.monotonic() + 5)
+        self.assertIsNotNone(port)
+        over_h2 = type("H2Proxy", (HttpProxy,), {"upstream_http2": True})
+        proxy = self.proxy(over_h2, upstreams=["https://localhost:%d" % port])
+        proxy.client.tls_context = tls_upstream_context(cafile=certfile, http2=True)
+        client = self.h2(proxy)
+        paths = [b"/big", b"/missing", b"/big"]
+        sids = [client.h2.start_request(head(path=path), end_stream=True) for path in paths]
+        client.flush()
+        self.run_until(lambda: all(client.ended(sid) for sid in sids), 10)
+        for path, sid in zip(paths, sids):
+            status, fields, body = client.response(sid)
+            if path == b"/big":
+                self.assertEqual((status, body), (b"200", big))
+            else:
+                self.assertEqual(status, b"404")
+            self.assertTrue(fields[b"via"].startswith(b"2 thor-"), fields)
+
 
 @unittest.skipUnless(CURL_H2, "curl with HTTP2 is not installed")
 class CommandLineH2Test(ProxyH2TestCase):
