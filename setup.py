@@ -17,7 +17,7 @@ setup(
     author="thor developers",
     license="MIT",
     url="https://github.com/mnot/thor/",
-    packages=["thor", "thor.http"],
+    packages=["thor", "thor.http", "thor.http.h2"],
     package_data={"thor": ["py.typed"]},
     python_requires=">=3.9",
     install_requires=[],

@@ -317,5 +317,28 @@ class TestErrors(unittest.TestCase):
         self.assertEqual(error.detail_text("tab\there"), "tab\there")
 
 
+class TestPackaging(unittest.TestCase):
+    def test_setup_installs_every_package(self):
+        # `pip install thor` installs what setup.py lists: a package left
+        # out (thor.http.h2 was, for a while) is missing from every install
+        # while every test from a checkout passes.
+        import ast
+        import os
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "setup.py")) as handle:
+            tree = ast.parse(handle.read())
+        listed = None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "packages":
+                listed = set(ast.literal_eval(node.value))
+        found = {
+            os.path.relpath(path, root).replace(os.sep, ".")
+            for path, dirs, files in os.walk(os.path.join(root, "thor"))
+            if "__init__.py" in files
+        }
+        self.assertEqual(listed, found)
+
+
 if __name__ == "__main__":
     unittest.main()
