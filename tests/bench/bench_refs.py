@@ -31,7 +31,9 @@ Jobs (the issue's table):
           (public API), ``python3 -m thor.http.proxy --upstream``, and
           ``python3 -m thor.http.proxy`` in forward mode (absolute-form
           requests, a wrk Lua script sets the target) vs asyncio_proxy.py
-          given the same requests
+          given the same requests; and ``--upstream`` with its forwarding
+          headers (the default in reverse mode) vs ``--forwarded none``
+          (issue 13: within 10%)
   client  thor_http_client.py vs asyncio_http_client.py: 20,000 GETs, 50 in
           flight, to nginx (1 KiB file)
   tcp     thor_tcp_echo.py vs asyncio_tcp_echo.py; loadgen_echo.py stream
@@ -87,6 +89,7 @@ TARGETS = {
     "proxy-api": "<= 1.5x",
     "proxy-cli": "<= 1.6x",
     "proxy-fwd": "<= 2x",
+    "proxy-forwarding": "on/off <= 1.1x",
     "udp": "thor/0.17 <= 0.83",
     "memory": "thor <= 2000 B",
 }
@@ -497,6 +500,8 @@ def job_proxy():
     cli = Prog("thor -m thor.http.proxy --upstream", "thor",
                ["-m", "thor.http.proxy", "--listen", "127.0.0.1:{port}",
                 "--upstream", "http://127.0.0.1:{origin}"])
+    bare = Prog("thor -m thor.http.proxy --upstream --forwarded none", "thor",
+                cli.args + ["--forwarded", "none"])
     fwd = Prog("thor -m thor.http.proxy (forward)", "thor",
                ["-m", "thor.http.proxy", "--listen", "127.0.0.1:{port}"])
     ref = script("asyncio_proxy.py", "ref", "asyncio_proxy.py", "{port}", "{origin}")
@@ -507,6 +512,7 @@ def job_proxy():
     runs = [
         ("api", api.label, lambda: wrk_job(api, **common)),
         ("cli", cli.label, lambda: wrk_job(cli, **common)),
+        ("cli-bare", bare.label, lambda: wrk_job(bare, **common)),
         ("ref", ref.label, lambda: wrk_job(ref, **common)),
         ("fwd", fwd.label, lambda: wrk_job(fwd, **absolute)),
         ("ref-fwd", ref.label + " (absolute-form)", lambda: wrk_job(ref, **absolute)),
@@ -520,6 +526,8 @@ def job_proxy():
         ("proxy-api", "proxy, public API (thor_proxy.py)", "us/req", "api", "ref", up),
         ("proxy-cli", "proxy, -m thor.http.proxy --upstream", "us/req", "cli", "ref", None),
         ("proxy-fwd", "proxy, -m thor.http.proxy forward", "us/req", "fwd", "ref-fwd", None),
+        ("proxy-forwarding", "--upstream, forwarding headers on/off", "us/req", "cli",
+         "cli-bare", None),
     ]
 
 

@@ -699,9 +699,10 @@ class HttpServerConnection(thor.loop.LazyTimer):
 
     def _on_data(self, data: bytes) -> None:
         if self._held is not None:
-            data = self._first_data(data)  # type: ignore[assignment]  # checked next
-            if data is None:
+            first = self._first_data(data)
+            if first is None:
                 return
+            data = first
         head_started = self._between_requests
         self._between_requests = False
         count = self._request_count
