@@ -189,6 +189,15 @@ def _field_line(field: Any) -> FieldEntry:
     return entry
 
 
+def _checked_field(field: Any) -> FieldEntry:
+    """``field`` checked (``_field_line``): from the cache when seen before."""
+    try:
+        entry = _field_lines.get(field)
+    except TypeError:  # unhashable (a list): checked, not cached
+        entry = None
+    return entry if entry is not None else _field_line(field)
+
+
 def _status_line(status: StatusInput, phrase: TextInput) -> bytes:
     """b"HTTP/1.1 <status> <phrase>\r\n"; raises BadStatusError."""
     return b"HTTP/1.1 " + encode_status(status) + b" " + encode_phrase(phrase) + b"\r\n"
@@ -1366,11 +1375,7 @@ class HttpServerExchange(ServerExchangeBase):
             # (RFC 9110 7.6.1): build the field lines again without them.
             lines = [prefix[:prefix.index(b"\r\n") + 2]]
             for field in headers:
-                try:
-                    found = _field_lines.get(field)
-                except TypeError:
-                    found = None
-                found = found or _field_line(field)
+                found = _checked_field(field)
                 if found[1] not in _SPECIAL_OUT and found[1] not in tokens:
                     lines.append(found[0])
         if nonfinal:

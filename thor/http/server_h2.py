@@ -66,7 +66,7 @@ from thor.http.h2.connection import (
 )
 from thor.http.h2.frames import NO_ERROR, INTERNAL_ERROR, CANCEL
 from thor.http.server import (
-    ServerExchangeBase, _field_line, _field_lines, _listed, _EXACT,
+    ServerExchangeBase, _checked_field, _listed, _EXACT,
     _RECEIVING, _DROPPING, _RECEIVED, _UNANSWERED, _ANSWERING, _ANSWERED, _CUT, _FAILED,
 )
 from thor.http.writer import check_content_length
@@ -153,15 +153,7 @@ def _checked_head(status: StatusInput, phrase: TextInput, headers: Any) -> H2Hea
             return found
     code = encode_status(status)
     encode_phrase(phrase)  # checked as HTTP/1.1 would; HTTP/2 has no phrase
-    entries = []
-    for field in headers:
-        try:
-            entry = _field_lines.get(field)
-        except TypeError:
-            entry = None
-        if entry is None:
-            entry = _field_line(field)
-        entries.append(entry)
+    entries = [_checked_field(field) for field in headers]
     tokens = field_tokens(e[2] for e in entries if e[1] == b"connection")
     fields: List[Field] = [(b":status", code)]
     content_length: Optional[int] = None
@@ -190,12 +182,7 @@ def _trailer_fields(trailers: Any) -> List[Field]:
     keeps out of trailers; raises BadHeaderError having sent nothing."""
     out: List[Field] = []
     for field in trailers:
-        try:
-            entry = _field_lines.get(field)
-        except TypeError:
-            entry = None
-        if entry is None:
-            entry = _field_line(field)
+        entry = _checked_field(field)
         if entry[1] not in TRAILER_FORBIDDEN:
             out.append((entry[1], entry[2]))
     return out
