@@ -950,18 +950,6 @@ class HttpServerConnection(thor.loop.LazyTimer):
         else:
             self._restate_deadline()
 
-    def _response_done(self, exchange: HttpServerExchange, close: bool) -> None:
-        """The response of ``exchange`` is complete."""
-        if close or self._draining:
-            self.close()
-        elif exchange._request == _RECEIVED:
-            self._exchange_complete()
-        elif exchange._input_paused:
-            self.close()  # the application will not read the rest
-        elif not exchange._no_request_body:
-            # The rest of the request body is read and dropped, in time.
-            self._set_deadline(self.server.request_timeout)
-
     def _exchange_complete(self) -> None:
         """Both the request and the response of the current exchange are
         done: go on to the next request, unless output is backed up."""
@@ -977,7 +965,21 @@ class HttpServerConnection(thor.loop.LazyTimer):
         if self._write_paused:
             self._await_drain_output()
             return
-        self._resume_input()
+        parser = self.parser
+        if (
+            parser.paused or self._reading_paused or self._await_drain
+            or self._peer_ended or self._closed
+        ):
+            self._resume_input()
+            return
+        # _resume_input's common case (once per request): nothing paused,
+        # nothing ended; the next request is read as reading goes on.
+        if parser.idle:
+            self._between_requests = True
+            self._set_deadline(self.server.idle_timeout)
+        else:
+            self._between_requests = False
+            self._set_deadline(self.server.request_timeout)
 
     def _await_drain_output(self) -> None:
         """Read nothing more until the output drains (pause(False))."""
@@ -1495,12 +1497,15 @@ class HttpServerExchange(ServerExchangeBase):
             conn._write(end)
         if self._tunnel_ok:
             return  # the application takes the connection with tunnel()
-        close = close or self._close_after or writer is CLOSE_WRITER
-        if (
-            close or conn._draining or self._request == _RECEIVED or self._input_paused
-            or not self._no_request_body
-        ):
-            conn._response_done(self, close)
+        if close or self._close_after or writer is CLOSE_WRITER or conn._draining:
+            conn.close()
+        elif self._request == _RECEIVED:
+            conn._exchange_complete()
+        elif self._input_paused:
+            conn.close()  # the application will not read the rest
+        elif not self._no_request_body:
+            # The rest of the request body is read and dropped, in time.
+            conn._set_deadline(conn.server.request_timeout)
         # else: answered before its (bodiless) request was done, the usual
         # case; on_message_done goes on from here.
 
