@@ -387,6 +387,39 @@ class ServerTests(FakeNetTestCase):
         self.assertEqual(server.connections, set())
 
 
+    def test_relayed_special_head_is_the_same_when_cached(self) -> None:
+        # An origin's head as a proxy relays it: Date, a Connection field
+        # naming another field, and close. The first response works it out,
+        # the later ones take it from the head cache: all say the same.
+        head = [
+            ("Date", "Mon, 01 Jan 2001 00:00:00 GMT"), ("Connection", "x-hop"),
+            ("X-Hop", "dropped"), ("X-Kept", "yes"), ("Content-Length", "2"),
+        ]
+
+        def respond(exchange: HttpServerExchange) -> None:
+            exchange.response_start(200, "OK", list(head))
+            exchange.response_body(b"ok")
+            exchange.response_done()
+
+        server = self.serve(respond)
+        expected = (
+            b"HTTP/1.1 200 OK\r\nX-Kept: yes\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n"
+            b"Content-Length: 2\r\n\r\nok"
+        )
+        client = self.net.connect(server)
+        for _ in range(3):
+            client.feed(GET % b"")
+            self.net.run()
+            self.assertEqual(client.take(), expected)
+        head[1] = ("Connection", "close, x-hop")
+        for _ in range(2):
+            client = self.net.connect(server)
+            client.feed(GET % b"")
+            self.net.run()
+            self.assertEqual(
+                client.take(), expected[:-4] + b"Connection: close\r\n\r\nok")
+            self.assertFalse(client.tcp_connected)
+
 class ClientTests(FakeNetTestCase):
     def fetch(
         self, client: HttpClient, url: bytes = b"http://origin.example/x",

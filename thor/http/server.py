@@ -91,8 +91,11 @@ if TYPE_CHECKING:
     # A checked field line: (b"Name: value\r\n", lower-cased name, value).
     FieldEntry = Tuple[bytes, bytes, bytes]
     # A checked response head: see ``_heads``.
+    # A final head's special fields worked out (see _special_head).
+    SpecialHead = Tuple[bytes, bool, bool]
     HeadEntry = Tuple[
         bytes, bytes, Optional[int], Optional[Tuple[FieldEntry, ...]], Optional[bytes],
+        Optional[SpecialHead],
     ]
     Fields = Union[Sequence[Any], "HeaderInput"]
 
@@ -156,7 +159,8 @@ _FIELD_CACHE_VALUE = 256
 # Checked response heads: (status, phrase, tuple(headers)) as passed ->
 # (status line and plain field lines, status code, Content-Length or None,
 # the special field entries or None, the end of the head for a plain
-# request). An application answering with the same
+# request, and for a final status (not 1xx) with special fields, what
+# _special_head makes of them). An application answering with the same
 # few heads then pays one dictionary look-up per response instead of one
 # per field, and for an ordinary request (see HttpServerExchange._plain)
 # the head is that entry, the Date and that end. A head is kept only once
@@ -246,20 +250,53 @@ def _checked_head(status: StatusInput, phrase: TextInput, headers: Fields) -> He
     prefix = b"".join(lines)
     code = prefix[9:12]
     tail: Optional[bytes] = None
-    if fields is None and code[0] != 49 and code != b"204" and code != b"304":
-        # What _framed adds for a plain request (after the Date).
-        if content_length is not None:
-            tail = b"Content-Length: %d\r\n\r\n" % content_length
-        else:
-            tail = b"Transfer-Encoding: chunked\r\n\r\n"
+    special: Optional[SpecialHead] = None
+    if fields is None:
+        if code[0] != 49 and code != b"204" and code != b"304":
+            # What _framed adds for a plain request (after the Date).
+            if content_length is not None:
+                tail = b"Content-Length: %d\r\n\r\n" % content_length
+            else:
+                tail = b"Transfer-Encoding: chunked\r\n\r\n"
+    elif code[0] != 49:
+        # Worked out once per head, not per response: a proxy relays
+        # heads with Date and Connection fields on every response.
+        special = _special_head(prefix, headers, fields)
     head: HeadEntry = (
-        prefix, code, content_length, tuple(fields) if fields else None, tail,
+        prefix, code, content_length, tuple(fields) if fields else None, tail, special,
     )
     if key is not None and cacheable and len(prefix) <= _HEAD_CACHE_SIZE:
         if len(_heads) >= _HEAD_CACHE_MAX:
             _heads.clear()
         _heads[key] = head
     return head
+
+
+def _special_head(
+    prefix: bytes, headers: Fields, fields: Sequence[FieldEntry],
+) -> SpecialHead:
+    """A final (not 1xx) head with special fields: the status line and
+    field lines without the fields the head's Connection field names
+    (hop-by-hop too: RFC 9110 7.6.1), and its Date field; whether
+    Connection says close; whether there is a Date. ``prefix`` is the
+    status line and plain field lines, ``fields`` the special ones."""
+    if len(fields) == 1 and fields[0][1] == b"date":
+        # The usual one: an origin's Date, relayed by a proxy.
+        return prefix + fields[0][0], False, True
+    tokens = field_tokens(entry[2] for entry in fields if entry[1] == b"connection")
+    lines = [prefix]
+    if tokens - CONNECTION_OPTIONS:
+        lines = [prefix[:prefix.index(b"\r\n") + 2]]
+        for field in headers:
+            found = _checked_field(field)
+            if found[1] not in _SPECIAL_OUT and found[1] not in tokens:
+                lines.append(found[0])
+    has_date = False
+    for entry in fields:
+        if entry[1] == b"date":
+            lines.append(entry[0])
+            has_date = True
+    return b"".join(lines), b"close" in tokens, has_date
 
 
 class _DateCache:
@@ -1280,7 +1317,7 @@ class HttpServerExchange(ServerExchangeBase):
         if self.response_started:
             raise error.StateError("the final response has already started")
         fields_in = _listed(headers)
-        prefix, _, _, fields, _ = _checked_head(code, phrase, fields_in)
+        prefix, _, _, fields, _, _ = _checked_head(code, phrase, fields_in)
         if fields is not None:
             head = self._head_special(prefix, fields_in, fields, True, None)
         else:
@@ -1310,7 +1347,7 @@ class HttpServerExchange(ServerExchangeBase):
         if entry is None:
             fields_in = _listed(headers)
             entry = _checked_head(status, phrase, fields_in)
-        prefix, code, content_length, fields, tail = entry
+        prefix, code, content_length, fields, tail, special = entry
         conn = self.connection
         if tail is not None and self._plain and not conn._draining:
             # The common case: a plain request, a final status with a body,
@@ -1330,7 +1367,9 @@ class HttpServerExchange(ServerExchangeBase):
                     raise error.StateError("101 answers only a request that asked to Upgrade")
             if fields is None:
                 head = self._framed(prefix, code, content_length, False, False)
-            else:
+            elif special is not None:
+                head = self._framed(special[0], code, content_length, special[1], special[2])
+            else:  # a 101
                 head = self._head_special(prefix, fields_in, fields, False, content_length)
         if state == _FAILED:
             # Its connection has closed (the error event said so): the rest
@@ -1352,13 +1391,11 @@ class HttpServerExchange(ServerExchangeBase):
         self, prefix: bytes, headers: Fields, fields: Tuple[FieldEntry, ...],
         nonfinal: bool, content_length: Optional[int],
     ) -> bytes:
-        """The head of a response with connection, Upgrade or Date fields;
-        sets the framing. Raises, having changed nothing, for anything that
+        """The head of a 1xx response with special fields (final heads
+        have theirs worked out in their entry: _special_head); a 101's
+        framing is set. Raises, having changed nothing, for anything that
         is not valid on the wire."""
         status = prefix[9:12]
-        if len(fields) == 1 and fields[0][1] == b"date" and not nonfinal and status != b"101":
-            # The usual one: an origin's Date, relayed by a proxy.
-            return self._framed(prefix + fields[0][0], status, content_length, False, True)
         tokens = field_tokens(entry[2] for entry in fields if entry[1] == b"connection")
         extra: List[bytes] = []  # Date, and Upgrade in a 101
         has_upgrade = False
