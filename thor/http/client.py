@@ -5,15 +5,18 @@ Connections are pooled per origin (scheme, host, port); at most
 a queue (at most ``queue_timeout`` seconds), served in order as connections
 come free. Every change to a pool (a request, a connection going idle,
 closing or failing to open, a queue deadline) ends in one call of
-``HttpClient._assign``, which alone decides what follows from it. A
+``HttpClient._assign``, which alone decides what follows from it (but
+for the usual case, which _acquire takes itself: a request that finds no
+queue and an idle connection that passes the check below). A
 connection carries one exchange at a time (no pipelining), and
 goes back to the pool only when its response ended cleanly, the request was
 sent in full and nothing followed the response: bytes that arrive while it
 is idle, or beyond the end of a response, mean it cannot be trusted and it
 is closed (bytes that came with the response are reported to its exchange,
 after response_done, as ExtraDataError). Before an idle connection is
-reused, its socket is checked (a non-blocking peek) so that one the server
-has closed in the meantime is not handed a request.
+reused, its socket is checked (poll(), then a non-blocking peek when that
+reports something) so that one the server has closed in the meantime is
+not handed a request.
 
 A request whose connection closes before any byte of its response arrived
 is retried on a new connection (``retry_limit`` times, ``retry_delay``
@@ -61,6 +64,7 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import select
 import socket
 import sys
 from collections import deque
@@ -127,6 +131,10 @@ _MAX_NONFINAL = 100
 _SEND_POLL = 1.0
 _peek = socket.socket.recv  # the raw socket's, also for an SSLSocket
 _MSG_PEEK = socket.MSG_PEEK
+# What asks first whether an idle connection has anything to read (see
+# _ClientConnection.usable); None where the platform has no poll().
+_new_poll = getattr(select, "poll", None)
+_POLLIN = getattr(select, "POLLIN", 1)
 
 # How request_start treats the fields the application passes.
 _DROP, _CONNECTION, _UPGRADE, _LENGTH_FIELD, _EXPECT = range(5)
@@ -272,7 +280,9 @@ class HttpClient:
     # (_withdraw), a queue deadline passes (_queue_timer). Each makes its
     # change and then calls _assign, the one place that decides what
     # follows from it (a connection going idle while nothing waits leaves
-    # it nothing to decide, and does not call it: once per response).
+    # it nothing to decide, and does not call it: once per response; nor
+    # does a request that finds nothing queued and an idle connection
+    # usable, which _acquire gives it: once per request).
 
     def _acquire(self, exchange: HttpClientExchange) -> None:
         """``exchange`` wants a connection: it joins the queue of its
@@ -293,6 +303,17 @@ class HttpClient:
         if pool is None:
             pool = self._origins[key] = _Origin(key, exchange._origin_key, via)  # type: ignore[arg-type]  # set by request_start
         exchange._pool = pool
+        idle = pool.idle
+        if idle and not pool.queue and pool.h2 is None and not exchange._retries and not pool.assigning:
+            # The usual case of a busy client, taken without a pass of
+            # _assign: nothing waits ahead of it and a connection is idle,
+            # so _assign would give it the one used last if that is
+            # usable. (If not, _assign finds it so again and closes it.)
+            conn = idle[-1]
+            if conn.usable(exchange.method in IDEMPOTENT):
+                idle.pop()
+                conn.attach(exchange)
+                return
         pool.queue.append(exchange)
         self._assign(pool)
 
@@ -911,6 +932,7 @@ class _ClientConnection(thor.loop.LazyTimer):
     __slots__ = (
         "client", "loop", "origin", "tcp", "parser", "exchange", "closed",
         "_idle_since", "_in_feed", "_paused", "_out_paused", "_send_mark", "_send_since",
+        "_poller",
     )
 
     def __init__(self, client: HttpClient, origin: _Origin, tcp_conn: TcpConnection) -> None:
@@ -923,6 +945,7 @@ class _ClientConnection(thor.loop.LazyTimer):
         self.closed = False
         self._init_timer(self.loop)
         self._idle_since: Optional[float] = None
+        self._poller: Optional[select.poll] = None  # made by usable() when first needed
         self._in_feed = False
         self._paused = False      # the application paused the response
         self._out_paused = False  # the socket's write side is full
@@ -974,6 +997,16 @@ class _ClientConnection(thor.loop.LazyTimer):
         sock = getattr(self.tcp, "socket", None)
         if sock is None:
             return True
+        # poll() first: nothing to read is the usual answer, on which a
+        # peek fails with EAGAIN, and Python's BlockingIOError costs
+        # several times what a poll of one descriptor does. A poll object
+        # holds no descriptor of its own: one per connection, made once.
+        poller = self._poller
+        if poller is None and _new_poll is not None:
+            poller = self._poller = _new_poll()
+            poller.register(sock.fileno(), _POLLIN)
+        if poller is not None and not poller.poll(0):
+            return True  # no data, no end of file, no error
         try:
             data = _peek(sock, 1, _MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -1067,8 +1100,8 @@ class _ClientConnection(thor.loop.LazyTimer):
             self.close()
             return
         self._go_idle()
-        if self.exchange is None:
-            self._idle_deadline()
+        if self.exchange is None and not self.closed:
+            self._set_deadline(self.client.idle_timeout)  # none took it
 
     def _go_idle(self) -> None:
         """Into the pool, which may hand it to a waiting exchange at once."""
@@ -1081,11 +1114,6 @@ class _ClientConnection(thor.loop.LazyTimer):
         origin.idle.append(self)
         if origin.queue:  # else there is nothing for the pool to decide
             self.client._assign(origin)
-
-    def _idle_deadline(self) -> None:
-        """No exchange has taken it from the pool: closed after idle_timeout."""
-        if not self.closed:
-            self._set_deadline(self.client.idle_timeout)
 
     def write(self, data: bytes, last: bool = False) -> None:
         """Send ``data``; ``last``: it ends the request, and it is the
@@ -1235,8 +1263,10 @@ class _ClientConnection(thor.loop.LazyTimer):
             # only costs the connection.
             if extra.strip(b" \t\r\n") and exchange._res_state != _RES_ERROR:
                 exchange._fail(error.ExtraDataError(extra))
-        elif self.exchange is None:
-            self._idle_deadline()
+        elif self.exchange is None and not self.closed:
+            # No exchange has taken it from the pool: closed after
+            # idle_timeout.
+            self._set_deadline(self.client.idle_timeout)
         # It emits nothing more: dropping its listeners frees it by
         # reference counting, where listeners that close over it (the usual
         # way to write them) would leave a cycle for the garbage collector.
