@@ -78,7 +78,7 @@ from thor.http.writer import (
 if TYPE_CHECKING:
     import socket
     import ssl
-    from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
+    from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
 
     from thor.loop import LoopBase, ScheduledEvent
     from thor.tcp import TcpConnection
@@ -272,6 +272,21 @@ def _checked_head(status: StatusInput, phrase: TextInput, headers: Fields) -> He
     return head
 
 
+def _head_lines(prefix: bytes, headers: Fields, tokens: AbstractSet[bytes]) -> List[bytes]:
+    """The status line and plain field lines (``prefix``), less those the
+    Connection ``tokens`` name: fields the application named in Connection
+    are hop-by-hop too (RFC 9110 7.6.1), so the lines are built again
+    without them."""
+    if not tokens - CONNECTION_OPTIONS:
+        return [prefix]
+    lines = [prefix[:prefix.index(b"\r\n") + 2]]
+    for field in headers:
+        found = _checked_field(field)
+        if found[1] not in _SPECIAL_OUT and found[1] not in tokens:
+            lines.append(found[0])
+    return lines
+
+
 def _special_head(
     prefix: bytes, headers: Fields, fields: Sequence[FieldEntry],
 ) -> SpecialHead:
@@ -284,13 +299,7 @@ def _special_head(
         # The usual one: an origin's Date, relayed by a proxy.
         return prefix + fields[0][0], False, True
     tokens = field_tokens(entry[2] for entry in fields if entry[1] == b"connection")
-    lines = [prefix]
-    if tokens - CONNECTION_OPTIONS:
-        lines = [prefix[:prefix.index(b"\r\n") + 2]]
-        for field in headers:
-            found = _checked_field(field)
-            if found[1] not in _SPECIAL_OUT and found[1] not in tokens:
-                lines.append(found[0])
+    lines = _head_lines(prefix, headers, tokens)
     has_date = False
     for entry in fields:
         if entry[1] == b"date":
@@ -1408,15 +1417,7 @@ class HttpServerExchange(ServerExchangeBase):
                 extra.append(entry[0])
         if status == b"101" and not has_upgrade:
             raise error.BadHeaderError("a 101 response needs an Upgrade field")
-        lines = [prefix]
-        if tokens - CONNECTION_OPTIONS:
-            # Fields the application named in Connection are hop-by-hop too
-            # (RFC 9110 7.6.1): build the field lines again without them.
-            lines = [prefix[:prefix.index(b"\r\n") + 2]]
-            for field in headers:
-                found = _checked_field(field)
-                if found[1] not in _SPECIAL_OUT and found[1] not in tokens:
-                    lines.append(found[0])
+        lines = _head_lines(prefix, headers, tokens)
         if nonfinal:
             lines.append(b"\r\n")
             return b"".join(lines)
