@@ -173,6 +173,10 @@ _ADDRESS_CACHE = 4096
 _NULL_CODINGS = frozenset((b"identity",))
 # Connection field values that name no other field (see _response_start).
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
+# The heads whose fields to pass on are kept (HttpProxy._request_fields and
+# _response_fields) are forgotten past this many of either, so that a peer
+# varying its fields cannot grow them without bound.
+_HEAD_CACHE = 256
 # Seconds a --workers supervisor waits before starting again a worker that
 # died within this long of its start (a crash at start-up must not spin).
 _RESPAWN_DELAY = 1.0
@@ -263,8 +267,10 @@ class ProxyExchange:
     def client_address(self) -> Optional[str]:
         """The downstream client's address (a str), or None. An IPv4 client
         of a dual-stack socket (``::ffff:10.0.0.5``) is its IPv4 address."""
-        tcp = getattr(self.server_exchange.connection, "tcp", None)
-        host: Optional[str] = getattr(tcp, "host", None)
+        try:  # attribute look-ups, not getattr() calls: once per request
+            host: Optional[str] = self.server_exchange.connection.tcp.host
+        except AttributeError:
+            return None
         if host is not None and host[:7] == "::ffff:" and "." in host:
             return host[7:]
         return host
@@ -317,33 +323,29 @@ class ProxyExchange:
             self.proxy._log(self)
 
 
-class _Downstream:
-    """The server exchange's sink: its events, passed to the proxy. (A
-    sink, not listeners: one call per exchange instead of five.)"""
+class _Exchange(ProxyExchange):
+    """The ProxyExchange the proxy makes: also its server exchange's sink,
+    whose events it passes to the proxy. (A sink, not listeners: one call
+    per exchange instead of five; and the exchange itself, not an object
+    of its own: one object per request fewer. The sink's methods are
+    kept out of ProxyExchange, the class the hooks are documented with.)"""
 
-    __slots__ = ("pex",)
-
-    def __init__(self, pex: ProxyExchange) -> None:
-        self.pex = pex
+    __slots__ = ()
 
     def request_start(self, method: bytes, uri: bytes, headers: RawHeaderListType) -> None:
-        pex = self.pex
-        pex.proxy._request_start(pex, headers)
+        self.proxy._request_start(self, headers)
 
     def request_body(self, chunk: bytes) -> None:
-        pex = self.pex
-        pex.proxy._request_body(pex, chunk)
+        self.proxy._request_body(self, chunk)
 
     def request_done(self, trailers: RawHeaderListType) -> None:
-        pex = self.pex
-        pex.proxy._request_done(pex, trailers)
+        self.proxy._request_done(self, trailers)
 
     def pause(self, paused: bool) -> None:
         # The downstream client is slow (or fast again): stop (or resume)
         # reading the origin's response.
-        pex = self.pex
-        pex._down_paused = paused
-        cex = pex.client_exchange
+        self._down_paused = paused
+        cex = self.client_exchange
         if cex is not None:
             cex.pause(paused)
 
@@ -351,13 +353,12 @@ class _Downstream:
         # The downstream exchange failed (the client went away, or a server
         # timeout gave up on it): the upstream exchange is of no use any
         # more, and aborting it frees its connection for the next request.
-        pex = self.pex
-        cex = pex.client_exchange
+        cex = self.client_exchange
         if cex is not None:
             cex.abort()
-        if pex.status is None:
-            pex.status = 499  # nginx's "client closed request", for the log
-        pex._done()
+        if self.status is None:
+            self.status = 499  # nginx's "client closed request", for the log
+        self._done()
 
 
 class _Upstream:
@@ -573,7 +574,9 @@ class HttpProxy(EventEmitter):
         cls = type(self)
         self._rewrites_request = cls.request_body_hook is not HttpProxy.request_body_hook
         self._rewrites_response = cls.response_body_hook is not HttpProxy.response_body_hook
-        self._via: Dict[bytes, bytes] = {}
+        self._via: Dict[bytes, Tuple[bytes, bytes]] = {}  # version: the Via field
+        self._request_fields: Dict[_Head, Tuple[_Head, Optional[bytes]]] = {}
+        self._response_fields: Dict[_Head, _Head] = {}
         self._draining = False
         self._deadline: Optional[ScheduledEvent] = None
         # Both ends of every CONNECT / 101 tunnel: the server forgets a
@@ -653,7 +656,7 @@ class HttpProxy(EventEmitter):
     # -- plumbing: the request -------------------------------------------------
 
     def _on_exchange(self, server_exchange: HttpServerExchange) -> None:
-        server_exchange.sink(_Downstream(ProxyExchange(self, server_exchange)))
+        server_exchange.sink(_Exchange(self, server_exchange))
 
     def _request_start(self, pex: ProxyExchange, headers: RawHeaderListType) -> None:
         self.emit("exchange", pex)
@@ -698,7 +701,7 @@ class HttpProxy(EventEmitter):
                         uri = (parts.path or "/").encode("ascii") + (
                             b"?" + parts.query.encode("ascii") if parts.query else b""
                         )
-            index = self._pick_upstream()
+            index = self.pool.pick()
             pex.upstream = index
             pex.uri = self.upstreams[index] + uri
         elif not (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
@@ -709,6 +712,47 @@ class HttpProxy(EventEmitter):
                             "This is a forward proxy: requests need an absolute URL.\n")
                 return
             pex.uri = target
+        # A client sends the same head again and again: what is passed on of
+        # one that needs nothing worked out per request (no Connection,
+        # Upgrade, Max-Forwards, forwarding fields or credentials) is looked
+        # up, not worked out again.
+        key = tuple(headers)
+        known = self._request_fields.get(key)
+        if known is not None:
+            kept = list(known[0])
+            credentials = False
+            if self._forwarding is not None:
+                self._add_forwarding(pex, kept, known[1], None)
+        else:
+            made = self._end_to_end_request(pex, headers, key)
+            if made is None:  # answered
+                return
+            kept, credentials = made
+        version = pex.server_exchange.req_version
+        kept.append(self._via.get(version) or self._via_field(version))
+        pex.headers = kept
+        try:
+            self.request_hook(pex)
+        except Exception as exc:
+            self._hook_failed(pex, exc)
+            return
+        if pex._finished:  # answered by the hook
+            return
+        if credentials:
+            # RFC 9110 11.7.2: they were for this proxy; never forwarded.
+            pex.headers = [f for f in pex.headers if f[0].lower() != b"proxy-authorization"]
+        self._forward(pex)
+
+    def _end_to_end_request(
+        self, pex: ProxyExchange, headers: RawHeaderListType, key: _Head,
+    ) -> Optional[Tuple[RawHeaderListType, bool]]:
+        """The request fields to pass on (to which the Via field is yet to
+        be added), and whether they carry Proxy-Authorization for the hook
+        to see; None when the request has been answered here (a loop, a
+        bad Max-Forwards, or the last hop of one). Kept in _request_fields
+        under ``key`` when nothing in them depends on the method or on who
+        the client is."""
+        method = pex.method
         ex = pex.server_exchange
         connection = False
         upgrades: Optional[RawHeaderListType] = None
@@ -726,13 +770,16 @@ class HttpProxy(EventEmitter):
             pex.client_address, self._trusted, self._trusted_cache
         ):
             incoming = {}
+        plain = True  # nothing in the head that the cache cannot stand for
         for field in headers:
             lower = field[0].lower()
             if lower in special:
                 if lower == b"connection":
                     connection = True
+                    plain = False
                     kept.append(field)  # for strip_hop_by_hop, below
                 elif lower == b"upgrade":
+                    plain = False
                     if upgrades is None:
                         upgrades = []
                     upgrades.append(field)
@@ -743,6 +790,7 @@ class HttpProxy(EventEmitter):
                         length = field[1].split(b",", 1)[0].strip()
                         kept.append((field[0], length) if b"," in field[1] else field)
                 elif lower == b"max-forwards":
+                    plain = False  # the method decides what becomes of it
                     if method == b"OPTIONS" or method == b"TRACE":
                         if max_forwards is None:
                             max_forwards = field[1].strip()
@@ -758,9 +806,11 @@ class HttpProxy(EventEmitter):
                 elif lower == b"proxy-authorization":
                     if self._show_credentials:
                         # For the hook to see; removed after it.
+                        plain = False
                         kept.append(field)
                         credentials = True
                 elif lower in _FORWARDING:
+                    plain = False  # who the client is decides
                     if incoming is not None and b"_" not in lower:
                         incoming.setdefault(lower, []).append(field)
                     # Else they may be forged: the client is not trusted.
@@ -768,6 +818,10 @@ class HttpProxy(EventEmitter):
                 # this proxy are not forwarded.
                 continue
             kept.append(field)
+        if plain and not looped:
+            if len(self._request_fields) >= _HEAD_CACHE:
+                self._request_fields.clear()
+            self._request_fields[key] = (tuple(kept), host)
         if connection:
             # Connection is a list of tokens (RFC 9110 7.6.1): "upgrade" must
             # be one of them, not part of one ("x-noupgrade").
@@ -785,14 +839,14 @@ class HttpProxy(EventEmitter):
             kept.extend(upgrades)  # the client adds Connection: upgrade
         if looped:
             self._loop_detected(pex)
-            return
+            return None
         if self._forwarding is not None:
             self._add_forwarding(pex, kept, host, incoming)
         if max_forwards is not None:
             # RFC 9110 7.6.2: the last hop answers; the others count down.
             if not max_forwards.isdigit():
                 pex.respond(400, "Bad Request", [], "Bad Max-Forwards\n")
-                return
+                return None
             left = int(max_forwards)
             if left == 0:
                 if method == b"TRACE":
@@ -805,21 +859,9 @@ class HttpProxy(EventEmitter):
                 else:
                     pex.respond(200, "OK", [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, "
                                              b"OPTIONS, TRACE, PATCH, CONNECT")])
-                return
+                return None
             kept.append((b"Max-Forwards", b"%d" % (left - 1)))
-        kept.append((b"Via", self._via_value(ex.req_version)))
-        pex.headers = kept
-        try:
-            self.request_hook(pex)
-        except Exception as exc:
-            self._hook_failed(pex, exc)
-            return
-        if pex._finished:  # answered by the hook
-            return
-        if credentials:
-            # RFC 9110 11.7.2: they were for this proxy; never forwarded.
-            pex.headers = [f for f in pex.headers if f[0].lower() != b"proxy-authorization"]
-        self._forward(pex)
+        return kept, credentials
 
     def _h2_target(self, pex: ProxyExchange, headers: RawHeaderListType) -> Optional[bytes]:
         """The absolute URL of a forward proxy's HTTP/2 request (RFC 9113
@@ -840,7 +882,7 @@ class HttpProxy(EventEmitter):
         """Does the Via field value ``value`` name this proxy (a loop)?"""
         name = self._via_name
         if name is None:
-            name = self._via_value(b"1.1").split()[1].lower()
+            name = self._via_field(b"1.1")[1].split()[1].lower()
             self._via_name = name
         return name in value.lower() and _names_us(value, name)
 
@@ -848,14 +890,17 @@ class HttpProxy(EventEmitter):
         pex.respond(508, "Loop Detected", [(b"Content-Type", b"text/plain")],
                     "This request has been through this proxy already (see Via).\n")
 
-    def _via_value(self, version: bytes) -> bytes:
+    def _via_field(self, version: bytes) -> Tuple[bytes, bytes]:
+        """The Via field for a message received in HTTP/``version``: one
+        tuple per version, made once (``via`` is read at the first
+        message), added to each message as it is."""
         via = self._via.get(version)
         if via is None:
             name = self.via
             if isinstance(name, str):
                 name = name.encode("latin-1")
             # RFC 9110 7.6.3: the received protocol, then our pseudonym.
-            via = self._via[version] = b"%s %s" % (version, name)
+            via = self._via[version] = (b"Via", b"%s %s" % (version, name))
         return via
 
     def _forward(self, pex: ProxyExchange) -> None:
@@ -948,49 +993,42 @@ class HttpProxy(EventEmitter):
             cex.abort()
             self._upstream_error(pex, error.StartLineError("101 response to a request without Upgrade"))
             return
-        drop_length = self._rewrites_response
-        fields = []
-        hop = False
-        for field in headers:
-            lower = field[0].lower()
-            if lower in HOP_BY_HOP:
-                # A Connection field that only says keep-alive or close (as
-                # most origins send) names no field to remove: dropping it
-                # is all there is to do.
-                if (
-                    lower != b"connection"
-                    or field[1].strip(b" \t").lower() not in _PLAIN_CONNECTION
-                ):
-                    hop = True
-            elif lower == b"content-length":
-                if not drop_length:
-                    fields.append(field)
-                    if b"," in field[1]:
-                        hop = True  # "5, 5": one value, in _framing_fields
+        # An origin sends the same head again and again (but for Date, once
+        # a second): what is passed on of one is looked up, not worked out
+        # again, when nothing in it needs _framing_fields.
+        key = tuple(headers)
+        known = self._response_fields.get(key)
+        if known is not None:
+            fields = list(known)
+        else:
+            fields, hop = self._end_to_end(headers)
+            if hop:
+                fields, undecoded = self._framing_fields(cex, status, headers, fields)
+                if undecoded:
+                    # RFC 9112 6.1 lets a recipient decode a transfer coding, or
+                    # pass it on named in Transfer-Encoding; but a sender may
+                    # apply no coding but chunked unless the recipient asked
+                    # for it with TE (RFC 9110 10.1.4). The proxy sends no TE
+                    # upstream (and the downstream client's TE, hop-by-hop,
+                    # was about the proxy), the origin's coding was not asked
+                    # for, and thor decodes none but chunked: passing it on
+                    # would give the client bytes it never asked for, and
+                    # dropping its name would give it a corrupt body. Such a
+                    # response is invalid for the proxy to use: 502 (RFC 9110
+                    # 15.6.3).
+                    cex.abort()
+                    self._upstream_error(pex, error.TransferCodeError(
+                        "the origin applied the transfer coding %s, which the proxy "
+                        "cannot decode" % b", ".join(undecoded).decode("latin-1")
+                    ))
+                    return
             else:
-                fields.append(field)
-        if hop:
-            fields, undecoded = self._framing_fields(cex, status, headers, fields)
-            if undecoded:
-                # RFC 9112 6.1 lets a recipient decode a transfer coding, or
-                # pass it on named in Transfer-Encoding; but a sender may
-                # apply no coding but chunked unless the recipient asked
-                # for it with TE (RFC 9110 10.1.4). The proxy sends no TE
-                # upstream (and the downstream client's TE, hop-by-hop,
-                # was about the proxy), the origin's coding was not asked
-                # for, and thor decodes none but chunked: passing it on
-                # would give the client bytes it never asked for, and
-                # dropping its name would give it a corrupt body. Such a
-                # response is invalid for the proxy to use: 502 (RFC 9110
-                # 15.6.3).
-                cex.abort()
-                self._upstream_error(pex, error.TransferCodeError(
-                    "the origin applied the transfer coding %s, which the proxy "
-                    "cannot decode" % b", ".join(undecoded).decode("latin-1")
-                ))
-                return
+                if len(self._response_fields) >= _HEAD_CACHE:
+                    self._response_fields.clear()
+                self._response_fields[key] = tuple(fields)
         # RFC 9110 7.6.3: the version the proxy received the response in.
-        fields.append((b"Via", self._via_value(cex.res_version or b"1.1")))
+        version = cex.res_version or b"1.1"
+        fields.append(self._via.get(version) or self._via_field(version))
         try:
             status, phrase, fields = self.response_hook(pex, status, phrase, fields)
         except Exception as exc:
@@ -1020,6 +1058,33 @@ class HttpProxy(EventEmitter):
             # sent on.
             pex._response_started = False
             self._hook_failed(pex, exc)
+
+    def _end_to_end(self, headers: RawHeaderListType) -> Tuple[RawHeaderListType, bool]:
+        """The response fields to pass on, and whether _framing_fields must
+        have a say in them (hop-by-hop fields other than a plain
+        ``Connection: keep-alive`` or ``close``, a listed Content-Length)."""
+        drop_length = self._rewrites_response
+        fields = []
+        hop = False
+        for field in headers:
+            lower = field[0].lower()
+            if lower in HOP_BY_HOP:
+                # A Connection field that only says keep-alive or close (as
+                # most origins send) names no field to remove: dropping it
+                # is all there is to do.
+                if (
+                    lower != b"connection"
+                    or field[1].strip(b" \t").lower() not in _PLAIN_CONNECTION
+                ):
+                    hop = True
+            elif lower == b"content-length":
+                if not drop_length:
+                    fields.append(field)
+                    if b"," in field[1]:
+                        hop = True  # "5, 5": one value, in _framing_fields
+            else:
+                fields.append(field)
+        return fields, hop
 
     def _framing_fields(
         self, cex: HttpClientExchange, status: bytes, headers: RawHeaderListType,
@@ -1176,11 +1241,6 @@ class HttpProxy(EventEmitter):
 
     def _report(self, exc: BaseException) -> None:
         self.loop.exception_handler(self.loop, exc, self)
-
-    def _pick_upstream(self) -> int:
-        """The upstream for a new request, by the pool's policy, among those
-        not down (when all are down, the next one anyway)."""
-        return self.pool.pick()
 
     def _retry(self, pex: ProxyExchange, index: int, err: error.HttpError) -> bool:
         """Count an upstream's failure against it, and send the request to
@@ -1546,7 +1606,7 @@ class HttpProxy(EventEmitter):
             via = _joined([
                 field for field in pex.headers if field[0].lower() == b"via"
                 and not field[1].translate(None, _VIA_CHARS)
-            ], self._via_value(pex.server_exchange.req_version))
+            ], self._via_field(pex.server_exchange.req_version)[1])
             _ChainedConnect(self.loop, via_proxy, host.decode("ascii"), int(port),
                             self.connect_timeout, check_ip, connected, failed, via)
             return
@@ -1943,6 +2003,7 @@ def _strip_named(fields: RawHeaderListType, tokens: Set[bytes]) -> RawHeaderList
 
 
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+_Head = Tuple[Tuple[bytes, bytes], ...]
 # What a digest of no configured password is compared with (an unknown user).
 _NO_DIGEST = hashlib.sha256(b"\0no such user").digest()
 # RFC 9110 5.6.2 tchar: what a Forwarded value may hold unquoted.
