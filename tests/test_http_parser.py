@@ -1280,6 +1280,11 @@ class TestFastPath(ParserCase):
         (True, b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"),
         (True, b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\nX-Empty:\r\nX-Tab:\tv\t\r\n"
                b"X-Obs: caf\xe9\r\n\r\n"),
+        # A forward proxy's absolute-form (any Host: RFC 9112 3.2.2), asterisk-form.
+        (True, b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET http://b.example:8080/x?y HTTP/1.1\r\nHost: other\r\n\r\n"),
+        (True, b"POST http://a/f HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"),
+        (True, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
         (False, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: t\r\n\r\nabc"),
         (False, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"),
         (False, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
@@ -1301,8 +1306,13 @@ class TestFastPath(ParserCase):
         (True, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
                b"Content-Length: 1\r\n\r\nx"),
         (True, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
-        (True, b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
-        (True, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET https://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n"),       # userinfo
+        (True, b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n"),           # no host
+        (True, b"GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET 1http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"),                  # * not OPTIONS
+        (True, b"GET a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
+        (True, b"GET urn:x:y HTTP/1.1\r\nHost: a\r\n\r\n"),
         (True, b"PURGE / HTTP/1.1\r\nHost: a\r\n\r\n"),
         (True, b"GET / HTTP/1.1\r\n\r\n"),                                  # no Host
         (True, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),                     # bad Host

@@ -1295,7 +1295,7 @@ class HttpParser:
         changed nothing.
 
         It takes strict mode, a final response but 101 (not to CONNECT),
-        or a request whose target is origin-form; lines each known to pass
+        or a request but CONNECT; lines each known to pass
         the general checks (or passing them now: _field_entry); at most
         one field of each special kind; and framing that the framing
         functions accept (but a Transfer-Encoding that leaves the body to
@@ -1322,16 +1322,23 @@ class HttpParser:
                 if len(parts) != 3:
                     return None
                 method, target, spelt = parts
-                # A method that needs no check, not CONNECT, and an
-                # origin-form target of visible ASCII: what _request_line
-                # accepts without further ado. The translate also rules
-                # out CR, LF and the other CTLs.
+                # A method that needs no check, not CONNECT, and a target
+                # of visible ASCII (the translate also rules out CR, LF and
+                # the other CTLs): origin-form, what _request_line accepts
+                # without further ado, or another form that it accepts (a
+                # forward proxy's absolute-form; once per line, as the
+                # line is remembered).
                 known_version = _VERSIONS.get(spelt)
                 if (
                     known_version is None or method not in _METHODS or method == b"CONNECT"
-                    or not target or target[0] != 47 or target.translate(None, _VCHAR)
+                    or not target or target.translate(None, _VCHAR)
                 ):
                     return None
+                if target[0] != 47:
+                    try:
+                        self._request_line(start)
+                    except HttpError:
+                        return None
                 parsed = (method, target, known_version)
                 _remember(_request_lines, start, parsed, _LINES_MAX)
             method, target, version = parsed
