@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import itertools
 import os
 import select
 import socket
@@ -1418,16 +1419,25 @@ _request_heads: Dict[Tuple[Any, Any, Tuple[Any, ...]], _KnownRequest] = {}
 _REQUEST_HEADS_MAX = 256
 
 
+# For _KnownRequest.matches: no field is known.
+_UNKNOWN = itertools.repeat(None)
+
+
 class _KnownRequest:
     """What request_start made of one (method, URL, headers), and the
     request heads built from it, by framing."""
 
     __slots__ = (
         "method", "uri", "req_hdrs", "request_close", "upgrade", "expect",
-        "origin_key", "head_fields", "heads", "special",
+        "origin_key", "head_fields", "heads", "special", "fields",
     )
 
-    def __init__(self, exchange: HttpClientExchange, expect: bool) -> None:
+    def __init__(
+        self, exchange: HttpClientExchange, expect: bool, fields: Tuple[Any, ...],
+    ) -> None:
+        # The headers as given (the key's): the same field objects given
+        # again need no second look (see matches).
+        self.fields = fields
         self.method: bytes = exchange.method  # type: ignore[assignment]  # set by request_start
         self.uri: bytes = exchange.uri  # type: ignore[assignment]  # set by request_start
         self.req_hdrs: Tuple[Tuple[bytes, bytes], ...] = tuple(exchange.req_hdrs or ())
@@ -1443,13 +1453,18 @@ class _KnownRequest:
         )
 
     @staticmethod
-    def matches(headers: Iterable[Any]) -> bool:
+    def matches(headers: Iterable[Any], known: Iterable[Any] = _UNKNOWN) -> bool:
         """The headers that compared equal to the key's are exactly its
         types too (a subclass may define equality as it likes): tuples of
-        str or bytes."""
+        str or bytes. A field that is the very object in ``known`` (the
+        key's fields, checked when it was made) is one."""
         # A loop that stops at the first odd one: a third cheaper than
-        # building sets of the types (once per request of a proxy).
-        for field in headers:
+        # building sets of the types (once per request of a proxy, whose
+        # fields are mostly the parser's and its own, the same objects
+        # each time).
+        for field, same in zip(headers, known):
+            if field is same:
+                continue
             if (
                 field.__class__ is not tuple or len(field) != 2
                 or field[0].__class__ not in _STRINGS or field[1].__class__ not in _STRINGS
@@ -1557,7 +1572,7 @@ class HttpClientExchange(EventEmitter):
                 key = None
                 known = None
             if known is not None:
-                if not headers or _KnownRequest.matches(headers):
+                if not headers or _KnownRequest.matches(headers, known.fields):
                     # What the rest of request_start would make of it.
                     self.method = known.method
                     self._req_state = _REQ_BODY
@@ -1646,7 +1661,7 @@ class HttpClientExchange(EventEmitter):
             # might not compare, hash or encode as the value it shows).
             if len(_request_heads) >= _REQUEST_HEADS_MAX:
                 _request_heads.clear()  # one-off requests must not pin it
-            known = _request_heads[key] = _KnownRequest(self, expect)  # type: ignore[index]  # exact: key is set
+            known = _request_heads[key] = _KnownRequest(self, expect, key[2])  # type: ignore[index]  # exact: key is set
             self._head_entry = known
         self.client._acquire(self)
 
