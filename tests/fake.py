@@ -232,7 +232,9 @@ class FakeTransport(EventEmitter):
             if self._inbox or self._eof_pending:
                 self._schedule_delivery()
 
-    def close(self) -> None:
+    def close(self, linger: Optional[float] = None) -> None:
+        # linger: a real socket's concern (the kernel's reset); here the
+        # close is as without it.
         if self._closing:
             return
         self._closing = True

@@ -272,6 +272,82 @@ class BodyTimeoutTest(HostileTestCase):
         self.assert_fds_released(client)
 
 
+class LingeringCloseTest(HostileTestCase):
+    """An answer that ends the connection while the client is still sending
+    its upload (a 413 at request_start, an application that pauses the
+    body): the client, which sends the whole body before it reads, as
+    Python's http.client does, must get the answer, not a reset (RFC 9112
+    9.6)."""
+
+    SIZE = 8 << 20  # well beyond what the kernel's buffers hold
+
+    def upload(self):
+        """PUT SIZE bytes from another thread; what it got: (status, body)
+        or the exception's name."""
+        import http.client
+        import threading
+
+        result = []
+
+        def run():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+                conn.request("PUT", "/up", body=b"x" * self.SIZE)
+                response = conn.getresponse()
+                result.append((response.status, response.read()))
+                conn.close()
+            except Exception as exc:  # the reset this is about, or another failure
+                result.append(type(exc).__name__)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.run_until(lambda: result, timeout=20)
+        thread.join(5)
+        return result[0]
+
+    def refuse(self, exchange):
+        exchange.on("request_start", lambda *args: (
+            exchange.response_start(413, "Content Too Large", [
+                ("Content-Length", "7"), ("Connection", "close")]),
+            exchange.response_body(b"too big"),
+            exchange.response_done([]),
+        ))
+
+    def test_refused_upload_gets_its_answer(self):
+        self.handler = self.refuse
+        for _ in range(3):
+            self.assertEqual(self.upload(), (413, b"too big"))
+        self.run_until(lambda: not self.server.connections)
+
+    def test_paused_upload_answered_early(self):
+        def handler(exchange):
+            def start(*args):
+                exchange.pause(True)  # the application will not read it
+                exchange.response_start(403, "Forbidden", [("Content-Length", "2")])
+                exchange.response_body(b"no")
+                exchange.response_done([])
+            exchange.on("request_start", start)
+
+        self.handler = handler
+        self.assertEqual(self.upload(), (403, b"no"))
+
+    def test_linger_is_bounded_for_a_client_that_never_stops(self):
+        self.server.linger_timeout = 0.3
+        self.handler = self.refuse
+        client = self.client()
+        client.send(b"PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n")
+        conn = self.only_connection()
+        began = time.monotonic()
+        # The client goes on sending, never closing: the server lets go
+        # within linger_timeout of its close.
+        while conn in self.server.connections and time.monotonic() - began < 5:
+            if not client._out:
+                client.send(b"x" * 65536)
+            self.loop._run_once()
+        self.run_until(lambda: not self.server.connections, timeout=5)
+        self.assertLess(time.monotonic() - began, 3)
+
+
 class SendTimeoutTest(HostileTestCase):
     def setUp(self):
         HostileTestCase.setUp(self)

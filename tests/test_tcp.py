@@ -972,6 +972,85 @@ class TestHalfClose(TcpTestCase):
             self.assertEqual(open_fds(), baseline)
 
 
+class TestLingeringClose(TcpTestCase):
+    """close(linger=): the answer reaches a peer that is still sending
+    (RFC 9112 9.6), and the linger is bounded."""
+
+    def served(self):
+        server = self.server()
+        sock = socket.create_connection((self.host, server.port))
+        peer = RawPeer(sock, self.loop)
+        self.addCleanup(peer.close)
+        self.run_until(lambda: self.accepted)
+        return peer, self.accepted[0]
+
+    def flood(self, peer, size):
+        """Send what the socket takes of ``size`` bytes; how much it took."""
+        sent = 0
+        chunk = b"u" * 65536
+        while sent < size:
+            try:
+                sent += peer.sock.send(chunk)
+            except BlockingIOError:
+                break
+        return sent
+
+    def test_answer_and_end_reach_a_peer_still_sending(self):
+        peer, conn = self.served()
+        got = Collector(conn, unpause=False)
+        # Input the server never reads (connections start paused): without
+        # the linger, closing now would reset the connection, and the reset
+        # would destroy the answer in the peer's socket.
+        self.assertGreater(self.flood(peer, 4 << 20), 65536)
+        conn.write(b"answer")
+        conn.close(linger=5)
+        self.run_until(lambda: peer.eof)
+        self.assertEqual((bytes(peer.data), peer.error), (b"answer", None))
+        # The peer may go on sending meanwhile: it is read and dropped.
+        self.flood(peer, 1 << 20)
+        self.idle(0.05)
+        self.assertEqual((got.closes, bytes(got.data)), (0, b""))
+        peer.sock.shutdown(socket.SHUT_WR)  # its end: the linger is over
+        self.run_until(lambda: got.closes)
+        self.assertIsNone(conn.error)
+        self.assertEqual(self.loop.fd_count(), 1)  # the listener: the fd is let go
+
+    def test_linger_is_bounded(self):
+        peer, conn = self.served()
+        got = Collector(conn, unpause=False)
+        self.flood(peer, 1 << 20)
+        conn.close(linger=0.2)
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(got.closes, 0)
+        self.run_until(lambda: got.closes, timeout=2)  # the peer never ended
+        self.assertIsNone(peer.error)
+
+    def test_output_first_then_the_linger(self):
+        peer, conn = self.served()
+        got = Collector(conn, unpause=False)
+        self.flood(peer, 1 << 20)
+        payload = os.urandom(8 << 20)  # more than the socket takes at once
+        conn.write(payload)
+        self.assertGreater(conn.write_buffered, 0)
+        conn.close(linger=5)
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(bytes(peer.data), payload)
+        peer.sock.close()
+        peer.unregister_fd()
+        self.run_until(lambda: got.closes)
+
+    def test_no_linger_after_the_peer_ended(self):
+        peer, conn = self.served()
+        conn.half_close = True
+        got = Collector(conn)
+        ends = []
+        conn.on("end", lambda: ends.append(True))
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: ends)
+        conn.close(linger=5)  # nothing more can come: closed at once
+        self.run_until(lambda: got.closes, timeout=1)
+
+
 class TestBackpressure(TcpTestCase):
     def test_pause_events_once_per_crossing(self):
         server = self.server()

@@ -171,6 +171,7 @@ class TcpConnection(EventSource):
         "socket", "host", "port", "tcp_connected", "error", "_loop", "_fd",
         "_interest", "_buffer", "_recv", "_send", "_closing", "_read_eof",
         "_write_paused", "_server", "_hup", "_ended", "_peer", "sent_at", "_half_close",
+        "_linger",
     )
 
     # An event's lone listener is kept as itself (see thor.events): 'data'
@@ -212,6 +213,7 @@ class TcpConnection(EventSource):
         # first use.
         self._peer: Optional[Address] = None
         self.sent_at = 0.0
+        self._linger = 0.0  # close(linger=): seconds to drop input after
         sock.setblocking(False)
         _set_nodelay(sock)
         self._recv: Callable[[int], Optional[bytes]] = sock.recv
@@ -339,7 +341,10 @@ class TcpConnection(EventSource):
         if not buffer:
             self.event_del("fd_writable")
             if self._closing or self._read_eof and not self._ended:
-                self._close_now(True, True)
+                if self._linger:
+                    self._start_linger()
+                else:
+                    self._close_now(True, True)
                 return
         if self._write_paused and len(buffer) < self.write_low:
             self._write_paused = False
@@ -438,16 +443,54 @@ class TcpConnection(EventSource):
             else:
                 self.event_add("fd_readable")
 
-    def close(self) -> None:
+    def close(self, linger: Optional[float] = None) -> None:
         """Close once everything queued has been sent. No more ``data``
-        events are emitted; ``close`` follows from the loop."""
+        events are emitted; ``close`` follows from the loop.
+
+        ``linger`` (seconds): the peer may still be sending (an upload
+        refused half-way, requests after the last answered one). Closing a
+        socket with input unread makes the kernel reset the connection,
+        and a reset can destroy what the peer has not read yet, the answer
+        included (RFC 9112 9.6). So once the output is sent, the write side
+        is shut (the peer reads the end of it), and what the peer still
+        sends is read and dropped until it closes its side, or for at most
+        ``linger`` seconds."""
         if self._closing:
             return
         self._closing = True
+        if linger is not None and linger > 0 and not self._read_eof:
+            self._linger = linger
         if self._buffer:
             self.event_del("fd_readable")
+        elif self._linger:
+            self._start_linger()
         else:
             self._close_now(False, True)
+
+    def _start_linger(self) -> None:
+        """Everything is sent: shut the write side, and hand the fd to a
+        _Lingerer that drops input until the peer's end or the bound (the
+        hot read path never looks at this)."""
+        self._shut_write()
+        fd = self._fd
+        if fd is None or not self.tcp_connected:
+            return
+        lingerer = _Lingerer(self)
+        self._loop._unregister_fd(fd, self)
+        self._interest = 0
+        try:
+            self._loop._register_fd(fd, READ, lingerer)
+        except (OSError, ValueError):
+            self._close_now(False, True)
+            return
+        lingerer.timer = self._loop.schedule(self._linger, lingerer.finish)
+
+    def _shut_write(self) -> None:
+        """Send the end of the output (FIN), input still open."""
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # gone already: the close that follows tells
 
     def abort(self) -> None:
         """Close at once, dropping anything queued, with a reset (RST)
@@ -460,6 +503,45 @@ class TcpConnection(EventSource):
             except OSError:
                 pass  # already gone: nothing to reset
         self._close_now(False)
+
+
+class _Lingerer:
+    """A closing TcpConnection's fd while it lingers (see close): reads
+    and drops input until the peer's end, an error or the time bound, then
+    closes the connection (an orderly close: its output was all sent)."""
+
+    __slots__ = ("conn", "timer")
+
+    def __init__(self, conn: TcpConnection) -> None:
+        self.conn = conn
+        self.timer: Optional[ScheduledEvent] = None
+
+    def _fd_ready(self, mask: int) -> None:
+        recv = self.conn._recv
+        for _ in range(16):  # at most 1 MiB a pass: the loop stays fair
+            try:
+                data = recv(65536)
+            except _BLOCKED:
+                data = None
+            except OSError:
+                self.finish()
+                return
+            if data is None:
+                if mask & (ERROR | HUP | INVALID):
+                    self.finish()
+                return
+            if not data:
+                self.finish()  # the peer's end: nothing more is coming
+                return
+
+    def finish(self) -> None:
+        conn = self.conn
+        if self.timer is not None:
+            self.timer.delete()
+            self.timer = None
+        if conn._fd is not None:
+            conn._loop._unregister_fd(conn._fd, self)
+        conn._close_now(False, True)
 
 
 # Set per connection without an instance dict (see _SlotSetting).

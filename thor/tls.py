@@ -147,6 +147,12 @@ class TlsConnection(TcpConnection):
             return False
         return True
 
+    def _shut_write(self) -> None:
+        # A TCP half-close under TLS would tear its records (the SSL object
+        # forgets the socket); a lingering close reads on through TLS and
+        # says goodbye (close_notify) in _release.
+        pass
+
     def _release(self, graceful: bool) -> None:
         if graceful:
             # Send close_notify so that the peer can tell an end from a

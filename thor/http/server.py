@@ -375,6 +375,13 @@ class HttpServer(EventEmitter):
     ``parser_limits`` (keyword arguments for thor.http.parser.HttpParser),
     ``inbuf_limit`` (bytes of unparsed input held while a response is
     outstanding before the server stops reading from that client),
+    ``linger_timeout`` (when the server closes a connection while the
+    client may still be sending, an upload it answered early or refused, or
+    requests after the last it answers, it sends its answer and the end of
+    its output, then reads and drops the client's input until the client
+    closes, for at most this long: closing with input unread would reset
+    the connection, and a reset can destroy the answer before the client
+    reads it; RFC 9112 9.6),
     ``half_close`` (every request read before the client's end of input
     is answered either way. False: the client may be gone, so an answer
     still awaited when the end is reached gets ``send_timeout``, after
@@ -396,6 +403,9 @@ class HttpServer(EventEmitter):
     send_timeout: Optional[float] = 60
     # systemd's and Kubernetes' stop grace periods are 90 s and 30 s.
     shutdown_timeout: Optional[float] = 30
+    # nginx's lingering_timeout (between reads; its lingering_time, 30 s,
+    # bounds the whole): here one bound for the whole.
+    linger_timeout: Optional[float] = 5
     parser_limits: Dict[str, Any] = {}
     inbuf_limit = 65536
     # Off by default: TCP cannot tell a half-close from a client that has
@@ -1068,14 +1078,31 @@ class HttpServerConnection(thor.loop.LazyTimer):
             self._restate_deadline()
 
     def close(self) -> None:
-        """Send what is written, then close (within send_timeout)."""
+        """Send what is written, then close (within send_timeout); lingering
+        (linger_timeout) if the client may still be sending."""
         if self._closed:
             return
         self._flush()
         self._closed = True
         self.parser.pause()  # no further request is read
-        self.tcp.close()
+        linger = self.server.linger_timeout
+        if linger and self._input_pending():
+            self.tcp.close(linger=linger)
+        else:
+            self.tcp.close()
         self._restate_deadline()
+
+    def _input_pending(self) -> bool:
+        """Whether the client may still be sending: a request body not read
+        to its end, bytes read and not parsed (requests after the one
+        answered, or the rest of a head that failed), and no end of input
+        from it yet."""
+        if self._peer_ended:
+            return False
+        exchange = self.exchange
+        if exchange is not None and exchange._request != _RECEIVED:
+            return True
+        return not self.parser.idle
 
     close_conn = close  # Thor 0.17's name
 
