@@ -340,10 +340,11 @@ _PLAIN_PSEUDO = _REQUEST_PSEUDO - {b":protocol"}
 _NO_PSEUDO: FrozenSet[bytes] = frozenset()
 # Pseudo-header values (RFC 9113 8.3.1), checked so that none can turn
 # into another request line once translated to HTTP/1.1: a token
-# (RFC 9110 5.6.2); a path of visible octets (obs-text too); a scheme
+# (RFC 9110 5.6.2); a path of visible ASCII (a URI's characters, RFC 3986
+# 2: what HTTP/1.1's request-target takes too); a scheme
 # (RFC 3986 3.1); an authority's characters (RFC 3986 3.2, no userinfo).
 _TOKEN_CHARS = _NAME_CHARS + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_PATH_CHARS = bytes(b for b in range(256) if b > 0x20 and b != 0x7f)
+_PATH_CHARS = bytes(range(0x21, 0x7f))
 _SCHEME_CHARS = b"+-.0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _AUTHORITY_CHARS = _SCHEME_CHARS + b"_~%!$&'()*,;=:[]"
 _SCHEME_LEAD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
