@@ -10,13 +10,18 @@ and something pending that the loop has not read yet means it is not
 given a request that could not be replayed.
 """
 
+import os
 import select
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from unittest import mock
 
 import thor.http.client as client_module
-from tests.test_http_client import OK, ClientTestCase, answer_each
+from thor.http import error
+from tests.test_http_client import OK, ClientTestCase, Recorder, answer_each
 
 
 class _PeekCounter:
@@ -107,6 +112,105 @@ class ReuseCheckTests(ClientTestCase):
         """Wait (in the kernel, up to 5 s) until ``sock`` has bytes to read."""
         readable, _, _ = select.select([sock], [], [], 5)
         return bool(readable)
+
+
+class PerRequestPathTests(ClientTestCase):
+    """The shortcuts of a request's usual path keep what the long way does."""
+
+    def test_exchange_from_the_client_starts_as_one_made_directly(self):
+        # HttpClient.exchange() sets up, inline, what __init__ does.
+        made = self.client.exchange()
+        direct = client_module.HttpClientExchange(self.client)
+        self.assertIs(type(made), client_module.HttpClientExchange)
+        self.assertEqual(vars(made), vars(direct))
+        self.assertEqual((made._events, made._sink), (direct._events, direct._sink))
+
+    def test_exchanges_set_their_usual_names_in_the_shared_table(self):
+        # Many exchanges started before the first response, whose names
+        # (res_status and the others) are set last: none gets a dict of
+        # its own. In a fresh interpreter, as the table is the class's.
+        script = textwrap.dedent("""
+            import gc
+            from thor.http.client import HttpClient
+            client = HttpClient()
+            made = [client.exchange() for _ in range(40)]
+            for ex in made:
+                ex.res_status = b"200"
+                ex.res_version = b"1.1"
+                ex.input_header_length = 10
+                ex.input_transfer_length = 5
+            print(sum(1 for ex in made for r in gc.get_referents(ex)
+                      if type(r) is dict and "res_status" in r))
+        """)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run([sys.executable, "-c", script], cwd=root, timeout=60,
+                             capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out.strip(), "0")
+
+    def test_request_from_response_done_takes_the_connection_unasked(self):
+        server = self.raw(answer_each(OK))
+        second = []
+
+        def again(trailers):
+            second.append(self.request(server.url()))
+
+        first = self.client.exchange()
+        rec = Recorder(first)
+        first.on("response_done", again)
+        counter = _PeekCounter()
+        with mock.patch.object(client_module, "_peek", counter):
+            first.request_start("GET", server.url(), [])
+            first.request_done([])
+            self.run_until(lambda: second and second[0].finished)
+        self.assertDone(rec)
+        self.assertDone(second[0])
+        self.assertEqual(len(server.conns), 1)
+        self.assertEqual(server.conns[0].heads, 2)
+        conn = self.client._origins[("http", "127.0.0.1", server.port)].idle[0]
+        self.assertIsNone(conn._poller)  # never asked the socket
+        self.assertEqual(counter.calls, 0)
+        self.assertFalse(conn._fresh)
+
+    def test_raising_response_done_listener_leaves_the_connection_checked_later(self):
+        server = self.raw(answer_each(OK))
+        reported = []
+        self.loop.exception_handler = lambda loop, exc, source: reported.append(exc)
+
+        def boom(trailers):
+            raise ValueError("boom")
+
+        exchange = self.client.exchange()
+        rec = Recorder(exchange)
+        exchange.on("response_done", boom)
+        exchange.request_start("GET", server.url(), [])
+        exchange.request_done([])
+        self.run_until(lambda: rec.finished)
+        self.assertIsInstance(rec.error, error.ListenerError)
+        self.assertEqual(len(reported), 1)
+        pool = self.client._origins[("http", "127.0.0.1", server.port)]
+        conn = pool.idle[0]
+        self.assertFalse(conn._fresh)
+        self.settle()
+        self.assertDone(self.fetch(server.url()))  # a later pass: asked
+        self.assertIsNotNone(conn._poller)
+        self.assertEqual(server.conns[0].heads, 2)
+
+    def test_bodiless_request_checks_its_trailers_and_can_then_finish(self):
+        server = self.raw(answer_each(OK))
+        exchange = self.client.exchange()
+        rec = Recorder(exchange)
+        exchange.request_start("GET", server.url(), [])
+        with self.assertRaises(error.BadHeaderError):
+            exchange.request_done([("X-Sum", "4\r\nInjected: 1")])
+        exchange.request_done([("X-Sum", "4")])  # dropped: no chunked body
+        self.run_until(lambda: rec.finished)
+        self.assertDone(rec)
+        data = server.conns[0].data
+        self.assertTrue(data.startswith(b"GET / HTTP/1.1\r\n"), data)
+        self.assertTrue(data.endswith(b"\r\n\r\n"), data)
+        self.assertNotIn(b"Injected", data)
+        self.assertNotIn(b"Transfer-Encoding", data)
+        self.assertNotIn(b"X-Sum", data)
 
 
 if __name__ == "__main__":

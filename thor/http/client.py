@@ -131,6 +131,7 @@ _MAX_NONFINAL = 100
 # counts (see _check_send): a send_timeout ends at most this late.
 _SEND_POLL = 1.0
 _peek = socket.socket.recv  # the raw socket's, also for an SSLSocket
+_new_object = object.__new__
 _MSG_PEEK = socket.MSG_PEEK
 # What asks first whether an idle connection has anything to read (see
 # _ClientConnection.usable); None where the platform has no poll().
@@ -237,7 +238,21 @@ class HttpClient:
 
     def exchange(self) -> HttpClientExchange:
         """Create a request/response exchange."""
-        return HttpClientExchange(self)
+        # HttpClientExchange(self), less the cost of calling __init__ from
+        # the type (some 500 instructions of a request's): its body, here.
+        exchange: HttpClientExchange = _new_object(HttpClientExchange)
+        exchange._init_emitter()
+        exchange.client = self
+        exchange._req_state = _REQ_IDLE
+        exchange._res_state = _RES_WAIT
+        exchange._writer = None
+        exchange._input_paused = False
+        exchange._via = None
+        exchange._head_written = False
+        exchange._body = None
+        exchange._end = None
+        exchange._request_close = False
+        return exchange
 
     def close(self) -> None:
         """Close every idle pooled connection. Exchanges in progress carry
@@ -285,9 +300,10 @@ class HttpClient:
     # does a request that finds nothing queued and an idle connection
     # usable, which _acquire gives it: once per request).
 
-    def _acquire(self, exchange: HttpClientExchange) -> None:
+    def _acquire(self, exchange: HttpClientExchange, retry: bool = False) -> None:
         """``exchange`` wants a connection: it joins the queue of its
-        origin (or of its proxy, for an http:// request through one)."""
+        origin (or of its proxy, for an http:// request through one).
+        ``retry``: it has had one (else it has no _via, no _retries)."""
         key: Hashable = exchange._origin_key
         proxy = self.proxy
         via = None
@@ -298,14 +314,14 @@ class HttpClient:
                 key = (None, via.key)
             else:
                 key = (key, via.key)
-        elif exchange._via is not None:
+        elif retry and exchange._via is not None:
             exchange._via = None  # the setting was unset before a retry
         pool = self._origins.get(key)
         if pool is None:
             pool = self._origins[key] = _Origin(key, exchange._origin_key, via)  # type: ignore[arg-type]  # set by request_start
         exchange._pool = pool
         idle = pool.idle
-        if idle and not pool.queue and pool.h2 is None and not exchange._retries and not pool.assigning:
+        if idle and not retry and not pool.queue and pool.h2 is None and not pool.assigning:
             # The usual case of a busy client, taken without a pass of
             # _assign: nothing waits ahead of it and a connection is idle,
             # so _assign would give it the one used last if that is
@@ -933,7 +949,7 @@ class _ClientConnection(thor.loop.LazyTimer):
     __slots__ = (
         "client", "loop", "origin", "tcp", "parser", "exchange", "closed",
         "_idle_since", "_in_feed", "_paused", "_out_paused", "_send_mark", "_send_since",
-        "_poller",
+        "_poller", "_fresh",
     )
 
     def __init__(self, client: HttpClient, origin: _Origin, tcp_conn: TcpConnection) -> None:
@@ -946,6 +962,9 @@ class _ClientConnection(thor.loop.LazyTimer):
         self.closed = False
         self._init_timer(self.loop)
         self._idle_since: Optional[float] = None
+        # It went idle in on_message_done, whose response_done is being
+        # emitted: as good as gone idle in this pass (usable()).
+        self._fresh = False
         self._poller: Optional[select.poll] = None  # made by usable() when first needed
         self._in_feed = False
         self._paused = False      # the application paused the response
@@ -990,7 +1009,7 @@ class _ClientConnection(thor.loop.LazyTimer):
         its response, so a request that cannot be replayed asks anyway)."""
         if self.closed or not getattr(self.tcp, "tcp_connected", True):
             return False
-        if quick and self._idle_since == self.loop.time():
+        if quick and (self._fresh or self._idle_since == self.loop.time()):
             return True
         watched = getattr(self.tcp, "watched", None)
         if watched is not None and not watched():
@@ -1118,7 +1137,8 @@ class _ClientConnection(thor.loop.LazyTimer):
 
     def write(self, data: bytes, last: bool = False) -> None:
         """Send ``data``; ``last``: it ends the request, and it is the
-        server's turn (read_timeout runs from here)."""
+        server's turn (read_timeout runs from here). (HttpClientExchange._send
+        does the same, inline, for the end of a request.)"""
         if not self.closed:
             if self._out_paused:
                 # Written past the pause: not the origin's progress.
@@ -1253,12 +1273,23 @@ class _ClientConnection(thor.loop.LazyTimer):
             # response_done, so that a request made by its listener (the
             # usual place) reuses it rather than queueing or opening
             # another. Its idle deadline waits until then (below): it is
-            # usually taken by then.
-            self._go_idle()
+            # usually taken by then. _go_idle, but for the time it went
+            # idle: while response_done is emitted, _fresh tells usable()
+            # (no call of loop.time() for a request its listener makes).
+            self._fresh = True
+            if self._paused:
+                self._paused = False
+                self.tcp.pause(False)
+            origin = self.origin
+            origin.idle.append(self)
+            if origin.queue:
+                self.client._assign(origin)
         try:
             exchange.emit("response_done", trailers)
         except Exception as exc:
             exchange._listener_failed(exc, "response_done")
+        finally:
+            self._fresh = False
         if extra is not None:
             # Whitespace alone (a stray CRLF after a body, common enough)
             # only costs the connection.
@@ -1267,6 +1298,7 @@ class _ClientConnection(thor.loop.LazyTimer):
         elif self.exchange is None and not self.closed:
             # No exchange has taken it from the pool: closed after
             # idle_timeout.
+            self._idle_since = self.loop.time()
             self._set_deadline(self.client.idle_timeout)
         # It emits nothing more: dropping its listeners frees it by
         # reference counting, where listeners that close over it (the usual
@@ -1496,9 +1528,13 @@ class HttpClientExchange(EventEmitter):
     came; complete at response_done).
     """
 
-    # The state every exchange starts in is kept on the class: __init__
-    # stores only what differs, and each attribute is set on the instance
-    # when it first changes (HttpServerExchange does the same).
+    # The state every exchange starts in is kept on the class, and each
+    # attribute is set on the instance when it first changes
+    # (HttpServerExchange does the same); but those read on every request
+    # before they change (_FRESH_STATE) are stored by __init__ too: CPython
+    # (3.11) reads a class attribute through an instance by its
+    # unspecialised lookup, about 200 instructions, where a store in
+    # __init__ costs some 60 and makes every later read the cheap one.
     method: Optional[bytes] = None
     uri: Optional[bytes] = None
     req_hdrs: Optional[RawHeaderListType] = None
@@ -1538,8 +1574,19 @@ class HttpClientExchange(EventEmitter):
     _unwrap_single = True
 
     def __init__(self, client: HttpClient) -> None:
+        # What HttpClient.exchange does without this call (a test holds
+        # the two to the same state).
         self._init_emitter()
         self.client = client
+        self._req_state = _REQ_IDLE
+        self._res_state = _RES_WAIT
+        self._writer = None
+        self._input_paused = False
+        self._via = None
+        self._head_written = False
+        self._body = None
+        self._end = None
+        self._request_close = False
 
     def __repr__(self) -> str:
         return "<HttpClientExchange %r %r>" % (self.method, self.uri)
@@ -1718,12 +1765,17 @@ class HttpClientExchange(EventEmitter):
             raise error.StateError("request_done outside a request")
         writer = self._writer
         if writer is None:
+            # No body: nothing ends it, and with no trailers to check
+            # there is nothing to ask of it.
             writer = NO_BODY_WRITER
-        end = writer.end(trailers)
+            if trailers:
+                writer.end(trailers)
+        else:
+            end = writer.end(trailers)
+            if end:
+                self._end = end
         self._req_state = _REQ_DONE
         self._writer = writer
-        if end:
-            self._end = end
         conn = self._conn
         if conn is not None and self._res_state < _RES_DONE:
             self._send(conn)
@@ -1800,7 +1852,19 @@ class HttpClientExchange(EventEmitter):
         if self._req_state == _REQ_DONE:
             self._req_state = _REQ_SENT
             end = self._end
-            conn.write(out + end if end is not None else out, True)
+            if end is not None:
+                out += end
+            if conn.__class__ is not _ClientConnection:
+                conn.write(out, True)  # an HTTP/2 stream (client_h2)
+                return
+            # conn.write(out, True), inline (once per request).
+            if not conn.closed:
+                if conn._out_paused:
+                    conn._send_mark += len(out)
+                conn.tcp.write(out)
+            read_timeout = self.client.read_timeout
+            if read_timeout is not None:
+                conn._set_deadline(read_timeout)
         else:
             conn.write(out)
 
@@ -1843,7 +1907,7 @@ class HttpClientExchange(EventEmitter):
     def _retry_now(self) -> None:
         if self._res_state < _RES_DONE:
             try:
-                self.client._acquire(self)
+                self.client._acquire(self, True)
             except error.UrlError as exc:  # the proxy setting was changed meanwhile
                 self._fail(exc)
 
@@ -1942,6 +2006,31 @@ class HttpClientExchange(EventEmitter):
         self._conn = None
         self._emit("error", err)
         self._events.clear()
+
+
+# CPython 3.11 keeps the attribute names of a class's instances in one
+# table their values share, which takes a new name only while it has room,
+# and each instance made takes some of that room: a name first set once
+# many exchanges exist (res_status, when twenty requests start before the
+# first response comes) no longer fits, and every exchange that sets it
+# gets a dict of its own, read the slow way (a client harness measured
+# some 700 instructions per request more). One exchange made here, before
+# any other, sets first the names exchanges set on their usual paths (all
+# but the rarest three: _nonfinal, _upgrade, _paused_out).
+def _enter_names(cls: type, names: Tuple[str, ...]) -> None:
+    instance: object = _new_object(cls)
+    for name in names:
+        setattr(instance, name, None)
+
+
+_enter_names(HttpClientExchange, (
+    "client", "_req_state", "_res_state", "_writer", "_input_paused", "_via",
+    "_head_written", "_body", "_end", "_request_close", "method", "req_hdrs",
+    "uri", "_origin_key", "_head_fields", "_head_entry", "_pool", "_conn",
+    "_queue_deadline", "res_status", "res_version", "input_header_length",
+    "input_transfer_length", "_retries", "_kept", "_kept_size", "_replay_ok",
+    "_body_size",
+))
 
 
 def _url_bytes(uri: object) -> Optional[bytes]:
