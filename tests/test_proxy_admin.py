@@ -4,8 +4,10 @@ admin listener (/metrics, /healthz), the access log's formats on the
 (-v/-q, --log-file, --access-log FILE, --access-log-format, --admin,
 --version). Thor origins, thor and stdlib clients, loopback, port 0."""
 
+import bisect
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -15,10 +17,12 @@ import sys
 import tempfile
 import time
 import unittest
+from unittest import mock
 
+from thor.http import proxy as proxy_module
 from thor.http.client import HttpClient
 from thor.http.metrics import DURATION_BUCKETS
-from thor.http.proxy import HttpProxy
+from thor.http.proxy import HttpProxy, ProxyExchange
 from thor.http.proxylog import AccessFormat, escape
 from thor.tcp import TcpServer
 
@@ -353,6 +357,72 @@ class AccessLogTest(ProxyTestCase):
         proxy._access_format = Counting()
         self.fetch("http://127.0.0.1:%d/" % proxy.port)
         self.assertEqual(calls, [])  # the logger is not enabled for INFO
+
+    def test_the_access_logger_settings_are_read_for_each_exchange(self):
+        # The proxy reads logging's cached answer: every change of level,
+        # logging.disable() and the logger's ``disabled`` take effect at
+        # the next exchange.
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        logger = logging.getLogger("thor.http.proxy.access")
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logger.addHandler(handler)
+        propagate, logger.propagate = logger.propagate, False
+        parent = logging.getLogger("thor.http.proxy")
+        parent_level = parent.level
+
+        def restore():
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            logger.disabled = False
+            logger.setLevel(logging.NOTSET)
+            parent.setLevel(parent_level)
+            logging.disable(logging.NOTSET)
+
+        self.addCleanup(restore)
+        url = "http://127.0.0.1:%d/" % proxy.port
+        for change, logged in (
+            (lambda: logger.setLevel(logging.WARNING), 0),
+            (lambda: logger.setLevel(logging.INFO), 1),
+            (lambda: setattr(logger, "disabled", True), 0),
+            (lambda: setattr(logger, "disabled", False), 1),
+            (lambda: logging.disable(logging.INFO), 0),
+            (lambda: logging.disable(logging.NOTSET), 1),
+            (lambda: logger.setLevel(logging.WARNING), 0),
+            # The level it inherits.
+            (lambda: (logger.setLevel(logging.NOTSET), parent.setLevel(logging.WARNING)), 0),
+            (lambda: parent.setLevel(logging.INFO), 1),
+        ):
+            change()
+            before, total = len(records), proxy.metrics.total
+            self.fetch(url)
+            self.run_until(lambda: proxy.metrics.total == total + 1)
+            self.assertEqual(len(records) - before, logged, records[before:])
+
+    def test_duration_buckets(self):
+        # Each duration goes to the first bucket whose bound it does not
+        # exceed (a bound belongs to its own bucket), as Prometheus counts.
+        proxy = self.proxy(upstreams=[self.url(self.origin())])
+        exchange = mock.Mock(method=b"GET", uri=b"/", req_version=b"1.1", req_hdrs=[],
+                             connection=None)
+        now = [0.0]
+        clock = mock.Mock(monotonic=lambda: now[0])
+        durations = [0.0, 0.001, 0.005, 0.0050001, 0.0099, 0.01, 0.0100001, 0.025, 0.03,
+                     0.7, 10.0, 10.5, 1e9]
+        for duration in durations:
+            pex = ProxyExchange(proxy, exchange)
+            pex.started = 0.0
+            now[0] = duration
+            before = list(proxy.metrics.durations)
+            with mock.patch.object(proxy_module, "_time", clock):
+                pex._done()
+            expected = before[:]
+            expected[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+            self.assertEqual(proxy.metrics.durations, expected, duration)
+        self.assertAlmostEqual(proxy.metrics.duration_sum, sum(durations))
+        self.assertEqual(sum(proxy.metrics.durations), len(durations))
 
 
 class FailureLogTest(ProxyTestCase):

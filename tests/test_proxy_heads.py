@@ -139,6 +139,60 @@ class HeadCacheTest(ops.OpsTestCase):
             self.assertNotIn("x-hop", names)
             self.assertEqual(dict(headers)["Content-Length"], "3")
 
+    def test_fields_a_connection_field_names_stay_on_its_hop_every_time(self):
+        # A head with Connection is remembered too (what it strips depends
+        # on the head alone): the named field, Connection and Keep-Alive
+        # are dropped from the second request as from the first.
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        fields = [("Connection", "keep-alive, X-Hop"), ("X-Hop", "secret"),
+                  ("Keep-Alive", "timeout=5"), ("X-End", "1")]
+        for _ in range(3):
+            status, _, _ = self.request(proxy.port, "GET", "/", fields)
+            self.assertEqual(status, 200)
+            for name in ("x-hop", "connection", "keep-alive"):
+                self.assertEqual(self.seen_fields(name), [], name)
+            self.assertEqual(self.seen_fields("x-end"), [b"1"])
+            self.assertEqual(len(self.seen_fields("x-forwarded-for")), 1)
+        self.assertEqual(len(proxy._request_fields), 1)  # remembered, then looked up
+
+    def test_an_upgrade_named_in_connection_is_never_taken_from_another_request(self):
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        self.request(proxy.port, "GET", "/", [("Connection", "upgrade")])
+        self.assertEqual(self.seen_fields("upgrade"), [])
+        status, _, _ = self.request(proxy.port, "GET", "/", [
+            ("Connection", "upgrade"), ("Upgrade", "websocket"),
+        ])
+        # Asked for an upgrade: passed on (the origin declines it).
+        self.assertEqual(status, 200)
+        self.assertEqual(self.seen_fields("upgrade"), [b"websocket"])
+        self.request(proxy.port, "GET", "/", [("Connection", "upgrade")])
+        self.assertEqual(self.seen_fields("upgrade"), [])
+
+    def test_head_hooks_that_are_not_overridden_are_not_called(self):
+        # The defaults do nothing: the proxy skips them (an override on a
+        # subclass, however deep, is called).
+        calls = []
+
+        class Base(HttpProxy):
+            def response_hook(self, pex, status, phrase, headers):
+                calls.append("response")
+                return status, phrase, headers
+
+        class Derived(Base):
+            pass
+
+        origin = self.origin()
+        with mock.patch.object(HttpProxy, "request_hook",
+                               side_effect=AssertionError("called")) as request_hook:
+            proxy = self.proxy(Derived, upstreams=[self.url(origin)])
+            status, _, _ = self.request(proxy.port, "GET", "/")
+        self.assertEqual(status, 200)
+        self.assertEqual(calls, ["response"])
+        self.assertFalse(request_hook.called)
+        self.assertEqual((proxy._hooks_request, proxy._hooks_response), (False, True))
+
 
 if __name__ == "__main__":
     unittest.main()

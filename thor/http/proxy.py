@@ -112,6 +112,10 @@ __all__ = [
 # (Named, not __name__: under "python -m" this module is __main__.)
 log = logging.getLogger("thor.http.proxy")
 access_logger = logging.getLogger("thor.http.proxy.access")
+# The logger's cache of isEnabledFor's answers, by level (CPython's logging
+# keeps one per logger, and clears it in place when any level changes);
+# an empty dict, never filled, where there is none.
+_ACCESS_ENABLED: Dict[int, bool] = getattr(access_logger, "_cache", {})
 
 # How much of a request body (bytes) the proxy keeps so that it can send the
 # request to another upstream when the first one refused the connection; a
@@ -162,6 +166,8 @@ def _spellings(names: Iterable[str]) -> Iterable[bytes]:
 _FORWARDING = frozenset(_spellings(
     FORWARDING_FIELDS + ("x-forwarded-port", "x-forwarded-prefix", "x-real-ip")
 ))
+# The duration histogram's first bounds, compared with before any bisect.
+_FIRST_BOUND, _SECOND_BOUND = DURATION_BUCKETS[:2]
 # Who may use a forward proxy when ``allow`` is not given.
 _LOOPBACK = ("127.0.0.0/8", "::1/128")
 # Address -> verdict caches (allow, trusted_proxies) are emptied past this
@@ -177,6 +183,9 @@ _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 # _response_fields) are forgotten past this many of either, so that a peer
 # varying its fields cannot grow them without bound.
 _HEAD_CACHE = 256
+# A cached head's fields with the forwarding fields added are kept for this
+# many client addresses (each), past which they are forgotten.
+_PEERS_PER_HEAD = 64
 # Seconds a --workers supervisor waits before starting again a worker that
 # died within this long of its start (a crash at start-up must not spin).
 _RESPAWN_DELAY = 1.0
@@ -574,8 +583,16 @@ class HttpProxy(EventEmitter):
         cls = type(self)
         self._rewrites_request = cls.request_body_hook is not HttpProxy.request_body_hook
         self._rewrites_response = cls.response_body_hook is not HttpProxy.response_body_hook
+        # The head hooks are called only when overridden (the defaults do
+        # nothing): a call and a try block fewer per request.
+        self._hooks_request = cls.request_hook is not HttpProxy.request_hook
+        self._hooks_response = cls.response_hook is not HttpProxy.response_hook
         self._via: Dict[bytes, Tuple[bytes, bytes]] = {}  # version: the Via field
-        self._request_fields: Dict[_Head, Tuple[_Head, Optional[bytes]]] = {}
+        # head: (its fields to pass on, its Host, those with the forwarding
+        # fields added by connection address)
+        self._request_fields: Dict[
+            _Head, Tuple[_Head, Optional[bytes], Dict[Optional[str], _Head]]
+        ] = {}
         self._response_fields: Dict[_Head, _Head] = {}
         self._draining = False
         self._deadline: Optional[ScheduledEvent] = None
@@ -659,8 +676,15 @@ class HttpProxy(EventEmitter):
         server_exchange.sink(_Exchange(self, server_exchange))
 
     def _request_start(self, pex: ProxyExchange, headers: RawHeaderListType) -> None:
-        self.emit("exchange", pex)
-        if self._gate and not self._admit(pex, headers):
+        # emit()'s call is skipped when it would find nobody to call.
+        if self._events.get("exchange") is not None or self._sink is not None:
+            self.emit("exchange", pex)
+        if self._gate and not (
+            # A client allowed before, with no credentials to check: no
+            # _admit call.
+            self._auth is None and self._allow_cache.get(pex.client_address)
+            or self._admit(pex, headers)
+        ):
             return
         method = pex.method
         if method == b"CONNECT":
@@ -713,16 +737,26 @@ class HttpProxy(EventEmitter):
                 return
             pex.uri = target
         # A client sends the same head again and again: what is passed on of
-        # one that needs nothing worked out per request (no Connection,
-        # Upgrade, Max-Forwards, forwarding fields or credentials) is looked
-        # up, not worked out again.
+        # one that needs nothing worked out per request (no Upgrade,
+        # Max-Forwards, forwarding fields or credentials) is looked up, not
+        # worked out again; with the forwarding fields, for each client
+        # address (by the connection's own address, which client_address
+        # is made from).
         key = tuple(headers)
         known = self._request_fields.get(key)
         if known is not None:
-            kept = list(known[0])
             credentials = False
-            if self._forwarding is not None:
-                self._add_forwarding(pex, kept, known[1], None)
+            if self._forwarding is None:
+                kept = list(known[0])
+            else:
+                try:
+                    peer: Optional[str] = pex.server_exchange.connection.tcp.host
+                except AttributeError:
+                    peer = None
+                full = known[2].get(peer)
+                if full is None:
+                    full = self._forwarded_head(pex, known, peer)
+                kept = list(full)
         else:
             made = self._end_to_end_request(pex, headers, key)
             if made is None:  # answered
@@ -731,13 +765,14 @@ class HttpProxy(EventEmitter):
         version = pex.server_exchange.req_version
         kept.append(self._via.get(version) or self._via_field(version))
         pex.headers = kept
-        try:
-            self.request_hook(pex)
-        except Exception as exc:
-            self._hook_failed(pex, exc)
-            return
-        if pex._finished:  # answered by the hook
-            return
+        if self._hooks_request:
+            try:
+                self.request_hook(pex)
+            except Exception as exc:
+                self._hook_failed(pex, exc)
+                return
+            if pex._finished:  # answered by the hook
+                return
         if credentials:
             # RFC 9110 11.7.2: they were for this proxy; never forwarded.
             pex.headers = [f for f in pex.headers if f[0].lower() != b"proxy-authorization"]
@@ -775,8 +810,9 @@ class HttpProxy(EventEmitter):
             lower = field[0].lower()
             if lower in special:
                 if lower == b"connection":
+                    # What it strips depends on the head alone (an Upgrade
+                    # it names is not plain): it does not stop the caching.
                     connection = True
-                    plain = False
                     kept.append(field)  # for strip_hop_by_hop, below
                 elif lower == b"upgrade":
                     plain = False
@@ -818,10 +854,6 @@ class HttpProxy(EventEmitter):
                 # this proxy are not forwarded.
                 continue
             kept.append(field)
-        if plain and not looped:
-            if len(self._request_fields) >= _HEAD_CACHE:
-                self._request_fields.clear()
-            self._request_fields[key] = (tuple(kept), host)
         if connection:
             # Connection is a list of tokens (RFC 9110 7.6.1): "upgrade" must
             # be one of them, not part of one ("x-noupgrade").
@@ -835,6 +867,10 @@ class HttpProxy(EventEmitter):
                 # A trusted proxy's forwarding fields too.
                 for token in tokens:
                     incoming.pop(token, None)
+        if plain and not looped:
+            if len(self._request_fields) >= _HEAD_CACHE:
+                self._request_fields.clear()
+            self._request_fields[key] = (tuple(kept), host, {})
         if pex._upgrade and upgrades is not None:
             kept.extend(upgrades)  # the client adds Connection: upgrade
         if looped:
@@ -961,7 +997,10 @@ class HttpProxy(EventEmitter):
         if cex is None or pex._finished:
             return
         try:
-            self._finish_request(pex, cex)
+            if self._rewrites_request:
+                self._finish_request(pex, cex)
+            else:  # what _finish_request comes to without a body hook
+                cex.request_done(trailers or [])
         except (ValueError, TypeError) as exc:
             self._hook_failed(pex, exc)
 
@@ -1029,11 +1068,12 @@ class HttpProxy(EventEmitter):
         # RFC 9110 7.6.3: the version the proxy received the response in.
         version = cex.res_version or b"1.1"
         fields.append(self._via.get(version) or self._via_field(version))
-        try:
-            status, phrase, fields = self.response_hook(pex, status, phrase, fields)
-        except Exception as exc:
-            self._hook_failed(pex, exc)
-            return
+        if self._hooks_response:
+            try:
+                status, phrase, fields = self.response_hook(pex, status, phrase, fields)
+            except Exception as exc:
+                self._hook_failed(pex, exc)
+                return
         if pex._finished:
             return
         pex._response_started = True
@@ -1043,7 +1083,10 @@ class HttpProxy(EventEmitter):
             # response; its pause(False) then comes to this exchange. (An
             # HTTP/2 stream is paused by its connection, which resumes only
             # the streams it paused.)
-            tcp = getattr(ex.connection, "tcp", None)
+            try:  # an attribute look-up, not a getattr() call
+                tcp: Optional[TcpConnection] = ex.connection.tcp
+            except AttributeError:
+                tcp = None
             if tcp is not None and tcp.write_buffered > tcp.write_high:
                 pex._down_paused = True
         if pex._down_paused:
@@ -1182,7 +1225,9 @@ class HttpProxy(EventEmitter):
         except Exception as exc:
             self._report(exc)
             ex.abort()
-        pex._done()
+        if not pex._finished:  # pex._done(), without the call
+            pex._finished = True
+            self._log(pex)
 
     def _upstream_error(self, pex: ProxyExchange, err: error.HttpError) -> None:
         if pex._finished:
@@ -1354,7 +1399,7 @@ class HttpProxy(EventEmitter):
             self.trusted_proxies if trusted_proxies is None else trusted_proxies,
             "trusted_proxies",
         )
-        self._trusted_cache: Dict[str, bool] = {}
+        self._trusted_cache: Dict[Optional[str], bool] = {}
         self._forwarding_made: Dict[Tuple[str, Optional[bytes]], RawHeaderListType] = {}
         if allow is None:
             allow = self.allow
@@ -1362,7 +1407,7 @@ class HttpProxy(EventEmitter):
             allow = _LOOPBACK
         self._allow = None if allow is None else _networks(allow, "allow")
         self.allow = self._allow
-        self._allow_cache: Dict[str, bool] = {}
+        self._allow_cache: Dict[Optional[str], bool] = {}
         if auth is None:
             auth = self.auth
         self._auth: Optional[Dict[bytes, bytes]] = None
@@ -1387,7 +1432,7 @@ class HttpProxy(EventEmitter):
         self._special = frozenset(special)
 
     def _address_in(self, address: Optional[str], networks: Tuple[_Network, ...],
-                    cache: Dict[str, bool]) -> bool:
+                    cache: Dict[Optional[str], bool]) -> bool:
         if address is None:
             return False
         verdict = cache.get(address)
@@ -1443,6 +1488,21 @@ class HttpProxy(EventEmitter):
             match = hmac.compare_digest(given, expected if expected is not None else _NO_DIGEST)
             return match and sep == b":" and expected is not None
         return False
+
+    def _forwarded_head(
+        self, pex: ProxyExchange,
+        known: Tuple[_Head, Optional[bytes], Dict[Optional[str], _Head]], peer: Optional[str],
+    ) -> _Head:
+        """A known head's fields with the forwarding fields for a client
+        (at ``peer``, its connection's address) added; kept in ``known``
+        (for at most _PEERS_PER_HEAD addresses)."""
+        kept = list(known[0])
+        self._add_forwarding(pex, kept, known[1], None)
+        by_peer = known[2]
+        if len(by_peer) >= _PEERS_PER_HEAD:
+            by_peer.clear()
+        full = by_peer[peer] = tuple(kept)
+        return full
 
     def _add_forwarding(
         self, pex: ProxyExchange, kept: RawHeaderListType, host: Optional[bytes],
@@ -1646,10 +1706,16 @@ class HttpProxy(EventEmitter):
         to the access logger when it is enabled for INFO)."""
         duration = _time.monotonic() - pex.started
         metrics = self.metrics
-        # Plain attributes and one C bisect: no lock (one thread), nothing
-        # allocated.
+        # Plain attributes: no lock (one thread), nothing allocated. Most
+        # exchanges take less than the first bucket's bound or two: a
+        # comparison or two; bisect for the rest.
         metrics.requests[(pex.status or 0) // 100] += 1
-        metrics.durations[bisect_left(DURATION_BUCKETS, duration)] += 1
+        if duration <= _FIRST_BOUND:
+            metrics.durations[0] += 1
+        elif duration <= _SECOND_BOUND:
+            metrics.durations[1] += 1
+        else:
+            metrics.durations[bisect_left(DURATION_BUCKETS, duration)] += 1
         metrics.duration_sum += duration
         metrics.bytes_out += pex._bytes_out
         metrics.bytes_in += pex._bytes_in
@@ -1671,8 +1737,15 @@ class HttpProxy(EventEmitter):
             else:
                 self.pool.done(index, status)
         stream = self.access_log
-        if stream is None and not access_logger.isEnabledFor(logging.INFO):
-            return
+        if stream is None:
+            # What isEnabledFor would say, from logging's own cache of it
+            # (emptied by logging whenever levels change), without the
+            # call; the call when the cache has no answer.
+            enabled = _ACCESS_ENABLED.get(logging.INFO)
+            if enabled is None:
+                enabled = access_logger.isEnabledFor(logging.INFO)
+            if not enabled or access_logger.disabled:
+                return
         ex = pex.server_exchange
         line = self._access_format.line(
             pex.client_address, ex.method, ex.uri, ex.req_version, pex.status,
