@@ -706,6 +706,20 @@ class PoolTests(ClientTestCase):
             with self.assertRaises(error.BadHeaderError):
                 exchange.request_start("GET", server.url("/p"), [("X-A", "1\x00")])
 
+    def test_headers_that_are_not_pairs_raise(self):
+        # A dict, listed, is its names: two-letter ones would unpack as
+        # name and value ("XY" -> "X: Y") and reach the wire.
+        server = self.raw(answer_each(OK))
+        for headers in ({"XY": "a", "Ab": "b"}, {"Accept": "x"}, ["XY"], [b"XY"],
+                        [("a", "b", "c")], [("X-A",)], [3]):
+            exchange = self.client.exchange()
+            with self.assertRaises(error.BadHeaderError, msg=headers):
+                exchange.request_start("GET", server.url(), headers)
+        self.assertEqual(server.conns, [])  # nothing reached the wire
+        # Pairs as lists are pairs.
+        self.assertDone(self.fetch(server.url(), headers=[["X-A", "1"]]))
+        self.assertIn(b"X-A: 1\r\n", server.conns[0].data)
+
     def test_header_subclass_is_not_taken_from_the_cache(self):
         class Sly(str):
             def __eq__(self, other):

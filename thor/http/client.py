@@ -1451,6 +1451,21 @@ _request_heads: Dict[Tuple[Any, Any, Tuple[Any, ...]], _KnownRequest] = {}
 _REQUEST_HEADS_MAX = 256
 
 
+def _field_pair(field: Any) -> Tuple[Any, Any]:
+    """A request field that is not a 2-tuple, as (name, value); raises
+    BadHeaderError for what is not one (a str would unpack as its
+    characters: a dict of headers, listed, gives its names)."""
+    if isinstance(field, (str, bytes, bytearray)):
+        raise error.BadHeaderError(
+            "a field is a (name, value) pair, not %r (headers are a list of pairs, "
+            "not a dict)" % (field,))
+    try:
+        name, value = field
+    except (TypeError, ValueError):
+        raise error.BadHeaderError("a field is a (name, value) pair: %r" % (field,)) from None
+    return name, value
+
+
 # For _KnownRequest.matches: no field is known.
 _UNKNOWN = itertools.repeat(None)
 
@@ -1639,7 +1654,11 @@ class HttpClientExchange(EventEmitter):
         connection: Optional[List[bytes]] = None  # the Connection values
         expect = False
         special = _REQUEST_SPECIAL
-        for name, value in headers:
+        for field in headers:
+            if field.__class__ is tuple and len(field) == 2:
+                name, value = field
+            else:
+                name, value = _field_pair(field)
             raw, lower = _field_name(name)
             if value.__class__ is bytes:
                 value = value.strip(b" \t")
