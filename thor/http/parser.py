@@ -691,7 +691,7 @@ class HttpParser:
     def expect_response(self, method: Union[bytes, str]) -> None:
         """Client side: a request with ``method`` was sent; its response is
         expected after those of earlier calls."""
-        if isinstance(method, str):
+        if method.__class__ is not bytes and isinstance(method, str):
             method = method.encode("latin-1")
         self._expected.append(method)
 
