@@ -992,6 +992,26 @@ class TunnelTest(ServerTestCase):
         exchange.on("request_done", done)
         return tunnels
 
+    def test_end_before_the_tunnel_follows_half_close_set_after_it(self):
+        # The client sends its CONNECT and ends its output before the
+        # application answers; the new owner sets half_close after
+        # tunnel(): it hears 'end', and may still answer.
+        done = []
+        self.handler = lambda ex: ex.on("request_done", lambda trailers: done.append(ex))
+        client = self.client()
+        client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nhi")
+        self.run_until(lambda: done)
+        client.half_close()
+        self.run_until(lambda: done[0].connection._peer_ended)
+        exchange = done[0]
+        exchange.response_start(200, "OK", [])
+        exchange.response_done()
+        tcp, buffered = exchange.tunnel()
+        tcp.half_close = True
+        tcp.on("end", lambda: (tcp.write(b"bye " + buffered), tcp.close()))
+        self.run_until(lambda: client.eof)
+        self.assertTrue(bytes(client.data).endswith(b"\r\n\r\nbye hi"))
+
     def test_connect_hands_over_the_connection(self):
         tunnels = []
         self.handler = lambda ex: tunnels.append(self.echo_tunnel(ex, 200, "Connection Established", [("Content-Length", "99")]))

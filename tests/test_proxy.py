@@ -161,9 +161,9 @@ class ProxyTestCase(LoopTestCase):
 
 
 class SpliceTest(LoopTestCase):
-    def test_an_end_closes_the_tunnel_once_sent(self):
-        # TcpConnection cannot pass a half-close on: an end (half_close on)
-        # closes both sides, after what each was sent, as a close does.
+    def pairs(self, b_class=None):
+        """Two spliced connections over socketpairs, half_close on; their
+        peers (non-blocking sockets), and the list of closes."""
         from thor.http.proxy import splice
         from thor.tcp import TcpConnection
 
@@ -171,29 +171,64 @@ class SpliceTest(LoopTestCase):
         b_peer, b_sock = socket.socketpair()
         for sock in (a_peer, b_peer):
             self.addCleanup(sock.close)
+            sock.setblocking(False)
         a = TcpConnection(a_sock, "a", 0, self.loop)
-        b = TcpConnection(b_sock, "b", 0, self.loop)
-        a.half_close = True
+        b = (b_class or TcpConnection)(b_sock, "b", 0, self.loop)
+        a.half_close = b.half_close = True
         closed = []
         a.on("close", lambda: closed.append("a"))
         b.on("close", lambda: closed.append("b"))
         splice(a, b)
-        a_peer.sendall(b"ping")
-        a_peer.shutdown(socket.SHUT_WR)
-        b_peer.setblocking(False)
+        return a_peer, b_peer, closed
+
+    @staticmethod
+    def reader(sock):
+        """read(): True once ``sock`` has read its end; ``read.got``."""
         got = []
 
-        def read_b():
+        def read():
             try:
-                chunk = b_peer.recv(65536)
+                chunk = sock.recv(65536)
             except BlockingIOError:
                 return False
             got.append(chunk)
             return chunk == b""
 
-        self.run_until(lambda: read_b() and len(closed) == 2)
-        self.assertEqual(b"".join(got), b"ping")
-        self.assertEqual(sorted(closed), ["a", "b"])
+        read.got = got
+        return read
+
+    def test_an_end_is_passed_on_as_a_half_close(self):
+        # A's peer ends its output: B's peer reads the end, and its answer
+        # still reaches A's peer; B's peer's end then closes both.
+        a_peer, b_peer, closed = self.pairs()
+        read_a, read_b = self.reader(a_peer), self.reader(b_peer)
+        a_peer.sendall(b"ping")
+        a_peer.shutdown(socket.SHUT_WR)
+        self.run_until(read_b)
+        self.assertEqual(b"".join(read_b.got), b"ping")
+        self.assertEqual(closed, [])
+        b_peer.sendall(b"answer after the end")
+        self.run_until(lambda: (read_a(), b"".join(read_a.got))[1] == b"answer after the end")
+        self.assertEqual(closed, [])
+        b_peer.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: read_a() and len(closed) == 2)
+        self.assertEqual(b"".join(read_a.got), b"answer after the end")
+
+    def test_an_end_toward_a_side_that_cannot_half_close_closes_both(self):
+        # TLS cannot half-close: both sides close once what each was sent
+        # has been written, as before.
+        from thor.tcp import TcpConnection
+
+        class NoHalfClose(TcpConnection):
+            def can_write_eof(self):
+                return False
+
+        a_peer, b_peer, closed = self.pairs(NoHalfClose)
+        read_a, read_b = self.reader(a_peer), self.reader(b_peer)
+        a_peer.sendall(b"ping")
+        a_peer.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: read_b() and read_a() and len(closed) == 2)
+        self.assertEqual(b"".join(read_b.got), b"ping")
 
 
 class ForwardTest(ProxyTestCase):
@@ -443,6 +478,27 @@ class ConnectTest(ProxyTestCase):
         self.run_until(lambda: accepted and (read() or b"\r\n\r\n" in b"".join(got)))
         self.assertTrue(b"".join(got).startswith(b"HTTP/1.1 200 "))
         return sock, read
+
+    def test_the_clients_half_close_reaches_the_target(self):
+        # The client ends its output and waits for the answer (as a
+        # netcat -N does): the target reads the end, and what it sends
+        # after it still comes back, then its close ends the tunnel.
+        target, accepted = self.tcp_target(echo=True)
+
+        def answer_the_end(conn):
+            conn.half_close = True
+            conn.on("end", lambda: self.loop.schedule(
+                0.05, lambda: (conn.write(b"[eof-seen]"), conn.close())))
+
+        target.on("connect", answer_the_end)
+        proxy = self.proxy(connect_ports=[target.port])
+        sock, read = self.open_tunnel(proxy, target, accepted)
+        del read.got[:]
+        sock.sendall(b"hello")
+        sock.shutdown(socket.SHUT_WR)
+        self.run_until(read)
+        self.assertEqual(b"".join(read.got), b"hello[eof-seen]")
+        self.run_until(lambda: proxy.open_tunnels == 0 and not proxy._tunnels)
 
     def test_close_cuts_tunnels(self):
         # The server forgets a connection it hands over to a tunnel: the

@@ -240,6 +240,33 @@ class TranslationTest(ProxyH2TestCase):
         self.run_until(lambda: not conns[1].tcp_connected)
         self.assertFalse(client.closed)
 
+    def test_end_stream_is_a_half_close_toward_the_target(self):
+        # RFC 9113 8.5: the client's END_STREAM is the TCP FIN; what the
+        # target sends after it still comes back, until its own close.
+        server = thor.TcpServer("127.0.0.1", 0, self.loop)
+        self.addCleanup(server.close)
+        conns = []
+
+        def connect(conn):
+            conns.append(conn)
+            conn.half_close = True
+            conn.on("data", conn.write)
+            conn.on("end", lambda: self.loop.schedule(
+                0.05, lambda: (conn.write(b"[eof-seen]"), conn.close())))
+            conn.pause(False)
+
+        server.on("connect", connect)
+        self.addCleanup(lambda: [c.abort() for c in conns] and None)
+        forward = self.proxy(connect_ports=[server.port])
+        client = self.h2(forward)
+        sid = self.connect_stream(client, server.port)
+        client.h2.send_data(sid, b"hello", end_stream=True)
+        client.flush()
+        self.run_until(lambda: client.ended(sid))
+        self.assertEqual(client.of(sid, StreamReset), [])
+        self.assertEqual(self.received(client, sid), b"hello[eof-seen]")
+        self.run_until(lambda: forward.open_tunnels == 0)
+
     def test_http2_tunnels_in_the_open_tunnels_gauge(self):
         target, conns = self.echo_target()
         forward = self.proxy(connect_ports=[target.port])

@@ -102,6 +102,31 @@ class ForwardingTest(OpsTestCase):
         self.assertEqual(self.seen_fields("forwarded"),
                          [b'for=127.0.0.1;proto=http;host="app.example:8080"'])
 
+    def test_an_absolute_form_targets_authority_is_the_host(self):
+        # RFC 9112 3.2.2: the target's authority replaces Host, in both
+        # modes: the forwarding fields name it, not the Host sent.
+        origin = self.origin()
+        proxy = self.proxy(upstreams=[self.url(origin)])
+        answer = self.raw(proxy.port, b"GET http://app.example/x HTTP/1.1\r\n"
+                                      b"Host: other.example\r\nConnection: close\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer)
+        self.assertEqual(self.seen[-1][2], b"/x")
+        self.assertEqual(self.seen_fields("x-forwarded-host"), [b"app.example"])
+        self.assertEqual(self.seen_fields("forwarded"),
+                         [b"for=127.0.0.1;proto=http;host=app.example"])
+        # The same head again (the proxy remembers heads): the same answer.
+        self.raw(proxy.port, b"GET http://app2.example/x HTTP/1.1\r\n"
+                             b"Host: other.example\r\nConnection: close\r\n\r\n")
+        self.assertEqual(self.seen_fields("x-forwarded-host"), [b"app2.example"])
+        forward = self.proxy(forwarded=["x-forwarded-host", "forwarded"])
+        target = b"127.0.0.1:%d" % origin.port
+        self.raw(forward.port, b"GET http://%s/y HTTP/1.1\r\nHost: other.example\r\n"
+                               b"Connection: close\r\n\r\n" % target)
+        self.assertEqual(self.seen[-1][2], b"/y")
+        self.assertEqual(self.seen_fields("x-forwarded-host"), [target])
+        self.assertEqual(self.seen_fields("forwarded"),
+                         [b'for=127.0.0.1;proto=http;host="%s"' % target])
+
     def test_forged_fields_from_an_untrusted_client_never_reach_the_origin(self):
         origin = self.origin()
         proxy = self.proxy(upstreams=[self.url(origin)])

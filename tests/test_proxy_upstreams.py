@@ -243,6 +243,32 @@ class PoolTest(ProxyTestCase):
         self.assertFalse(proxy.pool.upstreams[0].down)
         self.assertEqual(proxy.pool.upstreams[0].failures, 3)
 
+    def test_a_request_the_client_refuses_is_400_and_not_the_upstreams_fault(self):
+        # The proxy's HttpClient refuses the request before sending anything
+        # (here a UrlError: a hook made a target it cannot take): the
+        # request is at fault, not the upstream (no failure counted, no
+        # retry), and the client is not shown the upstream's URL.
+        a, b = self.origin("a"), self.origin("b")
+
+        class Proxy(HttpProxy):
+            max_fails = 1
+
+            def request_hook(self, pex):
+                if pex.uri.endswith(b"/bad"):
+                    pex.uri = b"ftp" + pex.uri[4:]
+
+        proxy = self.proxy(Proxy, upstreams=[self.url(a), self.url(b)])
+        url = "http://127.0.0.1:%d/" % proxy.port
+        for _ in range(2):
+            result = self.fetch(url + "bad")
+            self.assertEqual(result["status"], b"400")
+            self.assertNotIn(b"127.0.0.1", result["body"])
+        self.assertEqual([(up.failures, up.down) for up in proxy.pool.upstreams],
+                         [(0, False), (0, False)])
+        self.assertEqual([up.active for up in proxy.pool.upstreams], [0, 0])
+        self.assertEqual(self.names(), [])
+        self.assertEqual(self.fetch(url)["status"], b"200")
+
     def test_refused_any_method_is_retried_once_per_upstream(self):
         dead = ["http://127.0.0.1:%d" % refusing_port(self) for _ in range(2)]
         a = self.origin("a")

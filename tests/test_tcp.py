@@ -4,6 +4,7 @@ import errno
 import gc
 import os
 import socket
+import ssl
 import unittest
 from unittest import mock
 
@@ -1049,6 +1050,109 @@ class TestLingeringClose(TcpTestCase):
         self.run_until(lambda: ends)
         conn.close(linger=5)  # nothing more can come: closed at once
         self.run_until(lambda: got.closes, timeout=1)
+
+
+class TestWriteEof(TcpTestCase):
+    """write_eof(): a half-close of thor's own side; reading goes on."""
+
+    def served(self, half_close=False):
+        server = self.server()
+        sock = socket.create_connection((self.host, server.port))
+        peer = RawPeer(sock, self.loop)
+        self.addCleanup(peer.close)
+        self.run_until(lambda: self.accepted)
+        conn = self.accepted[0]
+        conn.half_close = half_close
+        return peer, conn
+
+    def test_output_ends_and_the_answer_still_comes(self):
+        # What was queued goes first, then the end of file; the peer's
+        # answer to that end is still delivered; its own end closes.
+        peer, conn = self.served()
+        got = Recorder(conn)
+        payload = os.urandom(8 << 20)  # more than the socket takes at once
+        conn.write(payload)
+        self.assertGreater(conn.write_buffered, 0)
+        self.assertTrue(conn.can_write_eof())
+        conn.write_eof()
+        conn.write(b"dropped")  # as after close()
+        self.assertIn("output ended", repr(conn))
+        self.run_until(lambda: peer.eof)
+        self.assertEqual(bytes(peer.data), payload)
+        self.assertIsNone(peer.error)
+        self.assertTrue(conn.tcp_connected)
+        peer.sock.sendall(b"answer after the end")
+        self.run_until(lambda: got.count("data"))
+        self.assertEqual(got.events, [("data", b"answer after the end")])
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"answer after the end"), ("close",)])
+        self.assertIsNone(conn.error)
+        self.assertEqual(self.loop.fd_count(), 1)  # the listener
+
+    def test_reading_paused_then_resumed(self):
+        # Paused when both ends are shut (epoll's HUP): the data and the
+        # end still come once unpaused.
+        peer, conn = self.served()
+        got = Recorder(conn, unpause=False)
+        conn.write_eof()
+        self.run_until(lambda: peer.eof)
+        peer.sock.sendall(b"late")
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.assertLess(self.idle(), 10, "spinning on the HUP while paused")
+        self.assertEqual(got.events, [])
+        conn.pause(False)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("data", b"late"), ("close",)])
+
+    def test_after_the_peer_ended_it_closes(self):
+        peer, conn = self.served(half_close=True)
+        got = Recorder(conn)
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("end"))
+        conn.write(b"last words")
+        conn.write_eof()
+        self.run_until(lambda: peer.eof and got.count("close"))
+        self.assertEqual(bytes(peer.data), b"last words")
+        self.assertEqual(got.events, [("end",), ("close",)])
+
+    def test_half_close_peer_end_after_write_eof_closes(self):
+        # Nothing is left either way: no 'end' to wait on a close for.
+        peer, conn = self.served(half_close=True)
+        got = Recorder(conn)
+        conn.write_eof()
+        self.run_until(lambda: peer.eof)
+        peer.sock.shutdown(socket.SHUT_WR)
+        self.run_until(lambda: got.count("close"))
+        self.assertEqual(got.events, [("close",)])
+
+    def test_close_after_write_eof_ends_the_input(self):
+        peer, conn = self.served()
+        got = Recorder(conn)
+        conn.write_eof()
+        self.run_until(lambda: peer.eof)
+        conn.close()
+        self.run_until(lambda: got.count("close"))
+        conn.write_eof()  # closed: nothing happens
+        self.assertEqual(got.events, [("close",)])
+
+    def test_tls_refuses(self):
+        from tests.support import make_cert
+        from thor.tls import TlsConnection
+
+        certfile, keyfile = make_cert("localhost")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        a, b = socket.socketpair()
+        self.addCleanup(b.close)
+        tls = context.wrap_socket(a, server_side=True, do_handshake_on_connect=False)
+        conn = TlsConnection(tls, "x", 0, self.loop)
+        self.addCleanup(conn.abort)
+        self.assertFalse(conn.can_write_eof())
+        with self.assertRaises(NotImplementedError):
+            conn.write_eof()
+        self.assertEqual(repr(conn).count("output ended"), 0)
+        conn.write(b"")  # still open for output
 
 
 class TestBackpressure(TcpTestCase):

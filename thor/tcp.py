@@ -14,20 +14,25 @@ Theory of operation
   (``write``, ``close``, ``abort``) ends the connection, it is emitted on the
   next pass of the loop, never inside that call.
 - Peer EOF stops reading; what is queued still goes out; then the
-  connection closes. thor never half-closes its own side. With
+  connection closes. thor half-closes its own side only when asked
+  (``write_eof``, and a lingering close). With
   ``half_close`` set, peer EOF instead emits ``end`` and the connection
   stays open for writing until the application closes it (a server still
   owes a client that shut its side the answers to what it sent, RFC 9112
   section 9.6).
-- Epoll reports HUP once both directions are shut, which for TCP (thor never
-  shuts its own side) means a reset, and for a socketpair a peer that is
-  gone; data still in the kernel is read first. HUP cannot be masked, so
+- Epoll reports HUP once both directions are shut, which for TCP (unless
+  thor shut its own side: ``write_eof``) means a reset, and for a
+  socketpair a peer that is gone; data still in the kernel is read first. HUP cannot be masked, so
   while the application has reading paused, the connection stops watching
   its fd (instead of spinning on the HUP) and watches it again on
   ``pause(False)``, when reading finds the rest and then the end. HUP with
   an error is a reset: the connection closes at once. HUP after the peer's
   EOF means that writing is over too, so the connection closes (it would
   otherwise sit half-closed, unwatched, until the application next wrote).
+- ``write_eof`` marks the output as closing (``_closing``, so that writes
+  are dropped without a test on the hot path) with ``_eof_out`` set:
+  reading goes on, the write side is shut once the queue drains, and the
+  connection closes when the peer's end comes too (or has come).
 - A connection that a failure ends (a reset, a failed send) keeps that
   ``OSError`` in ``error``, so that the layer above can say "reset" rather
   than "closed"; an orderly end leaves it None.
@@ -171,7 +176,7 @@ class TcpConnection(EventSource):
         "socket", "host", "port", "tcp_connected", "error", "_loop", "_fd",
         "_interest", "_buffer", "_recv", "_send", "_closing", "_read_eof",
         "_write_paused", "_server", "_hup", "_ended", "_peer", "sent_at", "_half_close",
-        "_linger",
+        "_linger", "_eof_out",
     )
 
     # An event's lone listener is kept as itself (see thor.events): 'data'
@@ -214,6 +219,7 @@ class TcpConnection(EventSource):
         self._peer: Optional[Address] = None
         self.sent_at = 0.0
         self._linger = 0.0  # close(linger=): seconds to drop input after
+        self._eof_out = False  # write_eof(): output ends, input goes on
         sock.setblocking(False)
         _set_nodelay(sock)
         self._recv: Callable[[int], Optional[bytes]] = sock.recv
@@ -224,6 +230,8 @@ class TcpConnection(EventSource):
         state = []
         if not self.tcp_connected:
             state.append("closed")
+        elif self._eof_out:
+            state.append("output ended")
         elif self._closing:
             state.append("closing")
         elif self._ended:
@@ -341,7 +349,9 @@ class TcpConnection(EventSource):
         if not buffer:
             self.event_del("fd_writable")
             if self._closing or self._read_eof and not self._ended:
-                if self._linger:
+                if self._eof_out and not self._read_eof:
+                    self._shut_write()  # write_eof: reading goes on
+                elif self._linger:
                     self._start_linger()
                 else:
                     self._close_now(True, True)
@@ -434,7 +444,7 @@ class TcpConnection(EventSource):
         """Stop (True) or start (False) ``data`` events."""
         if paused:
             self.event_del("fd_readable")
-        elif not self._closing and not self._read_eof:
+        elif (not self._closing or self._eof_out) and not self._read_eof:
             if self._hup:
                 # Watch the fd again; the HUP comes back with READ.
                 self._hup = False
@@ -456,7 +466,9 @@ class TcpConnection(EventSource):
         sends is read and dropped until it closes its side, or for at most
         ``linger`` seconds."""
         if self._closing:
-            return
+            if not self._eof_out:
+                return
+            self._eof_out = False  # after write_eof: now the input too
         self._closing = True
         if linger is not None and linger > 0 and not self._read_eof:
             self._linger = linger
@@ -466,6 +478,42 @@ class TcpConnection(EventSource):
             self._start_linger()
         else:
             self._close_now(False, True)
+
+    def can_write_eof(self) -> bool:
+        """Whether ``write_eof`` can end the output alone: True for TCP,
+        False under TLS (see ``write_eof``)."""
+        return True
+
+    def write_eof(self) -> None:
+        """End the output, keeping the input open (a TCP half-close; the
+        names are asyncio's): once everything queued has been sent, the
+        write side is shut (the peer reads the end of file), while ``data``
+        events go on (``pause`` still controls them). ``write`` after it
+        does nothing, as after ``close``. When the peer's end of file has
+        come too (before or after), nothing is left in either direction
+        and the connection closes: ``close`` is emitted, after ``end``
+        only if that was emitted before ``write_eof``. ``close()`` or
+        ``abort()`` after it end the input too. A no-op once the
+        connection is closing or closed.
+
+        TLS has no half-close that Python's ssl module can make (sending
+        close_notify and reading on: ``unwrap`` also waits for the peer's,
+        and would take its data as an error), so under TLS
+        (``can_write_eof()`` False) this raises NotImplementedError, as
+        asyncio's TLS transports do, and sends nothing: the caller
+        decides between ``close`` and carrying on."""
+        if not self.can_write_eof():
+            raise NotImplementedError("TLS cannot end its output alone: close() instead")
+        if self._closing:
+            return
+        self._closing = True
+        self._eof_out = True
+        if self._buffer:
+            return  # _flush shuts the write side once it is all sent
+        if self._read_eof:
+            self._close_now(False, True)
+        else:
+            self._shut_write()
 
     def _start_linger(self) -> None:
         """Everything is sent: shut the write side, and hand the fd to a

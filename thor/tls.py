@@ -147,6 +147,10 @@ class TlsConnection(TcpConnection):
             return False
         return True
 
+    def can_write_eof(self) -> bool:
+        # See TcpConnection.write_eof: Python's ssl cannot half-close.
+        return False
+
     def _shut_write(self) -> None:
         # A TCP half-close under TLS would tear its records (the SSL object
         # forgets the socket); a lingering close reads on through TLS and

@@ -725,6 +725,12 @@ class HttpProxy(EventEmitter):
                         uri = (parts.path or "/").encode("ascii") + (
                             b"?" + parts.query.encode("ascii") if parts.query else b""
                         )
+                    if parts.netloc:
+                        # RFC 9112 3.2.2: the target's authority, not Host,
+                        # is the request's host (as nginx takes it): what
+                        # X-Forwarded-Host and Forwarded's host= say.
+                        headers = _with_host(
+                            headers, parts.netloc.rpartition("@")[2].encode("ascii"))
             index = self.pool.pick()
             pex.upstream = index
             pex.uri = self.upstreams[index] + uri
@@ -736,6 +742,13 @@ class HttpProxy(EventEmitter):
                             "This is a forward proxy: requests need an absolute URL.\n")
                 return
             pex.uri = target
+        elif self._forwarding is not None:
+            # As in reverse mode: the URL's authority is the host the
+            # forwarding fields name (and the one the client sends as Host).
+            authority = uri[uri.find(b"//") + 2:]
+            for end in (b"/", b"?", b"#"):
+                authority = authority.partition(end)[0]
+            headers = _with_host(headers, authority.rpartition(b"@")[2])
         # A client sends the same head again and again: what is passed on of
         # one that needs nothing worked out per request (no Upgrade,
         # Max-Forwards, forwarding fields or credentials) is looked up, not
@@ -1232,6 +1245,9 @@ class HttpProxy(EventEmitter):
     def _upstream_error(self, pex: ProxyExchange, err: error.HttpError) -> None:
         if pex._finished:
             return
+        if isinstance(err, error.ApplicationError):
+            self._not_sent(pex, err)
+            return
         index = pex.upstream
         # Down before this failure: the pool's WARNING told the operator.
         known = index is not None and self.pool.upstreams[index].down
@@ -1255,6 +1271,27 @@ class HttpProxy(EventEmitter):
         self._failure_detail(pex, str(err), known)
         pex._respond(status, phrase, [(b"Content-Type", b"text/plain")],
                      "%s %s: %s\n" % (status, phrase, _short_reason(err)))
+
+    def _not_sent(self, pex: ProxyExchange, err: error.HttpError) -> None:
+        """The client emitted an ApplicationError: it refused the request
+        the proxy made (a UrlError: a target it cannot take; a
+        BadHeaderError: fields HTTP/2 cannot carry) before any of it went
+        upstream, or a listener of the proxy's raised (ListenerError, which
+        the client has reported). Neither is the upstream's failure: it is
+        not counted against it (passive health) nor retried elsewhere. The
+        request is at fault (400), or the proxy (500); the client is told
+        the kind, not the detail (the upstream's URL)."""
+        if pex._response_started:
+            pex.server_exchange.abort()
+            pex._done()
+            return
+        log.debug("%s %s not forwarded: %s", proxylog.escape(pex.method),
+                  proxylog.escape(pex.uri[:200]), err)
+        if isinstance(err, error.ListenerError):
+            pex._respond(500, "Internal Server Error", [], "")
+        else:
+            pex._respond(400, "Bad Request", [(b"Content-Type", b"text/plain")],
+                         "The request cannot be forwarded: %s.\n" % err.desc)
 
     def _hook_failed(self, pex: ProxyExchange, exc: Exception) -> None:
         """A hook raised: a bug in it is reported to the loop's
@@ -1681,6 +1718,10 @@ class HttpProxy(EventEmitter):
     ) -> None:
         tunnels = self._tunnels
         for tcp in (a, b):
+            # An end of input is passed on as a half-close (splice): a
+            # client that ends its output may still wait for the answer
+            # (a half-close is not the close of RFC 9110 9.3.6).
+            tcp.half_close = True
             tunnels.add(tcp)
             tcp.on("close", partial(tunnels.discard, tcp))
         self.open_tunnels += 1
@@ -1779,9 +1820,12 @@ def splice(
     first), and the same for ``b_buffered``. When one side cannot take more
     (its write buffer is above its high-water mark), reading from the other
     stops until it drains. When one side closes, the other is closed once
-    what it was sent has been written; so it is when one side ends its
-    input (``end``, for a connection with ``half_close``), TcpConnection
-    having no way to pass a half-close on.
+    what it was sent has been written. When one side's peer ends its
+    output (``end``, for a connection with ``half_close``), the end is
+    passed on as a half-close of the other side (``write_eof``), and what
+    comes back still flows until that side ends too, which closes both;
+    where the other side cannot half-close (TLS), both are closed once
+    what each was sent has been written.
     """
     if a_buffered:
         b.write(a_buffered)
@@ -1943,9 +1987,10 @@ class _StreamTunnel(EventEmitter):
     ``open()``.
 
     The target's close ends the stream (END_STREAM); the client's
-    END_STREAM closes the target once what it sent is written (TCP
-    half-close cannot be passed on, as in ``splice``); a reset stream or
-    a lost client connection closes the target.
+    END_STREAM is a TCP half-close toward the target once what it sent is
+    written (RFC 9113 8.5: END_STREAM is the FIN), after which what the
+    target sends still comes back as DATA until it closes; a reset stream
+    or a lost client connection closes the target.
 
     Emits: data(chunk) (either way), close() (the tunnel is over): for
     _TunnelWatch.
@@ -1995,8 +2040,12 @@ class _StreamTunnel(EventEmitter):
             self.emit("data", chunk)
 
     def request_done(self, trailers: RawHeaderListType) -> None:
-        if self.tcp is not None:
-            self.tcp.close()
+        tcp = self.tcp
+        if tcp is not None:
+            if tcp.can_write_eof():
+                tcp.write_eof()  # its end (and close) ends the stream
+            else:
+                tcp.close()
 
     def pause(self, paused: bool) -> None:
         if self.tcp is not None and not self.over:
@@ -2056,8 +2105,35 @@ class _StreamTunnel(EventEmitter):
 
 
 def _ended(ended: TcpConnection, other: TcpConnection) -> None:
-    other.close()
-    ended.close()
+    """``ended``'s peer will send nothing more: so ``other``'s peer is
+    told. Its answer still flows back; ``other`` closes once its peer ends
+    too (write_eof), and its close closes ``ended`` (splice)."""
+    if other.can_write_eof():
+        other.write_eof()
+    else:
+        other.close()
+        ended.close()
+
+
+def _with_host(headers: RawHeaderListType, authority: bytes) -> RawHeaderListType:
+    """``headers`` with one Host field, saying ``authority``, in the place
+    of the first (at the end if there was none); ``headers`` itself when it
+    says that already (the usual case)."""
+    fields: RawHeaderListType = []
+    seen = False
+    for field in headers:
+        if field[0].lower() == b"host":
+            if seen:
+                continue
+            seen = True
+            if field[1].strip() != authority:
+                field = (field[0], authority)
+        fields.append(field)
+    if not seen:
+        fields.append((b"Host", authority))
+    elif fields == headers:
+        return headers
+    return fields
 
 
 def _connection_tokens(headers: RawHeaderListType) -> Set[bytes]:

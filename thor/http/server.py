@@ -1183,7 +1183,7 @@ class HttpServerConnection(thor.loop.LazyTimer):
         if self._peer_ended:
             # The client ended its side before the tunnel began: the new
             # owner hears it as the transport would tell it, next pass.
-            self.loop.schedule(0, _end_if_open if tcp.half_close else _close_if_open, tcp)
+            self.loop.schedule(0, _ended_before_tunnel, tcp)
         return tcp, leftover
 
 
@@ -1607,18 +1607,16 @@ class HttpServerExchange(ServerExchangeBase):
         self.connection.abort()
 
 
-def _end_if_open(tcp: TcpConnection) -> None:
-    """A tunnel's 'end', unless its new owner has closed it meanwhile."""
+def _ended_before_tunnel(tcp: TcpConnection) -> None:
+    """The client ended its input before tunnel(): its new owner hears
+    'end' if it set half_close meanwhile (read now, not at tunnel()),
+    else the transport closes once what was written is sent, as it
+    would have; unless the owner has closed it already."""
     if tcp.tcp_connected:
-        tcp.emit("end")
-
-
-def _close_if_open(tcp: TcpConnection) -> None:
-    """A tunnel's end of input, without half_close: the transport would
-    have closed once its output was sent (its new owner has had the pass
-    in which tunnel() returned to write)."""
-    if tcp.tcp_connected:
-        tcp.close()
+        if tcp.half_close:
+            tcp.emit("end")
+        else:
+            tcp.close()
 
 
 def _listed(headers: Optional[HeaderInput]) -> Fields:
