@@ -284,6 +284,8 @@ class ForwardingTest(OpsTestCase):
         self.assertEqual(status, 200)
 
     def test_bad_settings_raise_at_the_call(self):
+        watched = self.loop.fd_count()
+        self.addCleanup(lambda: self.assertEqual(self.loop.fd_count(), watched))  # none left listening
         with self.assertRaisesRegex(ValueError, "forwarded"):
             HttpProxy("127.0.0.1", 0, self.loop, forwarded=["x-real-ip"])
         with self.assertRaisesRegex(ValueError, "trusted_proxies"):

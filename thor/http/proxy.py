@@ -602,7 +602,13 @@ class HttpProxy(EventEmitter):
         self.open_tunnels = 0  # tunnels (not connections) open: the metrics' gauge
         self._failure_log = proxylog.FailureLog(log, self.loop)
         self._via_name: Optional[bytes] = None
-        self._setup_access(forwarded, trusted_proxies, allow, auth, tls_context is not None)
+        try:
+            self._setup_access(forwarded, trusted_proxies, allow, auth, tls_context is not None)
+        except BaseException:
+            # A bad setting raises here, after the server was made: it must
+            # not keep listening (nor leak its socket) behind the exception.
+            self.server.close()
+            raise
 
     def _on_start(self) -> None:
         self.emit("start")
