@@ -830,6 +830,15 @@ class H2ServerExchange(ServerExchangeBase):
         self.method = method
         self.uri = uri
         self.req_hdrs = headers
+        # Read on every request (see thor.http.server.ServerExchangeBase).
+        self._request = _RECEIVING
+        self._response = _UNANSWERED
+        self._input_paused = False
+        self._gone = False
+        self._no_body = False
+        self._left = None
+        self._out_paused = False
+        self._held = None
 
     def __repr__(self) -> str:
         return "<H2ServerExchange %d %s %s>" % (
