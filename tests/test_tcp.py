@@ -107,6 +107,18 @@ class TcpTestCase(LoopTestCase):
         """Let the loop run for a while; how many passes it made."""
         return idle(self.loop, seconds)
 
+    def served(self, half_close=False):
+        """A raw client (RawPeer) connected to a thor server; the server's
+        end, with ``half_close`` set before it reads anything."""
+        server = self.server()
+        sock = socket.create_connection((self.host, server.port))
+        peer = RawPeer(sock, self.loop)
+        self.addCleanup(peer.close)
+        self.run_until(lambda: self.accepted)
+        conn = self.accepted[0]
+        conn.half_close = half_close
+        return peer, conn
+
 
 class TestConnect(TcpTestCase):
     def test_echo(self):
@@ -749,17 +761,7 @@ class RawPeer(EventSource):
 
 class TestHalfClose(TcpTestCase):
     def served(self, half_close=True):
-        """A raw client connected to a thor server; the server's end, with
-        ``half_close`` set before it reads anything."""
-        server = self.server()
-        sock = socket.create_connection((self.host, server.port))
-        peer = RawPeer(sock, self.loop)
-        self.addCleanup(peer.close)
-        self.run_until(lambda: self.accepted)
-        conn = self.accepted[0]
-        if half_close:
-            conn.half_close = True
-        return peer, conn
+        return TcpTestCase.served(self, half_close)
 
     def ended(self, sock, conn, request=b""):
         """Record ``conn`` while ``sock``, the other end, sends ``request``
@@ -977,14 +979,6 @@ class TestLingeringClose(TcpTestCase):
     """close(linger=): the answer reaches a peer that is still sending
     (RFC 9112 9.6), and the linger is bounded."""
 
-    def served(self):
-        server = self.server()
-        sock = socket.create_connection((self.host, server.port))
-        peer = RawPeer(sock, self.loop)
-        self.addCleanup(peer.close)
-        self.run_until(lambda: self.accepted)
-        return peer, self.accepted[0]
-
     def flood(self, peer, size):
         """Send what the socket takes of ``size`` bytes; how much it took."""
         sent = 0
@@ -1055,15 +1049,6 @@ class TestLingeringClose(TcpTestCase):
 class TestWriteEof(TcpTestCase):
     """write_eof(): a half-close of thor's own side; reading goes on."""
 
-    def served(self, half_close=False):
-        server = self.server()
-        sock = socket.create_connection((self.host, server.port))
-        peer = RawPeer(sock, self.loop)
-        self.addCleanup(peer.close)
-        self.run_until(lambda: self.accepted)
-        conn = self.accepted[0]
-        conn.half_close = half_close
-        return peer, conn
 
     def test_output_ends_and_the_answer_still_comes(self):
         # What was queued goes first, then the end of file; the peer's

@@ -784,18 +784,22 @@ class HttpProxy(EventEmitter):
         version = pex.server_exchange.req_version
         kept.append(self._via.get(version) or self._via_field(version))
         pex.headers = kept
-        if self._hooks_request:
-            try:
-                self.request_hook(pex)
-            except Exception as exc:
-                self._hook_failed(pex, exc)
-                return
-            if pex._finished:  # answered by the hook
-                return
+        if self._hooks_request and not self._request_hooked(pex):
+            return
         if credentials:
             # RFC 9110 11.7.2: they were for this proxy; never forwarded.
             pex.headers = [f for f in pex.headers if f[0].lower() != b"proxy-authorization"]
         self._forward(pex)
+
+    def _request_hooked(self, pex: ProxyExchange) -> bool:
+        """Call request_hook; whether the request goes on (False: the hook
+        answered it, or failed and that was answered)."""
+        try:
+            self.request_hook(pex)
+        except Exception as exc:
+            self._hook_failed(pex, exc)
+            return False
+        return not pex._finished
 
     def _end_to_end_request(
         self, pex: ProxyExchange, headers: RawHeaderListType, key: _Head,
@@ -1625,12 +1629,7 @@ class HttpProxy(EventEmitter):
             pex.respond(405, "Method Not Allowed", [(b"Content-Type", b"text/plain")],
                         "CONNECT is not allowed on a reverse proxy.\n")
             return
-        try:
-            self.request_hook(pex)
-        except Exception as exc:
-            self._hook_failed(pex, exc)
-            return
-        if pex._finished:  # answered by the hook
+        if not self._request_hooked(pex):
             return
         host, sep, port = pex.uri.rpartition(b":")
         host = host.strip(b"[]")
