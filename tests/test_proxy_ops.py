@@ -205,13 +205,14 @@ class ForwardingTest(OpsTestCase):
             ("x-forwarded_host", "evil.example"), ("X-Real-IP", "6.6.6.7"),
             ("x_real_ip", "6.6.6.8"), ("X-Forwarded-Port", "443"),
             ("X-Forwarded-Prefix", "/admin"), ("X_Forwarded-Prefix", "/root"),
+            ("X-Forwarded-Server", "internal.example"),
         ]
         status, _, _ = self.request(proxy.port, "GET", "/", forged)
         self.assertEqual(status, 200)
         names = {n.lower().replace(b"_", b"-") for n, v in self.seen[-1][3]}
         self.assertFalse(names & {b"x-real-ip", b"x-forwarded-port", b"x-forwarded-prefix"})
         seen = b"\n".join(b"%s: %s" % field for field in self.seen[-1][3])
-        for value in (b"6.6.6", b"https", b"evil", b"/admin", b"/root"):
+        for value in (b"6.6.6", b"https", b"evil", b"/admin", b"/root", b"internal"):
             self.assertNotIn(value, seen)
         self.assertEqual(self.seen_fields("x-forwarded-for"), [b"127.0.0.1"])
         # From a trusted proxy the dashed names pass on; the underscore
@@ -221,6 +222,7 @@ class ForwardingTest(OpsTestCase):
         self.assertEqual(self.seen_fields("x-real-ip"), [b"6.6.6.7"])
         self.assertEqual(self.seen_fields("x-forwarded-prefix"), [b"/admin"])
         self.assertEqual(self.seen_fields("x-forwarded-port"), [b"443"])
+        self.assertEqual(self.seen_fields("x-forwarded-server"), [b"internal.example"])
         self.assertEqual(self.seen_fields("x-forwarded-for"), [b"127.0.0.1"])
         self.assertFalse([n for n, v in self.seen[-1][3] if b"_" in n])
         # Sending none: a transparent proxy leaves them all alone.

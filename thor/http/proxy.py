@@ -164,7 +164,8 @@ def _spellings(names: Iterable[str]) -> Iterable[bytes]:
 # the dashed names are kept; the underscore ones, which no proxy sends,
 # never are.
 _FORWARDING = frozenset(_spellings(
-    FORWARDING_FIELDS + ("x-forwarded-port", "x-forwarded-prefix", "x-real-ip")
+    FORWARDING_FIELDS
+    + ("x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "x-real-ip")
 ))
 # The duration histogram's first bounds, compared with before any bisect.
 _FIRST_BOUND, _SECOND_BOUND = DURATION_BUCKETS[:2]
