@@ -381,6 +381,32 @@ class TestTlsHalfClose(TlsTestCase):
         self.assertEqual(got.events, [("data", b"request"), ("end",), ("close",)])
         self.assertEqual(self.loop.fd_count(), 1)  # the listener
 
+    def test_lingering_close_reads_through_tls(self):
+        # close(linger=) under TLS: no half-close (Python's ssl has none),
+        # but what the peer still sends is read and dropped, so the answer
+        # is not reset away; the peer's close ends it.
+        peer, conn = self.served(half_close=False)
+        got = Recorder(conn)
+        conn.pause(False)
+        peer.sock.sendall(b"request")
+        self.run_until(lambda: got.count("data"))
+        conn.pause(True)
+        for _ in range(64):  # input thor does not read before its close
+            try:
+                peer.sock.send(b"u" * 16384)
+            except ssl.SSLWantWriteError:
+                break
+        conn.write(b"answer")
+        conn.close(linger=5)
+        self.run_until(lambda: bytes(peer.data) == b"answer")
+        self.assertEqual(got.count("close"), 0)  # lingering
+        self.assertTrue(conn.tcp_connected)
+        send_close_notify(peer.sock)
+        peer.sock.close()
+        peer.unregister_fd()
+        self.run_until(lambda: got.count("close"))
+        self.assertIsNone(conn.error)
+
     def test_tls12_end_closes(self):
         # RFC 5246 7.2.1: close_notify is answered at once, with one's own.
         peer, conn = self.served(maximum_version=ssl.TLSVersion.TLSv1_2)
